@@ -1,0 +1,94 @@
+//! The TCP client: outbound connections on the same engine as the server.
+
+use crate::config::EngineConfig;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::server::ShutdownReport;
+use crate::stats::Stats;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    config: EngineConfig,
+}
+
+impl ClientBuilder {
+    /// Number of I/O workers (default: available parallelism).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n;
+        self
+    }
+
+    /// Provided receive buffers per worker: `count` (a power of two) of `size` bytes.
+    pub fn recv_buffers(mut self, count: u16, size: u32) -> Self {
+        self.config.recv_buffers = count;
+        self.config.recv_buffer_size = size;
+        self
+    }
+
+    /// Set TCP_NODELAY on connections (default: true).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.config.nodelay = on;
+        self
+    }
+
+    /// Time a connect may take before `on_connect_failed(.., ConnectTimeout)` (default 10 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.config.connect_timeout = d;
+        self
+    }
+
+    /// Replace every engine setting at once.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Start the workers; connections are then opened with [`Client::connect`].
+    pub fn start<H: Handler>(self, handler: H) -> Result<Client<H>, Error> {
+        let (engine, _) = Engine::start(self.config, &[], handler)?;
+        Ok(Client { engine })
+    }
+}
+
+/// An engine with no listeners that opens outbound connections. Dropping it shuts it down
+/// with no flush deadline.
+pub struct Client<H> {
+    engine: Engine<H>,
+}
+
+impl Client<()> {
+    /// Start building a client engine.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Start a one-worker client engine with default settings and connect once: the
+    /// shortest path to a single outbound connection.
+    pub fn connect<H: Handler>(addr: SocketAddr, handler: H) -> Result<Client<H>, Error> {
+        let client = Client::builder().workers(1).start(handler)?;
+        client.connect(addr, 0)?;
+        Ok(client)
+    }
+}
+
+impl<H: Handler> Client<H> {
+    /// Connect asynchronously to `addr` (round robin over the workers). Success runs
+    /// `on_open` on the worker; failure runs `on_connect_failed(token, addr, reason)`.
+    pub fn connect(&self, addr: SocketAddr, token: u64) -> Result<(), Error> {
+        self.engine.connect(addr, token)
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+
+    /// Flush every queue until `deadline` has passed, close everything, stop the workers.
+    pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        self.engine.shutdown(deadline)
+    }
+}

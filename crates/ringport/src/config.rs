@@ -1,0 +1,62 @@
+//! Engine settings shared by servers and clients, with their documented defaults.
+
+use std::time::Duration;
+
+/// Settings of the I/O engine (workers, rings, buffers). Servers and clients share them.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Number of I/O workers. Default: the available parallelism.
+    pub workers: usize,
+    /// Submission-queue entries per worker ring. Default: 1024.
+    pub ring_entries: u32,
+    /// Completion-queue entries per worker ring. Default: 16384 (multishot receives and
+    /// accepts post many completions per submission).
+    pub cq_entries: u32,
+    /// Provided receive buffers per worker (a power of two, at most 32768). Default: 1024.
+    pub recv_buffers: u16,
+    /// Size of each provided receive buffer in bytes. Default: 4096. Receive memory per
+    /// worker is `recv_buffers * recv_buffer_size` (4 MiB by default), whatever the number
+    /// of connections.
+    pub recv_buffer_size: u32,
+    /// Set TCP_NODELAY on every connection. Default: true.
+    pub nodelay: bool,
+    /// Listen backlog. Default: 1024.
+    pub backlog: i32,
+    /// Time an outbound connect may take before it fails with
+    /// [`crate::CloseReason::ConnectTimeout`]. Default: 10 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ring_entries: 1024,
+            cq_entries: 16384,
+            recv_buffers: 1024,
+            recv_buffer_size: 4096,
+            nodelay: true,
+            backlog: 1024,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl EngineConfig {
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |m: &str| Err(crate::Error::Config(m.to_string()));
+        if self.workers == 0 || self.workers > 255 {
+            return bad("workers must be between 1 and 255");
+        }
+        if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
+            return bad("recv_buffers must be a power of two, at most 32768");
+        }
+        if self.recv_buffer_size < 64 {
+            return bad("recv_buffer_size must be at least 64 bytes");
+        }
+        if self.ring_entries < 8 || self.cq_entries < self.ring_entries {
+            return bad("ring_entries must be >= 8 and cq_entries >= ring_entries");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! The per-callback connection context (`Conn`) and the cross-thread handle (`ConnRef`).
+
+use crate::engine::mailbox::{Mailbox, Message};
+use crate::error::{CloseReason, SendError};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Identifies a connection: its worker, slot and slot generation. Never reused while the
+/// connection lives, and a later connection in the same slot gets a new generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    pub(crate) fn new(worker: u8, slot: u32, gen: u32) -> ConnId {
+        ConnId((worker as u64) << 56 | ((gen as u64) & 0xff_ffff) << 32 | slot as u64)
+    }
+    pub(crate) fn worker(self) -> usize {
+        (self.0 >> 56) as usize
+    }
+    /// The raw 64-bit value (for logs and maps).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "w{}:s{}:g{}",
+            self.worker(),
+            self.0 as u32,
+            (self.0 >> 32) & 0xff_ffff
+        )
+    }
+}
+
+/// Send data up to this size is copied into a shared tail buffer instead of queued as its
+/// own `Bytes`, so many small sends gather into few iovecs.
+const COALESCE_MAX: usize = 512;
+
+/// What the handler asked the engine to do with the connection's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseRequest {
+    None,
+    /// Flush the queue, then close with this reason.
+    AfterFlush(CloseReason),
+    /// Close now; queued bytes are undelivered.
+    Now(CloseReason),
+}
+
+/// The connection context lent to every callback. It lives on the connection's worker.
+#[derive(Debug)]
+pub struct Conn {
+    pub(crate) id: ConnId,
+    pub(crate) token: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: Option<SocketAddr>,
+    pub(crate) outbound: bool,
+    pub(crate) mailbox: Arc<Mailbox>,
+    /// Buffers waiting to be sent, oldest first. The in-flight send covers a prefix.
+    pub(crate) queue: VecDeque<Bytes>,
+    /// Small sends copied together; moved to `queue` before each send is submitted.
+    pub(crate) tail: BytesMut,
+    /// Bytes in `queue` plus `tail`.
+    pub(crate) queued: usize,
+    pub(crate) close: CloseRequest,
+    pub(crate) shutdown_write: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        id: ConnId,
+        token: u64,
+        peer: SocketAddr,
+        outbound: bool,
+        mailbox: Arc<Mailbox>,
+    ) -> Conn {
+        Conn {
+            id,
+            token,
+            peer,
+            local: None,
+            outbound,
+            mailbox,
+            queue: VecDeque::new(),
+            tail: BytesMut::new(),
+            queued: 0,
+            close: CloseRequest::None,
+            shutdown_write: false,
+        }
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// For an outbound connection, the token given to `connect`; 0 for inbound ones.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// True for a connection this side opened with `connect`.
+    pub fn is_outbound(&self) -> bool {
+        self.outbound
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The local address (None if the OS would not say).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// Queue a copy of `data` for sending. Order is kept across `send` and `send_bytes`.
+    /// Ignored after [`Conn::abort`].
+    pub fn send(&mut self, data: &[u8]) {
+        if data.is_empty() || self.aborted() {
+            return;
+        }
+        if data.len() > COALESCE_MAX {
+            self.send_bytes(Bytes::copy_from_slice(data));
+            return;
+        }
+        self.tail.extend_from_slice(data);
+        self.queued += data.len();
+    }
+
+    /// Queue `data` for sending without copying it.
+    pub fn send_bytes(&mut self, data: Bytes) {
+        if data.is_empty() || self.aborted() {
+            return;
+        }
+        self.seal_tail();
+        self.queued += data.len();
+        self.queue.push_back(data);
+    }
+
+    /// Bytes queued and not yet handed to the kernel.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued
+    }
+
+    /// Close gracefully: stop reading, send what is queued, then close
+    /// ([`CloseReason::Local`]).
+    pub fn close(&mut self) {
+        if self.close == CloseRequest::None {
+            self.close = CloseRequest::AfterFlush(CloseReason::Local);
+        }
+    }
+
+    /// Close at once; queued bytes are dropped and counted as undelivered
+    /// ([`CloseReason::Aborted`]).
+    pub fn abort(&mut self) {
+        if !self.aborted() {
+            self.close = CloseRequest::Now(CloseReason::Aborted);
+        }
+    }
+
+    /// Shut the write side (send FIN) once the queue is flushed; reading goes on.
+    pub fn shutdown_write(&mut self) {
+        self.shutdown_write = true;
+    }
+
+    /// A handle to this connection that any thread may use to send or close.
+    pub fn handle(&self) -> ConnRef {
+        ConnRef {
+            id: self.id,
+            mailbox: self.mailbox.clone(),
+        }
+    }
+
+    fn aborted(&self) -> bool {
+        matches!(self.close, CloseRequest::Now(_))
+    }
+
+    /// Move the copied small sends into the queue as one buffer.
+    pub(crate) fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let chunk = self.tail.split().freeze();
+            self.queue.push_back(chunk);
+        }
+    }
+
+    pub(crate) fn has_unsent(&self) -> bool {
+        self.queued > 0
+    }
+}
+
+/// A handle to a connection, usable from any thread. Messages go through the owning
+/// worker's mailbox and are applied in the order they were posted.
+#[derive(Debug, Clone)]
+pub struct ConnRef {
+    id: ConnId,
+    mailbox: Arc<Mailbox>,
+}
+
+impl ConnRef {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Queue `data` for sending. If the connection has closed by the time the worker
+    /// reads the message, the bytes are counted in `Stats::late_sends`.
+    pub fn send(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.mailbox.post(Message::Send(self.id, data.into()))
+    }
+
+    /// Close gracefully (flush, then close), as [`Conn::close`].
+    pub fn close(&self) -> Result<(), SendError> {
+        self.mailbox.post(Message::Close(self.id))
+    }
+}

@@ -1,0 +1,112 @@
+//! The connection table: slots with generations. A slot is freed only by the engine once
+//! every operation of its connection has completed; freeing bumps the generation, so a
+//! completion or handle naming the old generation no longer finds anything.
+
+use super::user_data::GEN_MASK;
+
+struct Entry<T> {
+    gen: u32,
+    value: Option<T>,
+}
+
+/// A slab of `T` addressed by (slot, generation).
+pub(crate) struct Slab<T> {
+    entries: Vec<Entry<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    pub(crate) fn new() -> Slab<T> {
+        Slab {
+            entries: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Live values.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Store a value built from its (slot, generation); returns them.
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce(u32, u32) -> T) -> (u32, u32) {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.entries.push(Entry {
+                    gen: 0,
+                    value: None,
+                });
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let e = &mut self.entries[slot as usize];
+        debug_assert!(e.value.is_none());
+        e.value = Some(make(slot, e.gen));
+        self.len += 1;
+        (slot, e.gen)
+    }
+
+    /// The value in `slot` if it is live and of generation `gen`.
+    pub(crate) fn get_mut(&mut self, slot: u32, gen: u32) -> Option<&mut T> {
+        let e = self.entries.get_mut(slot as usize)?;
+        if e.gen != gen {
+            return None;
+        }
+        e.value.as_mut()
+    }
+
+    /// Free `slot` (of generation `gen`) and return its value; the slot's next tenant gets
+    /// a new generation.
+    pub(crate) fn remove(&mut self, slot: u32, gen: u32) -> Option<T> {
+        let e = self.entries.get_mut(slot as usize)?;
+        if e.gen != gen {
+            return None;
+        }
+        let v = e.value.take()?;
+        e.gen = (e.gen + 1) & GEN_MASK;
+        self.free.push(slot);
+        self.len -= 1;
+        Some(v)
+    }
+
+    /// (slot, generation) of every live value.
+    pub(crate) fn keys(&self) -> Vec<(u32, u32)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.value.is_some())
+            .map(|(i, e)| (i as u32, e.gen))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_slot_gets_new_generation_and_old_name_misses() {
+        let mut s = Slab::new();
+        let (slot, gen) = s.insert_with(|_, _| "first");
+        assert_eq!(s.remove(slot, gen), Some("first"));
+        let (slot2, gen2) = s.insert_with(|_, _| "second");
+        assert_eq!(slot2, slot, "the freed slot is reused");
+        assert_ne!(gen2, gen);
+        assert!(s.get_mut(slot, gen).is_none(), "a stale name finds nothing");
+        assert_eq!(s.get_mut(slot2, gen2).copied(), Some("second"));
+        assert!(s.remove(slot, gen).is_none(), "a stale name frees nothing");
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn keys_lists_live_entries_only() {
+        let mut s = Slab::new();
+        let a = s.insert_with(|_, _| 1);
+        let b = s.insert_with(|_, _| 2);
+        s.remove(a.0, a.1);
+        assert_eq!(s.keys(), vec![b]);
+    }
+}

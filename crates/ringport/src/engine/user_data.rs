@@ -1,0 +1,85 @@
+//! The 64-bit name of every submitted operation: what it is, which slot, which generation.
+//!
+//! Layout: `kind:8 | generation:24 | slot:32`. A completion is delivered only if its
+//! slot still holds the same generation; otherwise it is stale, counted and dropped.
+
+/// What an operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum OpKind {
+    /// Multishot accept; the slot field is the listener index.
+    Accept = 1,
+    /// Multishot receive of a connection.
+    Recv = 2,
+    /// The connection's one in-flight sendmsg.
+    Send = 3,
+    /// Outbound connect.
+    Connect = 4,
+    /// The connect's linked timeout.
+    ConnectTimeout = 5,
+    /// shutdown(SHUT_WR).
+    Shutdown = 6,
+    /// The final close of a connection's fd.
+    Close = 7,
+    /// The mailbox doorbell read.
+    Doorbell = 8,
+    /// A cancel request or a fire-and-forget close: its completion is ignored.
+    Ignore = 9,
+}
+
+impl OpKind {
+    fn from_u8(v: u8) -> Option<OpKind> {
+        Some(match v {
+            1 => OpKind::Accept,
+            2 => OpKind::Recv,
+            3 => OpKind::Send,
+            4 => OpKind::Connect,
+            5 => OpKind::ConnectTimeout,
+            6 => OpKind::Shutdown,
+            7 => OpKind::Close,
+            8 => OpKind::Doorbell,
+            9 => OpKind::Ignore,
+            _ => return None,
+        })
+    }
+}
+
+/// Generations wrap at 24 bits.
+pub(crate) const GEN_MASK: u32 = 0xff_ffff;
+
+/// Pack an operation name.
+pub(crate) fn encode(kind: OpKind, slot: u32, gen: u32) -> u64 {
+    (kind as u64) << 56 | ((gen & GEN_MASK) as u64) << 32 | slot as u64
+}
+
+/// Unpack an operation name; `None` for a kind this engine never submits.
+pub(crate) fn decode(user_data: u64) -> Option<(OpKind, u32, u32)> {
+    let kind = OpKind::from_u8((user_data >> 56) as u8)?;
+    Some((kind, user_data as u32, (user_data >> 32) as u32 & GEN_MASK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        for kind in [OpKind::Accept, OpKind::Recv, OpKind::Send, OpKind::Ignore] {
+            for (slot, gen) in [(0, 0), (u32::MAX, GEN_MASK), (12345, 678)] {
+                assert_eq!(decode(encode(kind, slot, gen)), Some((kind, slot, gen)));
+            }
+        }
+    }
+
+    #[test]
+    fn generation_wraps_at_24_bits() {
+        let ud = encode(OpKind::Recv, 7, GEN_MASK + 2);
+        assert_eq!(decode(ud), Some((OpKind::Recv, 7, 1)));
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected() {
+        assert_eq!(decode(0), None);
+        assert_eq!(decode(0xff << 56), None);
+    }
+}

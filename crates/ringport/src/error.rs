@@ -1,0 +1,95 @@
+//! Error and close-reason types.
+
+use std::io;
+
+/// Why a connection closed. Every close carries one; `on_close` and the stats see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The handler called [`crate::Conn::close`] and the queue was flushed.
+    Local,
+    /// The handler called [`crate::Conn::abort`]: closed at once, queue dropped.
+    Aborted,
+    /// The peer closed its side (read EOF) and the connection finished.
+    PeerClosed,
+    /// The peer reset the connection (ECONNRESET, EPIPE).
+    PeerReset,
+    /// A handler callback panicked; only this connection closed.
+    HandlerPanic,
+    /// Closed by a graceful shutdown after its queue was flushed.
+    Shutdown,
+    /// The shutdown deadline passed before the queue could be flushed.
+    ShutdownDeadline,
+    /// An outbound connect was refused (ECONNREFUSED).
+    ConnectRefused,
+    /// An outbound connect did not complete within the connect timeout.
+    ConnectTimeout,
+    /// Another I/O error; the value is the OS error number.
+    Io(i32),
+}
+
+impl CloseReason {
+    /// Every variant's short name, for per-reason counters and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CloseReason::Local => "local",
+            CloseReason::Aborted => "aborted",
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::PeerReset => "peer_reset",
+            CloseReason::HandlerPanic => "handler_panic",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::ShutdownDeadline => "shutdown_deadline",
+            CloseReason::ConnectRefused => "connect_refused",
+            CloseReason::ConnectTimeout => "connect_timeout",
+            CloseReason::Io(_) => "io_error",
+        }
+    }
+
+    /// Map a negative completion result (or an errno) to a reason.
+    pub(crate) fn from_errno(errno: i32) -> CloseReason {
+        match errno {
+            libc::ECONNRESET | libc::EPIPE => CloseReason::PeerReset,
+            libc::ECONNREFUSED => CloseReason::ConnectRefused,
+            libc::ETIMEDOUT | libc::ECANCELED => CloseReason::ConnectTimeout,
+            e => CloseReason::Io(e),
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Io(e) => write!(f, "io error: {}", io::Error::from_raw_os_error(*e)),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// Errors of the public API (starting, connecting, configuring).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An OS call failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// An address did not resolve to anything.
+    #[error("address {0:?} resolved to nothing")]
+    NoAddress(String),
+    /// The io_uring backend could not start (missing feature or refused by the kernel).
+    #[error("io_uring backend unavailable: {0}")]
+    Backend(String),
+    /// The engine has stopped; its workers no longer take work.
+    #[error("the engine has stopped")]
+    Stopped,
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Why a [`crate::ConnRef`] could not take a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The owning worker has stopped.
+    #[error("the connection's worker has stopped")]
+    WorkerStopped,
+}

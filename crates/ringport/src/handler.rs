@@ -1,0 +1,54 @@
+//! The callbacks a user implements: one `Handler` value is shared by every worker; the
+//! per-connection state is its `Session`.
+
+use crate::conn::Conn;
+use crate::error::CloseReason;
+use std::net::SocketAddr;
+
+/// The verdict of [`Handler::on_accept`] on a new inbound connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// Keep the connection: `on_open` follows.
+    Accept,
+    /// Close it at once; no other callback runs for it.
+    Reject,
+}
+
+/// Per-connection callbacks, run on the connection's worker thread, one at a time, in
+/// event order.
+///
+/// A panic inside any callback is caught: it closes that connection only with
+/// [`CloseReason::HandlerPanic`], is counted in [`crate::Stats::handler_panics`], and the
+/// worker keeps serving.
+pub trait Handler: Send + Sync + 'static {
+    /// Per-connection user state (the "per-handle data" of the classic IOCP servers).
+    type Session: 'static;
+
+    /// Veto a new inbound connection before any other callback. Default: accept.
+    fn on_accept(&self, _peer: SocketAddr) -> Accept {
+        Accept::Accept
+    }
+
+    /// The connection is open (accepted, or an outbound connect succeeded).
+    fn on_open(&self, conn: &mut Conn) -> Self::Session;
+
+    /// Bytes arrived. `data` is only valid during the call; it is lent straight from the
+    /// worker's receive buffer ring.
+    fn on_data(&self, session: &mut Self::Session, conn: &mut Conn, data: &[u8]);
+
+    /// The peer shut its write side (read EOF). Default: finish sending, then close.
+    fn on_eof(&self, _session: &mut Self::Session, conn: &mut Conn) {
+        conn.close();
+    }
+
+    /// Everything queued for sending has been handed to the kernel.
+    fn on_drained(&self, _session: &mut Self::Session, _conn: &mut Conn) {}
+
+    /// The connection is closed; `conn.queued_bytes()` tells how many queued bytes were
+    /// not delivered. This is the last callback of a connection.
+    fn on_close(&self, session: Self::Session, conn: &Conn, reason: CloseReason);
+
+    /// An outbound connect (see [`crate::Client::connect`]) failed; `token` is the one
+    /// given to `connect`.
+    fn on_connect_failed(&self, _token: u64, _addr: SocketAddr, _reason: CloseReason) {}
+}

@@ -1,0 +1,50 @@
+//! ringport: a completion-port networking framework on io_uring.
+//!
+//! A few I/O workers (one per core by default) each own one io_uring. A connection lives
+//! on the worker that accepted (or connected) it for its whole life, so all of its
+//! callbacks run on one thread, one at a time, in event order. Receive memory comes from
+//! a per-worker provided-buffer ring: an idle connection pins no receive buffer.
+//!
+//! ```no_run
+//! use ringport::{CloseReason, Conn, Handler, Server};
+//! use std::time::Duration;
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     type Session = ();
+//!     fn on_open(&self, _conn: &mut Conn) {}
+//!     fn on_data(&self, _s: &mut (), conn: &mut Conn, data: &[u8]) {
+//!         conn.send(data);
+//!     }
+//!     fn on_close(&self, _s: (), _conn: &Conn, _why: CloseReason) {}
+//! }
+//!
+//! # fn main() -> Result<(), ringport::Error> {
+//! let server = Server::builder().listen("127.0.0.1:7007")?.start(Echo)?;
+//! println!("{:?}", server.stats());
+//! let report = server.shutdown(Duration::from_secs(5));
+//! assert_eq!(report.undelivered_bytes, 0);
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+mod client;
+mod config;
+mod conn;
+mod engine;
+mod error;
+mod handler;
+mod server;
+mod stats;
+mod sys;
+
+pub use bytes::Bytes;
+pub use client::{Client, ClientBuilder};
+pub use config::EngineConfig;
+pub use conn::{Conn, ConnId, ConnRef};
+pub use error::{CloseReason, Error, SendError};
+pub use handler::{Accept, Handler};
+pub use server::{Server, ServerBuilder, ShutdownReport};
+pub use stats::Stats;

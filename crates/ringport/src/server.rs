@@ -1,0 +1,123 @@
+//! The TCP server: listeners on the engine's workers.
+
+use crate::config::EngineConfig;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::stats::Stats;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// What a graceful shutdown achieved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections that were open when the shutdown began.
+    pub connections: u64,
+    /// Connections still unflushed at the deadline, closed with
+    /// [`crate::CloseReason::ShutdownDeadline`].
+    pub forced: u64,
+    /// Bytes accepted for sending that never reached the kernel, over the engine's life.
+    pub undelivered_bytes: u64,
+}
+
+/// Builds a [`Server`]: listeners first, then settings, then [`ServerBuilder::start`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerBuilder {
+    config: EngineConfig,
+    addrs: Vec<SocketAddr>,
+}
+
+impl ServerBuilder {
+    /// Add a listener (IPv4 or IPv6; port 0 picks a free port). May be called many times.
+    pub fn listen<A: ToSocketAddrs + std::fmt::Debug>(mut self, addr: A) -> Result<Self, Error> {
+        let first = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| Error::NoAddress(format!("{addr:?}")))?;
+        self.addrs.push(first);
+        Ok(self)
+    }
+
+    /// Number of I/O workers (default: available parallelism).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n;
+        self
+    }
+
+    /// Provided receive buffers per worker: `count` (a power of two) of `size` bytes.
+    pub fn recv_buffers(mut self, count: u16, size: u32) -> Self {
+        self.config.recv_buffers = count;
+        self.config.recv_buffer_size = size;
+        self
+    }
+
+    /// Set TCP_NODELAY on connections (default: true).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.config.nodelay = on;
+        self
+    }
+
+    /// Listen backlog (default: 1024).
+    pub fn backlog(mut self, n: i32) -> Self {
+        self.config.backlog = n;
+        self
+    }
+
+    /// Timeout of outbound connects made with [`Server::connect`] (default: 10 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.config.connect_timeout = d;
+        self
+    }
+
+    /// Replace every engine setting at once.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Bind the listeners, start the workers and serve with `handler`.
+    pub fn start<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
+        if self.addrs.is_empty() {
+            return Err(Error::Config("a server needs at least one listen address".into()));
+        }
+        let (engine, addrs) = Engine::start(self.config, &self.addrs, handler)?;
+        Ok(Server { engine, addrs })
+    }
+}
+
+/// A running server. Dropping it shuts it down with no flush deadline.
+pub struct Server<H> {
+    engine: Engine<H>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Server<()> {
+    /// Start building a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// The bound listen addresses, in the order they were added (ports resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+
+    /// Open an outbound connection on this server's workers, served by the same handler;
+    /// `token` comes back in [`crate::Conn::token`] or `on_connect_failed`.
+    pub fn connect(&self, addr: SocketAddr, token: u64) -> Result<(), Error> {
+        self.engine.connect(addr, token)
+    }
+
+    /// Stop accepting, flush every queue until `deadline` has passed, close everything,
+    /// stop the workers and report.
+    pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        self.engine.shutdown(deadline)
+    }
+}

@@ -1,0 +1,93 @@
+//! Live counters. Each worker owns one `WorkerStats` (only it writes); a snapshot sums them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of an engine's counters, summed over its workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The backend serving: "uring".
+    pub backend: &'static str,
+    /// Connections open now.
+    pub open: u64,
+    /// Inbound connections accepted (after the handler's veto).
+    pub accepted: u64,
+    /// Inbound connections the handler rejected.
+    pub rejected: u64,
+    /// Outbound connects that succeeded.
+    pub connected: u64,
+    /// Outbound connects that failed (refused, timed out, ...).
+    pub connect_failed: u64,
+    /// Connections closed (inbound and outbound).
+    pub closed: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Times a receive found the provided-buffer ring empty (ENOBUFS) and was re-armed.
+    pub enobufs: u64,
+    /// Completions whose connection generation no longer matched (dropped, not delivered).
+    pub stale_completions: u64,
+    /// Handler callbacks that panicked.
+    pub handler_panics: u64,
+    /// Bytes accepted for sending that were never sent (the close reason says why).
+    pub undelivered_bytes: u64,
+    /// Sends through a `ConnRef` that arrived after the connection had closed.
+    pub late_sends: u64,
+    /// Times the completion queue overflowed into the kernel's backlog (none lost).
+    pub cq_overflows: u64,
+}
+
+/// One worker's counters.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    pub open: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub connected: AtomicU64,
+    pub connect_failed: AtomicU64,
+    pub closed: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub enobufs: AtomicU64,
+    pub stale_completions: AtomicU64,
+    pub handler_panics: AtomicU64,
+    pub undelivered_bytes: AtomicU64,
+    pub late_sends: AtomicU64,
+    pub cq_overflows: AtomicU64,
+}
+
+/// Add `n` to a counter only its worker writes (a plain load and store, no locked op).
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl Stats {
+    pub(crate) fn sum<'a>(
+        backend: &'static str,
+        workers: impl IntoIterator<Item = &'a WorkerStats>,
+    ) -> Stats {
+        let mut s = Stats {
+            backend,
+            ..Stats::default()
+        };
+        for w in workers {
+            s.open += w.open.load(Relaxed);
+            s.accepted += w.accepted.load(Relaxed);
+            s.rejected += w.rejected.load(Relaxed);
+            s.connected += w.connected.load(Relaxed);
+            s.connect_failed += w.connect_failed.load(Relaxed);
+            s.closed += w.closed.load(Relaxed);
+            s.bytes_in += w.bytes_in.load(Relaxed);
+            s.bytes_out += w.bytes_out.load(Relaxed);
+            s.enobufs += w.enobufs.load(Relaxed);
+            s.stale_completions += w.stale_completions.load(Relaxed);
+            s.handler_panics += w.handler_panics.load(Relaxed);
+            s.undelivered_bytes += w.undelivered_bytes.load(Relaxed);
+            s.late_sends += w.late_sends.load(Relaxed);
+            s.cq_overflows += w.cq_overflows.load(Relaxed);
+        }
+        s
+    }
+}

@@ -1,0 +1,53 @@
+//! Socket creation and queries through socket2 (no unsafe needed here).
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// A listening socket for one worker. Every worker binds the same address with
+/// SO_REUSEPORT, so the kernel spreads new connections over the workers' accept queues.
+pub(crate) fn listener(addr: SocketAddr, backlog: i32, nodelay: bool) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: no per-connection
+    // setsockopt call.
+    sock.set_nodelay(nodelay)?;
+    sock.bind(&addr.into())?;
+    sock.listen(backlog)?;
+    Ok(sock)
+}
+
+/// A fresh socket for an outbound connection to `addr`.
+pub(crate) fn for_connect(addr: SocketAddr, nodelay: bool) -> io::Result<OwnedFd> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_nodelay(nodelay)?;
+    Ok(sock.into())
+}
+
+/// The peer address of a connected socket.
+pub(crate) fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
+    SockRef::from(fd).peer_addr().ok()?.as_socket()
+}
+
+/// The local address of a socket.
+pub(crate) fn local_addr(fd: &OwnedFd) -> Option<SocketAddr> {
+    SockRef::from(fd).local_addr().ok()?.as_socket()
+}
+
+/// Take ownership of a descriptor an accept completion returned.
+pub(crate) fn adopt_accepted(fd: i32) -> OwnedFd {
+    debug_assert!(fd >= 0);
+    // SAFETY: a non-negative accept result is a new descriptor the kernel just installed
+    // for us; nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Make the next close of this socket send RST instead of FIN (SO_LINGER 0).
+pub(crate) fn set_linger_zero(fd: &OwnedFd) -> io::Result<()> {
+    SockRef::from(fd).set_linger(Some(std::time::Duration::ZERO))
+}

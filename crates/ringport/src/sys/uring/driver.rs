@@ -1,0 +1,342 @@
+//! `Uring`: one worker's ring with a safe submission API. Every operation that lends
+//! memory to the kernel keeps that memory here until its completion has been drained.
+
+use super::probe;
+use crate::sys::Completion;
+use bytes::Bytes;
+use io_uring::{opcode, squeue, types, IoUring};
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Most iovecs one sendmsg may carry (Linux UIO_MAXIOV).
+const IOV_MAX: usize = 1024;
+
+/// An in-flight sendmsg: the header and iovecs the kernel reads, and clones of the
+/// buffers they point into (so the bytes outlive the operation whatever the engine does).
+struct SendOp {
+    hdr: libc::msghdr,
+    iov: Vec<libc::iovec>,
+    held: Vec<Bytes>,
+}
+
+/// An in-flight connect: the address and the linked timeout's timespec.
+struct ConnectOp {
+    addr: socket2::SockAddr,
+    timeout: types::Timespec,
+}
+
+/// A worker's io_uring.
+pub(crate) struct Uring {
+    ring: IoUring,
+    setup: &'static str,
+    /// Completions reaped while making room in a full submission queue.
+    backlog: Vec<Completion>,
+    sends: Vec<Option<Box<SendOp>>>,
+    spare_sends: Vec<Box<SendOp>>,
+    connects: Vec<Option<Box<ConnectOp>>>,
+    /// The doorbell read's 8-byte target.
+    doorbell: Box<u64>,
+    doorbell_armed: bool,
+    overflow_seen: u32,
+}
+
+impl Uring {
+    /// Set up a ring with `sq` submission and `cq` completion entries.
+    pub(crate) fn new(sq: u32, cq: u32) -> io::Result<Uring> {
+        let (ring, setup) = probe::build_ring(sq, cq)?;
+        Ok(Uring {
+            ring,
+            setup,
+            backlog: Vec::new(),
+            sends: Vec::new(),
+            spare_sends: Vec::new(),
+            connects: Vec::new(),
+            doorbell: Box::new(0),
+            doorbell_armed: false,
+            overflow_seen: 0,
+        })
+    }
+
+    /// The setup flags the kernel accepted.
+    pub(crate) fn setup_name(&self) -> &'static str {
+        self.setup
+    }
+
+    pub(crate) fn ring(&self) -> &IoUring {
+        &self.ring
+    }
+
+    /// Queue an entry, flushing the submission queue to the kernel if it is full.
+    ///
+    /// # Safety
+    /// Every pointer in `entry` must stay valid until the operation's final completion.
+    unsafe fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: the caller guarantees the entry's memory outlives the operation.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return;
+            }
+            self.make_room();
+        }
+    }
+
+    /// Make room for `n` entries pushed back to back (for linked pairs).
+    fn reserve(&mut self, n: usize) {
+        while self.ring.submission().capacity() - self.ring.submission().len() < n {
+            self.make_room();
+        }
+    }
+
+    fn make_room(&mut self) {
+        match self.ring.submit() {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap_into_backlog(),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "io_uring submit failed while the queue was full");
+                self.reap_into_backlog();
+            }
+        }
+    }
+
+    fn reap_into_backlog(&mut self) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        self.backlog.extend(cq.map(|c| Completion {
+            user_data: c.user_data(),
+            result: c.result(),
+            flags: c.flags(),
+        }));
+    }
+
+    /// Multishot accept on a listening socket.
+    pub(crate) fn accept_multi(&mut self, listener: RawFd, user_data: u64) {
+        let e = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the entry points to no memory.
+        unsafe { self.push(&e) }
+    }
+
+    /// Multishot receive into buffers of group `group`.
+    pub(crate) fn recv_multi(&mut self, fd: RawFd, group: u16, user_data: u64) {
+        let e = opcode::RecvMulti::new(types::Fd(fd), group)
+            .build()
+            .user_data(user_data);
+        // SAFETY: buffers come from the registered ring, owned by the worker's BufRing,
+        // which outlives every receive (the worker closes connections before dropping it).
+        unsafe { self.push(&e) }
+    }
+
+    /// Send a prefix of `queue` (up to IOV_MAX buffers) with one sendmsg; `key` names the
+    /// operation's memory until [`Uring::finish_send`]. Returns the bytes covered.
+    pub(crate) fn send(
+        &mut self,
+        key: u32,
+        fd: RawFd,
+        queue: &VecDeque<Bytes>,
+        user_data: u64,
+    ) -> usize {
+        let key = key as usize;
+        if self.sends.len() <= key {
+            self.sends.resize_with(key + 1, || None);
+        }
+        assert!(self.sends[key].is_none(), "one send in flight per key");
+        let mut op = self.spare_sends.pop().unwrap_or_else(|| {
+            Box::new(SendOp {
+                // SAFETY: msghdr is plain data; all-zero is its empty value.
+                hdr: unsafe { std::mem::zeroed() },
+                iov: Vec::new(),
+                held: Vec::new(),
+            })
+        });
+        let mut total = 0;
+        for buf in queue.iter().take(IOV_MAX) {
+            op.iov.push(libc::iovec {
+                iov_base: buf.as_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            });
+            total += buf.len();
+            op.held.push(buf.clone());
+        }
+        op.hdr.msg_iov = op.iov.as_mut_ptr();
+        op.hdr.msg_iovlen = op.iov.len() as _;
+        let e = opcode::SendMsg::new(types::Fd(fd), &op.hdr)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+            .user_data(user_data);
+        self.sends[key] = Some(op);
+        // SAFETY: the header, iovecs and the bytes they point into are held in
+        // `self.sends[key]` (a Box, so they do not move) until `finish_send(key)`, which
+        // the engine calls only after this send's completion.
+        unsafe { self.push(&e) }
+        total
+    }
+
+    /// Release the memory of the completed send named `key`.
+    pub(crate) fn finish_send(&mut self, key: u32) {
+        if let Some(mut op) = self.sends.get_mut(key as usize).and_then(Option::take) {
+            op.iov.clear();
+            op.held.clear();
+            self.spare_sends.push(op);
+        }
+    }
+
+    /// Connect `fd` to `addr`, failing with ECANCELED after `timeout`. The connect
+    /// completes with `user_data`, the timeout with `timeout_user_data`.
+    pub(crate) fn connect(
+        &mut self,
+        key: u32,
+        fd: RawFd,
+        addr: SocketAddr,
+        timeout: Duration,
+        user_data: u64,
+        timeout_user_data: u64,
+    ) {
+        let key = key as usize;
+        if self.connects.len() <= key {
+            self.connects.resize_with(key + 1, || None);
+        }
+        assert!(self.connects[key].is_none(), "one connect in flight per key");
+        let op = Box::new(ConnectOp {
+            addr: addr.into(),
+            timeout: types::Timespec::from(timeout),
+        });
+        let c = opcode::Connect::new(types::Fd(fd), op.addr.as_ptr().cast(), op.addr.len())
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(user_data);
+        let t = opcode::LinkTimeout::new(&op.timeout)
+            .build()
+            .user_data(timeout_user_data);
+        self.connects[key] = Some(op);
+        self.reserve(2);
+        // SAFETY: the address and timespec live in `self.connects[key]` (boxed) until
+        // `finish_connect(key)`, called after both completions.
+        unsafe {
+            self.push(&c);
+            self.push(&t);
+        }
+    }
+
+    /// Release the memory of the connect named `key` (after both its completions).
+    pub(crate) fn finish_connect(&mut self, key: u32) {
+        if let Some(slot) = self.connects.get_mut(key as usize) {
+            *slot = None;
+        }
+    }
+
+    /// Cancel the operation named `target`; the cancel itself completes with `user_data`.
+    pub(crate) fn cancel(&mut self, target: u64, user_data: u64) {
+        let e = opcode::AsyncCancel::new(target).build().user_data(user_data);
+        // SAFETY: the entry points to no memory.
+        unsafe { self.push(&e) }
+    }
+
+    /// Shut the write side of a socket.
+    pub(crate) fn shutdown_write(&mut self, fd: RawFd, user_data: u64) {
+        let e = opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the entry points to no memory.
+        unsafe { self.push(&e) }
+    }
+
+    /// Close a descriptor asynchronously; ownership passes to the kernel.
+    pub(crate) fn close(&mut self, fd: OwnedFd, user_data: u64) {
+        let e = opcode::Close::new(types::Fd(fd.into_raw_fd()))
+            .build()
+            .user_data(user_data);
+        // SAFETY: the entry points to no memory; the fd is no longer owned by anyone here.
+        unsafe { self.push(&e) }
+    }
+
+    /// Arm a read of the doorbell eventfd (one at a time).
+    pub(crate) fn arm_doorbell(&mut self, efd: RawFd, user_data: u64) {
+        if self.doorbell_armed {
+            return;
+        }
+        self.doorbell_armed = true;
+        let ptr: *mut u64 = &mut *self.doorbell;
+        let e = opcode::Read::new(types::Fd(efd), ptr.cast(), 8)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the 8-byte target is boxed in `self` and outlives the ring (the worker
+        // drains the doorbell read before dropping the ring, see `Drop`).
+        unsafe { self.push(&e) }
+    }
+
+    /// The doorbell read completed.
+    pub(crate) fn doorbell_done(&mut self) {
+        self.doorbell_armed = false;
+    }
+
+    /// True while the doorbell read is in flight.
+    pub(crate) fn doorbell_armed(&self) -> bool {
+        self.doorbell_armed
+    }
+
+    /// Submit what is queued and wait for at least one completion, or `timeout`.
+    /// Does not wait when completions are already waiting.
+    pub(crate) fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let ready = !self.backlog.is_empty() || !self.ring.completion().is_empty();
+        let res = if ready {
+            self.ring.submit()
+        } else if let Some(t) = timeout {
+            let ts = types::Timespec::from(t);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            self.ring.submitter().submit_with_args(1, &args)
+        } else {
+            self.ring.submit_and_wait(1)
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                // ETIME: the wait timed out; EBUSY: overflowed completions must be reaped
+                // first; EINTR: a signal. None loses anything: the caller drains next.
+                Some(libc::ETIME) | Some(libc::EBUSY) | Some(libc::EINTR) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Move every available completion into `out`. Returns how many times the
+    /// completion queue overflowed into the kernel's backlog since the last call.
+    pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) -> u32 {
+        out.append(&mut self.backlog);
+        let mut cq = self.ring.completion();
+        cq.sync();
+        let overflow = cq.overflow();
+        out.extend(cq.map(|c| Completion {
+            user_data: c.user_data(),
+            result: c.result(),
+            flags: c.flags(),
+        }));
+        let new = overflow.wrapping_sub(self.overflow_seen);
+        self.overflow_seen = overflow;
+        new
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        // Memory still lent to the kernel must not be freed: leak it. A clean worker exit
+        // leaves nothing in flight, so this only happens after an abnormal stop.
+        let lent_sends = self.sends.iter().filter(|s| s.is_some()).count();
+        let lent_connects = self.connects.iter().filter(|c| c.is_some()).count();
+        if lent_sends + lent_connects > 0 || self.doorbell_armed {
+            tracing::warn!(
+                lent_sends,
+                lent_connects,
+                "ring dropped with operations in flight; leaking their memory"
+            );
+            std::mem::forget(std::mem::take(&mut self.sends));
+            std::mem::forget(std::mem::take(&mut self.connects));
+            std::mem::forget(std::mem::replace(&mut self.doorbell, Box::new(0)));
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The io_uring backend: ring setup with feature probing, the provided-buffer ring, and
+//! a safe submission API whose operations own the memory they lend the kernel.
+
+mod buf_ring;
+mod driver;
+mod probe;
+
+pub(crate) use buf_ring::{BufId, BufRing};
+pub(crate) use driver::Uring;
