@@ -57,7 +57,7 @@ pub struct Conn {
     pub(crate) id: ConnId,
     pub(crate) token: u64,
     pub(crate) peer: SocketAddr,
-    pub(crate) local: Option<SocketAddr>,
+    pub(crate) fd: std::os::fd::RawFd,
     pub(crate) outbound: bool,
     pub(crate) mailbox: Arc<Mailbox>,
     /// Buffers waiting to be sent, oldest first. The in-flight send covers a prefix.
@@ -75,6 +75,7 @@ impl Conn {
         id: ConnId,
         token: u64,
         peer: SocketAddr,
+        fd: std::os::fd::RawFd,
         outbound: bool,
         mailbox: Arc<Mailbox>,
     ) -> Conn {
@@ -82,7 +83,7 @@ impl Conn {
             id,
             token,
             peer,
-            local: None,
+            fd,
             outbound,
             mailbox,
             queue: VecDeque::new(),
@@ -113,9 +114,9 @@ impl Conn {
         self.peer
     }
 
-    /// The local address (None if the OS would not say).
+    /// The local address (asked of the OS on each call; None if it would not say).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local
+        crate::sys::socket::local_addr_of(self.fd)
     }
 
     /// Queue a copy of `data` for sending. Order is kept across `send` and `send_bytes`.

@@ -78,7 +78,9 @@ impl ServerBuilder {
     /// Bind the listeners, start the workers and serve with `handler`.
     pub fn start<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
         if self.addrs.is_empty() {
-            return Err(Error::Config("a server needs at least one listen address".into()));
+            return Err(Error::Config(
+                "a server needs at least one listen address".into(),
+            ));
         }
         let (engine, addrs) = Engine::start(self.config, &self.addrs, handler)?;
         Ok(Server { engine, addrs })

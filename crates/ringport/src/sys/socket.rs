@@ -3,7 +3,7 @@
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// A listening socket for one worker. Every worker binds the same address with
 /// SO_REUSEPORT, so the kernel spreads new connections over the workers' accept queues.
@@ -34,9 +34,12 @@ pub(crate) fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     SockRef::from(fd).peer_addr().ok()?.as_socket()
 }
 
-/// The local address of a socket.
-pub(crate) fn local_addr(fd: &OwnedFd) -> Option<SocketAddr> {
-    SockRef::from(fd).local_addr().ok()?.as_socket()
+/// The local address of a socket the caller keeps open.
+pub(crate) fn local_addr_of(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: callers pass the fd of a live connection whose close is only submitted
+    // after its last callback, so the descriptor is open for this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    SockRef::from(&borrowed).local_addr().ok()?.as_socket()
 }
 
 /// Take ownership of a descriptor an accept completion returned.
@@ -45,9 +48,4 @@ pub(crate) fn adopt_accepted(fd: i32) -> OwnedFd {
     // SAFETY: a non-negative accept result is a new descriptor the kernel just installed
     // for us; nothing else owns it.
     unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-/// Make the next close of this socket send RST instead of FIN (SO_LINGER 0).
-pub(crate) fn set_linger_zero(fd: &OwnedFd) -> io::Result<()> {
-    SockRef::from(fd).set_linger(Some(std::time::Duration::ZERO))
 }

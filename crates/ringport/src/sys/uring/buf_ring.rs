@@ -63,12 +63,8 @@ impl BufRing {
         // SAFETY: the entries mapping lives as long as `this`, and `this` unregisters the
         // group in its Drop before unmapping (see Drop); the kernel reads entries only.
         unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                this.entries as u64,
-                count,
-                bgid,
-                0,
-            )?;
+            ring.submitter()
+                .register_buf_ring_with_flags(this.entries as u64, count, bgid, 0)?;
         }
         for bid in 0..count {
             this.push_entry(bid);

@@ -85,7 +85,10 @@ impl Uring {
 
     /// Make room for `n` entries pushed back to back (for linked pairs).
     fn reserve(&mut self, n: usize) {
-        while self.ring.submission().capacity() - self.ring.submission().len() < n {
+        while {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len() < n
+        } {
             self.make_room();
         }
     }
@@ -201,7 +204,10 @@ impl Uring {
         if self.connects.len() <= key {
             self.connects.resize_with(key + 1, || None);
         }
-        assert!(self.connects[key].is_none(), "one connect in flight per key");
+        assert!(
+            self.connects[key].is_none(),
+            "one connect in flight per key"
+        );
         let op = Box::new(ConnectOp {
             addr: addr.into(),
             timeout: types::Timespec::from(timeout),
@@ -232,7 +238,9 @@ impl Uring {
 
     /// Cancel the operation named `target`; the cancel itself completes with `user_data`.
     pub(crate) fn cancel(&mut self, target: u64, user_data: u64) {
-        let e = opcode::AsyncCancel::new(target).build().user_data(user_data);
+        let e = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data);
         // SAFETY: the entry points to no memory.
         unsafe { self.push(&e) }
     }

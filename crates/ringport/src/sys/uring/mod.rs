@@ -5,5 +5,5 @@ mod buf_ring;
 mod driver;
 mod probe;
 
-pub(crate) use buf_ring::{BufId, BufRing};
+pub(crate) use buf_ring::BufRing;
 pub(crate) use driver::Uring;

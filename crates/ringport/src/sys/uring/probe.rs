@@ -60,7 +60,9 @@ fn check_ring(ring: &IoUring) -> io::Result<()> {
         ));
     }
     if !ring.params().is_feature_ext_arg() {
-        return Err(io::Error::other("kernel lacks IORING_FEAT_EXT_ARG (wait timeouts)"));
+        return Err(io::Error::other(
+            "kernel lacks IORING_FEAT_EXT_ARG (wait timeouts)",
+        ));
     }
     let mut probe = Probe::new();
     ring.submitter().register_probe(&mut probe)?;

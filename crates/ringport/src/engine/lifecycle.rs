@@ -1,0 +1,475 @@
+//! A connection's life on its worker: accept or connect, receive, send, close.
+//!
+//! Close protocol (DESIGN.md invariant 3): a closing connection cancels its in-flight
+//! operations and waits for every one of their completions; only then does `on_close` run
+//! and the fd's close get submitted, and only that close's completion frees the slot.
+
+use super::conn_state::{ConnState, Phase};
+use super::user_data::{encode, OpKind};
+use super::worker::Worker;
+use crate::conn::{CloseRequest, Conn, ConnId};
+use crate::error::CloseReason;
+use crate::handler::{Accept, Handler};
+use crate::stats::{bump, WorkerStats};
+use crate::sys::{socket, Completion};
+use bytes::Buf;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+/// Run a user callback; a panic is caught and counted, and `None` returned.
+fn guard<R>(stats: &WorkerStats, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            bump(&stats.handler_panics, 1);
+            tracing::warn!("a handler callback panicked; closing its connection");
+            None
+        }
+    }
+}
+
+fn errno_of(result: i32) -> i32 {
+    -result
+}
+
+impl<H: Handler> Worker<H> {
+    pub(super) fn on_accept(&mut self, i: usize, c: Completion) {
+        if !c.more() {
+            self.listeners[i].armed = false;
+        }
+        if c.result >= 0 {
+            let fd = socket::adopt_accepted(c.result);
+            if self.shutdown.is_none() {
+                self.admit(fd);
+            }
+        } else {
+            match errno_of(c.result) {
+                libc::ECANCELED => {}
+                e => {
+                    // EMFILE, ENFILE, ENOMEM and the like: pause this listener briefly.
+                    tracing::warn!(worker = self.index, errno = e, "accept failed; pausing");
+                    self.listeners[i].paused_until =
+                        Some(Instant::now() + super::worker::worker_retry());
+                }
+            }
+        }
+        if self.shutdown.is_some() && !self.listeners[i].armed {
+            self.listeners[i].fd = None;
+        } else {
+            self.arm_accept(i);
+        }
+    }
+
+    /// Ask the handler, then open or reject an accepted socket.
+    fn admit(&mut self, fd: OwnedFd) {
+        let Some(peer) = socket::peer_addr(&fd) else {
+            return; // the peer already left; dropping the fd closes it
+        };
+        let handler = &self.handler;
+        let verdict = guard(&self.stats, || handler.on_accept(peer)).unwrap_or(Accept::Reject);
+        if verdict == Accept::Reject {
+            bump(&self.stats.rejected, 1);
+            self.ring.close(fd, encode(OpKind::Ignore, 0, 0));
+            return;
+        }
+        bump(&self.stats.accepted, 1);
+        let (slot, gen) = self.insert(fd, peer, 0, false, Phase::Open);
+        self.opened(slot, gen);
+    }
+
+    fn insert(
+        &mut self,
+        fd: OwnedFd,
+        peer: SocketAddr,
+        token: u64,
+        outbound: bool,
+        phase: Phase,
+    ) -> (u32, u32) {
+        let (index, mailbox) = (self.index, self.mailbox.clone());
+        self.conns.insert_with(|slot, gen| {
+            let id = ConnId::new(index, slot, gen);
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            ConnState::new(
+                Conn::new(id, token, peer, raw, outbound, mailbox),
+                fd,
+                phase,
+            )
+        })
+    }
+
+    /// The connection is open: run `on_open`, start receiving.
+    fn opened(&mut self, slot: u32, gen: u32) {
+        bump(&self.stats.open, 1);
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        st.phase = Phase::Open;
+        st.opened = true;
+        let handler = &self.handler;
+        let conn = &mut st.conn;
+        match guard(&self.stats, || handler.on_open(conn)) {
+            Some(session) => st.session = Some(session),
+            None => st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic),
+        }
+        self.mark_dirty(slot, gen);
+    }
+
+    pub(super) fn start_connect(&mut self, addr: SocketAddr, token: u64) {
+        if self.shutdown.is_some() {
+            self.connect_failed(token, addr, CloseReason::Shutdown);
+            return;
+        }
+        let fd = match socket::for_connect(addr, self.config.nodelay) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                self.connect_failed(token, addr, CloseReason::Io(errno));
+                return;
+            }
+        };
+        let (slot, gen) = self.insert(fd, addr, token, true, Phase::Connecting);
+        let timeout = self.config.connect_timeout;
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        st.inflight += 2;
+        st.connect_ops = 2;
+        self.ring.connect(
+            slot,
+            st.raw_fd,
+            addr,
+            timeout,
+            encode(OpKind::Connect, slot, gen),
+            encode(OpKind::ConnectTimeout, slot, gen),
+        );
+    }
+
+    fn connect_failed(&mut self, token: u64, addr: SocketAddr, reason: CloseReason) {
+        bump(&self.stats.connect_failed, 1);
+        let handler = &self.handler;
+        guard(&self.stats, || {
+            handler.on_connect_failed(token, addr, reason)
+        });
+    }
+
+    pub(super) fn on_connect(&mut self, slot: u32, gen: u32, c: Completion) {
+        if self.conns.get_mut(slot, gen).is_none() {
+            return self.stale();
+        }
+        self.connect_op_done(slot, gen);
+        let Some(st_phase) = self.conns.get_mut(slot, gen).map(|s| s.phase) else {
+            return;
+        };
+        if st_phase != Phase::Connecting {
+            return; // cancelled by a shutdown; the close is already under way
+        }
+        if c.result == 0 {
+            bump(&self.stats.connected, 1);
+            self.opened(slot, gen);
+        } else {
+            let reason = match errno_of(c.result) {
+                libc::ECANCELED => CloseReason::ConnectTimeout,
+                e => CloseReason::from_errno(e),
+            };
+            self.begin_close(slot, gen, reason);
+        }
+    }
+
+    pub(super) fn on_connect_timeout(&mut self, slot: u32, gen: u32) {
+        if self.conns.get_mut(slot, gen).is_none() {
+            return self.stale();
+        }
+        self.connect_op_done(slot, gen);
+    }
+
+    /// One of the connect's two completions arrived.
+    fn connect_op_done(&mut self, slot: u32, gen: u32) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        st.connect_ops -= 1;
+        if st.connect_ops == 0 {
+            self.ring.finish_connect(slot);
+        }
+        self.op_done(slot, gen);
+    }
+
+    pub(super) fn on_recv(&mut self, slot: u32, gen: u32, c: Completion) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            if c.result > 0 {
+                if let Some(id) = self.bufs.claim(c.flags, c.result as usize) {
+                    self.bufs.recycle(id);
+                }
+            }
+            return self.stale();
+        };
+        if !c.more() {
+            st.recv_armed = false;
+            st.inflight -= 1;
+        }
+        if c.result > 0 {
+            let Some(id) = self.bufs.claim(c.flags, c.result as usize) else {
+                tracing::error!(flags = c.flags, "receive completion without a valid buffer");
+                st.conn.close = CloseRequest::Now(CloseReason::Io(libc::EIO));
+                return self.mark_dirty(slot, gen);
+            };
+            bump(&self.stats.bytes_in, c.result as u64);
+            if st.is_open() && st.conn.close == CloseRequest::None {
+                if let Some(session) = st.session.as_mut() {
+                    let (handler, conn, data) = (&self.handler, &mut st.conn, self.bufs.bytes(&id));
+                    if guard(&self.stats, || handler.on_data(session, conn, data)).is_none() {
+                        st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+                    }
+                }
+            }
+            self.bufs.recycle(id);
+        } else if c.result == 0 {
+            st.read_eof = true;
+            if st.is_open() && st.conn.close == CloseRequest::None {
+                if let Some(session) = st.session.as_mut() {
+                    let (handler, conn) = (&self.handler, &mut st.conn);
+                    if guard(&self.stats, || handler.on_eof(session, conn)).is_none() {
+                        st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+                    }
+                }
+                // A graceful close after EOF is the peer's doing.
+                if st.conn.close == CloseRequest::AfterFlush(CloseReason::Local) {
+                    st.conn.close = CloseRequest::AfterFlush(CloseReason::PeerClosed);
+                }
+            }
+        } else {
+            match errno_of(c.result) {
+                libc::ENOBUFS => bump(&self.stats.enobufs, 1), // re-armed after the batch
+                libc::ECANCELED => {}
+                e => {
+                    if st.conn.close == CloseRequest::None || st.is_open() {
+                        st.conn.close = CloseRequest::Now(CloseReason::from_errno(e));
+                    }
+                }
+            }
+        }
+        self.op_done(slot, gen);
+        self.mark_dirty(slot, gen);
+    }
+
+    pub(super) fn on_send(&mut self, slot: u32, gen: u32, c: Completion) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return self.stale();
+        };
+        self.ring.finish_send(slot);
+        st.inflight -= 1;
+        st.sending = 0;
+        if c.result >= 0 {
+            let sent = c.result as usize;
+            bump(&self.stats.bytes_out, sent as u64);
+            advance(&mut st.conn, sent);
+            if !st.conn.has_unsent() && st.is_open() && st.conn.close == CloseRequest::None {
+                if let Some(session) = st.session.as_mut() {
+                    let (handler, conn) = (&self.handler, &mut st.conn);
+                    if guard(&self.stats, || handler.on_drained(session, conn)).is_none() {
+                        st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+                    }
+                }
+            }
+        } else if errno_of(c.result) != libc::ECANCELED {
+            let reason = CloseReason::from_errno(errno_of(c.result));
+            if !matches!(st.conn.close, CloseRequest::Now(_)) {
+                st.conn.close = CloseRequest::Now(reason);
+            }
+        }
+        self.op_done(slot, gen);
+        self.mark_dirty(slot, gen);
+    }
+
+    /// A shutdown or close completed.
+    pub(super) fn on_op_done(&mut self, slot: u32, gen: u32) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return self.stale();
+        };
+        st.inflight -= 1;
+        self.op_done(slot, gen);
+    }
+
+    /// After an op's final completion: finish a close whose ops have all completed, and
+    /// free the slot once the fd's close has completed.
+    fn op_done(&mut self, slot: u32, gen: u32) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if st.inflight > 0 {
+            return;
+        }
+        match st.phase {
+            Phase::Closing(_) => self.finish_close(slot, gen),
+            Phase::Closed => {
+                self.conns.remove(slot, gen);
+            }
+            _ => {}
+        }
+    }
+
+    fn stale(&mut self) {
+        bump(&self.stats.stale_completions, 1);
+    }
+
+    /// Act on what callbacks asked for: close, send, shut down writing, re-arm receive.
+    pub(super) fn service(&mut self, slot: u32, gen: u32) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if st.phase != Phase::Open {
+            return;
+        }
+        if let CloseRequest::Now(reason) = st.conn.close {
+            return self.begin_close(slot, gen, reason);
+        }
+        if st.sending == 0 && st.conn.has_unsent() && !st.write_shut {
+            st.conn.seal_tail();
+            let ud = encode(OpKind::Send, slot, gen);
+            st.sending = self.ring.send(slot, st.raw_fd, &st.conn.queue, ud);
+            st.inflight += 1;
+        }
+        let flushed = st.sending == 0 && !st.conn.has_unsent();
+        if let CloseRequest::AfterFlush(reason) = st.conn.close {
+            if flushed {
+                return self.begin_close(slot, gen, reason);
+            }
+            if st.recv_armed && !st.cancelled {
+                st.cancelled = true;
+                self.ring.cancel(
+                    encode(OpKind::Recv, slot, gen),
+                    encode(OpKind::Ignore, 0, 0),
+                );
+            }
+            return;
+        }
+        if flushed && st.conn.shutdown_write && !st.write_shut {
+            st.write_shut = true;
+            st.inflight += 1;
+            self.ring
+                .shutdown_write(st.raw_fd, encode(OpKind::Shutdown, slot, gen));
+        }
+        if !st.recv_armed && !st.read_eof {
+            st.recv_armed = true;
+            st.inflight += 1;
+            self.ring.recv_multi(
+                st.raw_fd,
+                self.bufs.group(),
+                encode(OpKind::Recv, slot, gen),
+            );
+        }
+    }
+
+    /// Enter `Closing`: cancel whatever is in flight, then finish once all completed.
+    pub(super) fn begin_close(&mut self, slot: u32, gen: u32, reason: CloseReason) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if matches!(st.phase, Phase::Closing(_) | Phase::Closed) {
+            return;
+        }
+        st.phase = Phase::Closing(reason);
+        let ignore = encode(OpKind::Ignore, 0, 0);
+        if st.recv_armed {
+            self.ring.cancel(encode(OpKind::Recv, slot, gen), ignore);
+        }
+        if st.sending > 0 {
+            self.ring.cancel(encode(OpKind::Send, slot, gen), ignore);
+        }
+        if st.connect_ops > 0 {
+            self.ring.cancel(encode(OpKind::Connect, slot, gen), ignore);
+        }
+        self.op_done(slot, gen);
+    }
+
+    /// Every op completed: report, run `on_close` (or `on_connect_failed`), close the fd.
+    fn finish_close(&mut self, slot: u32, gen: u32) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let Phase::Closing(reason) = st.phase else {
+            return;
+        };
+        st.phase = Phase::Closed;
+        st.conn.seal_tail();
+        let undelivered = st.conn.queued_bytes() as u64;
+        if undelivered > 0 {
+            bump(&self.stats.undelivered_bytes, undelivered);
+        }
+        if st.opened {
+            let open = &self.stats.open;
+            open.store(open.load(Relaxed).saturating_sub(1), Relaxed);
+            bump(&self.stats.closed, 1);
+            if let Some(session) = st.session.take() {
+                let (handler, conn) = (&self.handler, &st.conn);
+                guard(&self.stats, || handler.on_close(session, conn, reason));
+            }
+        } else if st.conn.is_outbound() {
+            let (token, addr) = (st.conn.token(), st.conn.peer_addr());
+            bump(&self.stats.connect_failed, 1);
+            let handler = &self.handler;
+            guard(&self.stats, || {
+                handler.on_connect_failed(token, addr, reason)
+            });
+        }
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if let Some(fd) = st.fd.take() {
+            st.inflight += 1;
+            self.ring.close(fd, encode(OpKind::Close, slot, gen));
+        } else {
+            self.conns.remove(slot, gen);
+        }
+    }
+
+    /// Shutdown: flush and close an open connection, drop a pending connect.
+    pub(super) fn request_shutdown_close(&mut self, slot: u32, gen: u32) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        match st.phase {
+            Phase::Open => {
+                if st.conn.close == CloseRequest::None {
+                    st.conn.close = CloseRequest::AfterFlush(CloseReason::Shutdown);
+                }
+                self.mark_dirty(slot, gen);
+            }
+            Phase::Connecting => self.begin_close(slot, gen, CloseReason::Shutdown),
+            _ => {}
+        }
+    }
+
+    /// The shutdown deadline passed: close whatever has not finished flushing.
+    pub(super) fn force_close_all(&mut self) {
+        for (slot, gen) in self.conns.keys() {
+            let Some(st) = self.conns.get_mut(slot, gen) else {
+                continue;
+            };
+            if matches!(st.phase, Phase::Open | Phase::Connecting) {
+                self.exit.forced += 1;
+                self.begin_close(slot, gen, CloseReason::ShutdownDeadline);
+            }
+        }
+    }
+}
+
+/// Drop `sent` bytes from the front of the connection's queue.
+fn advance(conn: &mut Conn, mut sent: usize) {
+    conn.queued -= sent;
+    while sent > 0 {
+        let Some(front) = conn.queue.front_mut() else {
+            break;
+        };
+        if front.len() <= sent {
+            sent -= front.len();
+            conn.queue.pop_front();
+        } else {
+            front.advance(sent);
+            sent = 0;
+        }
+    }
+}

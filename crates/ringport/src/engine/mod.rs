@@ -1,0 +1,187 @@
+//! The engine: N workers, each owning one io_uring, its connections and its mailbox.
+//!
+//! `Engine` is the cross-thread face (start, connect, stats, shutdown); everything that
+//! touches a connection happens on its worker (see `worker`).
+
+mod conn_state;
+mod lifecycle;
+pub(crate) mod mailbox;
+mod slab;
+pub(crate) mod user_data;
+mod worker;
+
+use crate::config::EngineConfig;
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::server::ShutdownReport;
+use crate::stats::{Stats, WorkerStats};
+use crate::sys;
+use mailbox::{Mailbox, Message};
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use worker::{Worker, WorkerExit};
+
+/// What a worker thread returns.
+type Joined = std::thread::Result<WorkerExit>;
+
+struct WorkerHandle {
+    mailbox: Arc<Mailbox>,
+    thread: Option<JoinHandle<WorkerExit>>,
+}
+
+/// The running workers of one server or client.
+pub(crate) struct Engine<H> {
+    workers: Vec<WorkerHandle>,
+    stats: Vec<Arc<WorkerStats>>,
+    next_connect: AtomicUsize,
+    _handler: PhantomData<fn() -> H>,
+}
+
+impl<H: Handler> Engine<H> {
+    /// Bind one SO_REUSEPORT listener per address per worker, start the workers, and
+    /// return the engine with the bound addresses.
+    pub(crate) fn start(
+        config: EngineConfig,
+        addrs: &[SocketAddr],
+        handler: H,
+    ) -> Result<(Engine<H>, Vec<SocketAddr>), Error> {
+        config.validate()?;
+        let (per_worker, bound) = bind_listeners(&config, addrs)?;
+        let handler = Arc::new(handler);
+        let mut engine = Engine {
+            workers: Vec::new(),
+            stats: Vec::new(),
+            next_connect: AtomicUsize::new(0),
+            _handler: PhantomData,
+        };
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, Error>>();
+        for (index, listeners) in per_worker.into_iter().enumerate() {
+            let mailbox = Arc::new(Mailbox::new()?);
+            let stats = Arc::new(WorkerStats::default());
+            let (cfg, h, mb, st, tx) = (
+                config.clone(),
+                handler.clone(),
+                mailbox.clone(),
+                stats.clone(),
+                ready_tx.clone(),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("ringport-w{index}"))
+                .spawn(
+                    move || match Worker::new(index as u8, &cfg, h, mb, st, listeners) {
+                        Ok(mut w) => {
+                            let _ = tx.send(Ok(w.setup_name()));
+                            w.run()
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            WorkerExit::default()
+                        }
+                    },
+                )?;
+            engine.workers.push(WorkerHandle {
+                mailbox,
+                thread: Some(thread),
+            });
+            engine.stats.push(stats);
+        }
+        drop(ready_tx);
+        let mut setup = "";
+        for _ in 0..engine.workers.len() {
+            match ready_rx.recv() {
+                Ok(Ok(name)) => setup = name,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(Error::Backend("a worker died while starting".into())),
+            }
+        }
+        tracing::info!(
+            workers = engine.workers.len(),
+            setup,
+            listeners = ?bound,
+            "ringport engine started on io_uring"
+        );
+        Ok((engine, bound))
+    }
+
+    /// Open an outbound connection on the next worker (round robin).
+    pub(crate) fn connect(&self, addr: SocketAddr, token: u64) -> Result<(), Error> {
+        let i = self.next_connect.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        self.workers[i]
+            .mailbox
+            .post(Message::Connect { addr, token })
+            .map_err(|_| Error::Stopped)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        Stats::sum("uring", self.stats.iter().map(|s| &**s))
+    }
+
+    pub(crate) fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
+        self.stop(deadline)
+    }
+}
+
+impl<H> Engine<H> {
+    /// Ask every worker to shut down by `deadline`, join them, and sum their reports.
+    fn stop(&mut self, deadline: Duration) -> ShutdownReport {
+        let until = Instant::now() + deadline;
+        for w in &self.workers {
+            let _ = w.mailbox.post(Message::Shutdown(until));
+        }
+        let mut report = ShutdownReport::default();
+        for w in &mut self.workers {
+            let Some(thread) = w.thread.take() else {
+                continue;
+            };
+            let joined: Joined = thread.join();
+            match joined {
+                Ok(exit) => {
+                    report.connections += exit.connections_at_shutdown;
+                    report.forced += exit.forced;
+                }
+                Err(_) => tracing::error!("a ringport worker panicked"),
+            }
+        }
+        report.undelivered_bytes =
+            Stats::sum("uring", self.stats.iter().map(|s| &**s)).undelivered_bytes;
+        report
+    }
+}
+
+impl<H> Drop for Engine<H> {
+    fn drop(&mut self) {
+        if self.workers.iter().any(|w| w.thread.is_some()) {
+            self.stop(Duration::ZERO);
+        }
+    }
+}
+
+/// Bind every address once per worker. Port 0 is resolved by the first bind and reused
+/// for the others, so all workers share the same port.
+fn bind_listeners(
+    config: &EngineConfig,
+    addrs: &[SocketAddr],
+) -> Result<(Vec<Vec<OwnedFd>>, Vec<SocketAddr>), Error> {
+    let mut per_worker: Vec<Vec<OwnedFd>> = (0..config.workers).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for &addr in addrs {
+        let mut actual = addr;
+        for (w, list) in per_worker.iter_mut().enumerate() {
+            let sock = sys::socket::listener(actual, config.backlog, config.nodelay)?;
+            if w == 0 {
+                actual = sock
+                    .local_addr()?
+                    .as_socket()
+                    .ok_or_else(|| Error::NoAddress(format!("{addr}")))?;
+                bound.push(actual);
+            }
+            list.push(sock.into());
+        }
+    }
+    Ok((per_worker, bound))
+}

@@ -1,0 +1,308 @@
+//! One I/O worker: its ring, buffer ring, connections, listeners and mailbox, and the loop
+//! that drains completions and runs callbacks.
+
+use super::conn_state::ConnState;
+use super::mailbox::{Mailbox, Message};
+use super::slab::Slab;
+use super::user_data::{decode, encode, OpKind};
+use crate::config::EngineConfig;
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::stats::{bump, WorkerStats};
+use crate::sys::uring::{BufRing, Uring};
+use crate::sys::Completion;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Pause before re-arming an accept that failed (EMFILE and the like), so a listener
+/// never spins.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// What a worker reports when it exits.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerExit {
+    pub connections_at_shutdown: u64,
+    pub forced: u64,
+}
+
+/// Pause before re-arming an accept that failed.
+pub(super) fn worker_retry() -> Duration {
+    ACCEPT_RETRY
+}
+
+pub(super) struct Listener {
+    pub fd: Option<OwnedFd>,
+    pub armed: bool,
+    /// Do not re-arm before this instant (after an accept error).
+    pub paused_until: Option<Instant>,
+}
+
+/// One worker thread's whole state.
+pub(crate) struct Worker<H: Handler> {
+    pub(super) index: u8,
+    pub(super) handler: Arc<H>,
+    pub(super) ring: Uring,
+    pub(super) bufs: BufRing,
+    pub(super) conns: Slab<ConnState<H::Session>>,
+    pub(super) listeners: Vec<Listener>,
+    pub(super) mailbox: Arc<Mailbox>,
+    pub(super) stats: Arc<WorkerStats>,
+    pub(super) config: EngineConfig,
+    /// Connections to look at after the current batch (sends, closes, re-arms).
+    pub(super) dirty: Vec<(u32, u32)>,
+    /// Set once a shutdown message arrived: flush until this instant.
+    pub(super) shutdown: Option<Instant>,
+    /// The shutdown deadline passed and the stragglers were forced closed.
+    pub(super) deadline_hit: bool,
+    /// The mailbox is closed and the doorbell read cancelled: exit when it completes.
+    pub(super) exiting: bool,
+    pub(super) exit: WorkerExit,
+}
+
+impl<H: Handler> Worker<H> {
+    pub(crate) fn new(
+        index: u8,
+        config: &EngineConfig,
+        handler: Arc<H>,
+        mailbox: Arc<Mailbox>,
+        stats: Arc<WorkerStats>,
+        listeners: Vec<OwnedFd>,
+    ) -> Result<Worker<H>, Error> {
+        let ring = Uring::new(config.ring_entries, config.cq_entries)
+            .map_err(|e| Error::Backend(format!("io_uring setup failed: {e}")))?;
+        let bufs = BufRing::new(ring.ring(), 0, config.recv_buffers, config.recv_buffer_size)
+            .map_err(|e| Error::Backend(format!("provided-buffer ring failed: {e}")))?;
+        tracing::debug!(
+            worker = index,
+            setup = ring.setup_name(),
+            "worker ring set up"
+        );
+        Ok(Worker {
+            index,
+            handler,
+            ring,
+            bufs,
+            conns: Slab::new(),
+            listeners: listeners
+                .into_iter()
+                .map(|fd| Listener {
+                    fd: Some(fd),
+                    armed: false,
+                    paused_until: None,
+                })
+                .collect(),
+            mailbox,
+            stats,
+            config: config.clone(),
+            dirty: Vec::new(),
+            shutdown: None,
+            deadline_hit: false,
+            exiting: false,
+            exit: WorkerExit::default(),
+        })
+    }
+
+    pub(crate) fn setup_name(&self) -> &'static str {
+        self.ring.setup_name()
+    }
+
+    /// The event loop: submit, wait, drain, dispatch, then act on dirty connections.
+    pub(crate) fn run(&mut self) -> WorkerExit {
+        for i in 0..self.listeners.len() {
+            self.arm_accept(i);
+        }
+        self.ring.arm_doorbell(
+            self.mailbox.doorbell().raw(),
+            encode(OpKind::Doorbell, 0, 0),
+        );
+        let mut batch = Vec::with_capacity(1024);
+        loop {
+            let timeout = self
+                .next_wakeup()
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.ring.submit_and_wait(timeout) {
+                tracing::error!(worker = self.index, error = %e, "io_uring wait failed; worker stops");
+                break;
+            }
+            let overflows = self.ring.drain(&mut batch);
+            if overflows > 0 {
+                bump(&self.stats.cq_overflows, overflows as u64);
+            }
+            for c in batch.drain(..) {
+                self.dispatch(c);
+            }
+            self.service_dirty();
+            self.on_timers();
+            if self.exiting && !self.ring.doorbell_armed() {
+                break;
+            }
+        }
+        self.bufs.unregister(self.ring.ring());
+        std::mem::take(&mut self.exit)
+    }
+
+    fn dispatch(&mut self, c: Completion) {
+        let Some((kind, slot, gen)) = decode(c.user_data) else {
+            tracing::error!(user_data = c.user_data, "completion with an unknown name");
+            return;
+        };
+        match kind {
+            OpKind::Accept => self.on_accept(slot as usize, c),
+            OpKind::Recv => self.on_recv(slot, gen, c),
+            OpKind::Send => self.on_send(slot, gen, c),
+            OpKind::Connect => self.on_connect(slot, gen, c),
+            OpKind::ConnectTimeout => self.on_connect_timeout(slot, gen),
+            OpKind::Shutdown | OpKind::Close => self.on_op_done(slot, gen),
+            OpKind::Doorbell => self.on_doorbell(),
+            OpKind::Ignore => {}
+        }
+    }
+
+    fn on_doorbell(&mut self) {
+        self.ring.doorbell_done();
+        let mut msgs = Vec::new();
+        self.mailbox.drain(&mut msgs);
+        for m in msgs {
+            self.on_message(m);
+        }
+        if !self.exiting {
+            self.ring.arm_doorbell(
+                self.mailbox.doorbell().raw(),
+                encode(OpKind::Doorbell, 0, 0),
+            );
+        }
+    }
+
+    fn on_message(&mut self, msg: Message) {
+        match msg {
+            Message::Send(id, data) => {
+                let (slot, gen) = (id.0 as u32, (id.0 >> 32) as u32 & 0xff_ffff);
+                match self.conns.get_mut(slot, gen) {
+                    Some(st)
+                        if st.is_open() && st.conn.close == crate::conn::CloseRequest::None =>
+                    {
+                        st.conn.send_bytes(data);
+                        self.mark_dirty(slot, gen);
+                    }
+                    _ => {
+                        bump(&self.stats.late_sends, 1);
+                        bump(&self.stats.undelivered_bytes, data.len() as u64);
+                    }
+                }
+            }
+            Message::Close(id) => {
+                let (slot, gen) = (id.0 as u32, (id.0 >> 32) as u32 & 0xff_ffff);
+                if let Some(st) = self.conns.get_mut(slot, gen) {
+                    st.conn.close();
+                    self.mark_dirty(slot, gen);
+                }
+            }
+            Message::Connect { addr, token } => self.start_connect(addr, token),
+            Message::Shutdown(until) => self.begin_shutdown(until),
+        }
+    }
+
+    /// Mark a connection to be looked at after the batch.
+    pub(super) fn mark_dirty(&mut self, slot: u32, gen: u32) {
+        if let Some(st) = self.conns.get_mut(slot, gen) {
+            if !st.dirty {
+                st.dirty = true;
+                self.dirty.push((slot, gen));
+            }
+        }
+    }
+
+    fn service_dirty(&mut self) {
+        while !self.dirty.is_empty() {
+            let list = std::mem::take(&mut self.dirty);
+            for (slot, gen) in list {
+                if let Some(st) = self.conns.get_mut(slot, gen) {
+                    st.dirty = false;
+                }
+                self.service(slot, gen);
+            }
+        }
+    }
+
+    /// Re-arm a listener's multishot accept unless shutting down or paused.
+    pub(super) fn arm_accept(&mut self, i: usize) {
+        let l = &mut self.listeners[i];
+        let Some(fd) = l.fd.as_ref() else { return };
+        if l.armed || self.shutdown.is_some() || l.paused_until.is_some() {
+            return;
+        }
+        l.armed = true;
+        self.ring
+            .accept_multi(fd.as_raw_fd(), encode(OpKind::Accept, i as u32, 0));
+    }
+
+    /// The earliest instant the loop must wake up by itself.
+    fn next_wakeup(&self) -> Option<Instant> {
+        let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
+        let deadline = self.shutdown.filter(|_| !self.deadline_hit);
+        match (paused, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].paused_until.is_some_and(|t| t <= now) {
+                self.listeners[i].paused_until = None;
+                self.arm_accept(i);
+            }
+        }
+        if let Some(until) = self.shutdown {
+            if !self.deadline_hit && now >= until {
+                self.deadline_hit = true;
+                self.force_close_all();
+            }
+            self.maybe_exit();
+        }
+    }
+
+    /// Begin a graceful shutdown: stop accepting, flush and close every connection.
+    fn begin_shutdown(&mut self, until: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.shutdown = Some(until);
+        self.exit.connections_at_shutdown = self.conns.len() as u64;
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            l.paused_until = None;
+            if l.armed {
+                self.ring.cancel(
+                    encode(OpKind::Accept, i as u32, 0),
+                    encode(OpKind::Ignore, 0, 0),
+                );
+            } else {
+                l.fd = None;
+            }
+        }
+        for (slot, gen) in self.conns.keys() {
+            self.request_shutdown_close(slot, gen);
+        }
+    }
+
+    /// When every connection and listener is gone, close the mailbox and stop the
+    /// doorbell; the loop exits once its read completes.
+    fn maybe_exit(&mut self) {
+        if self.exiting || self.conns.len() > 0 || self.listeners.iter().any(|l| l.armed) {
+            return;
+        }
+        for m in self.mailbox.close() {
+            self.on_message(m);
+        }
+        if self.conns.len() > 0 {
+            return; // a late connect raced in; it fails at once and is closed
+        }
+        self.exiting = true;
+        if self.ring.doorbell_armed() {
+            self.ring
+                .cancel(encode(OpKind::Doorbell, 0, 0), encode(OpKind::Ignore, 0, 0));
+        }
+    }
+}
