@@ -34,7 +34,8 @@ pub struct Stats {
     pub undelivered_bytes: u64,
     /// Sends through a `ConnRef` that arrived after the connection had closed.
     pub late_sends: u64,
-    /// Times the completion queue overflowed into the kernel's backlog (none lost).
+    /// Wake-ups that found the completion queue overflowed into the kernel's backlog
+    /// (nothing is lost; the backlog is handed over on the next wait).
     pub cq_overflows: u64,
 }
 

@@ -125,9 +125,8 @@ impl<H: Handler> Worker<H> {
                 tracing::error!(worker = self.index, error = %e, "io_uring wait failed; worker stops");
                 break;
             }
-            let overflows = self.ring.drain(&mut batch);
-            if overflows > 0 {
-                bump(&self.stats.cq_overflows, overflows as u64);
+            if self.ring.drain(&mut batch) {
+                bump(&self.stats.cq_overflows, 1);
             }
             for c in batch.drain(..) {
                 self.dispatch(c);

@@ -40,7 +40,7 @@ pub(crate) struct Uring {
     /// The doorbell read's 8-byte target.
     doorbell: Box<u64>,
     doorbell_armed: bool,
-    overflow_seen: u32,
+    lost_seen: u32,
 }
 
 impl Uring {
@@ -56,7 +56,7 @@ impl Uring {
             connects: Vec::new(),
             doorbell: Box::new(0),
             doorbell_armed: false,
-            overflow_seen: 0,
+            lost_seen: 0,
         })
     }
 
@@ -312,21 +312,26 @@ impl Uring {
         }
     }
 
-    /// Move every available completion into `out`. Returns how many times the
-    /// completion queue overflowed into the kernel's backlog since the last call.
-    pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) -> u32 {
+    /// Move every available completion into `out`. Returns true when the completion
+    /// queue had overflowed into the kernel's backlog (nothing is lost: the kernel keeps
+    /// the overflowed completions and hands them over on the next enter).
+    pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) -> bool {
+        let overflowed = self.ring.submission().cq_overflow();
         out.append(&mut self.backlog);
         let mut cq = self.ring.completion();
         cq.sync();
-        let overflow = cq.overflow();
+        let lost = cq.overflow();
         out.extend(cq.map(|c| Completion {
             user_data: c.user_data(),
             result: c.result(),
             flags: c.flags(),
         }));
-        let new = overflow.wrapping_sub(self.overflow_seen);
-        self.overflow_seen = overflow;
-        new
+        if lost != self.lost_seen {
+            // Only possible if the kernel could not allocate its overflow backlog.
+            tracing::error!(lost, "the kernel dropped completions");
+            self.lost_seen = lost;
+        }
+        overflowed
     }
 }
 
