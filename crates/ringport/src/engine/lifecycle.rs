@@ -191,6 +191,7 @@ impl<H: Handler> Worker<H> {
             return;
         };
         st.connect_ops -= 1;
+        st.inflight -= 1;
         if st.connect_ops == 0 {
             self.ring.finish_connect(slot);
         }
