@@ -190,3 +190,68 @@ fn server_side_sessions_see_only_their_own_client_bytes() {
     );
     wait_for_value(WAIT, "open connections", || server.stats().open, 0);
 }
+
+/// Echoes the first read of each connection, then closes it while its peer may still be
+/// sending: receives are in flight as the slot is freed and reused.
+struct FirstReadOnly;
+
+impl Handler for FirstReadOnly {
+    type Session = ();
+    fn on_open(&self, _conn: &mut Conn) {}
+    fn on_data(&self, _s: &mut (), conn: &mut Conn, data: &[u8]) {
+        conn.send(data);
+        conn.close();
+    }
+    fn on_close(&self, _s: (), _conn: &Conn, _reason: CloseReason) {}
+}
+
+#[test]
+fn server_closing_mid_stream_never_leaks_bytes_into_the_next_connection() {
+    let _watchdog = watchdog(
+        "server_closing_mid_stream_never_leaks_bytes_into_the_next_connection",
+        TEST_LIMIT,
+    );
+    const THREADS: u64 = 4;
+    const PER_THREAD: u64 = 1000;
+    const WRITES: usize = 16;
+    let (server, addr) = start_server(FirstReadOnly);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            thread::spawn(move || {
+                for k in 0..PER_THREAD {
+                    let seq = t * PER_THREAD + k;
+                    let tag = tag(seq);
+                    let mut stream = connect(addr);
+                    // Keep writing while the server echoes the first read and closes;
+                    // writes after its close may fail, which is expected.
+                    for _ in 0..WRITES {
+                        if std::io::Write::write_all(&mut stream, &tag).is_err() {
+                            break;
+                        }
+                    }
+                    let (_ending, got) = wait_ended(&mut stream);
+                    // Whatever came back (the server may reset the connection before all
+                    // of its echo is read) must be a prefix of this connection's stream.
+                    let own: Vec<u8> = tag.iter().copied().cycle().take(got.len()).collect();
+                    assert!(
+                        got == own,
+                        "connection {seq} received bytes it never sent: {got:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a churn thread failed");
+    }
+    let total = THREADS * PER_THREAD;
+    wait_for_value(WAIT, "closed", || server.stats().closed, total);
+    wait_for_value(WAIT, "open", || server.stats().open, 0);
+    let stats = server.stats();
+    eprintln!(
+        "stale completions after {total} mid-stream closes: {}",
+        stats.stale_completions
+    );
+    assert_eq!(stats.accepted, total);
+    assert_eq!(stats.handler_panics, 0);
+}
