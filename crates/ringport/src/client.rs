@@ -66,9 +66,10 @@ impl Client<()> {
         ClientBuilder::default()
     }
 
-    /// Start a one-worker client engine with default settings and connect once: the
-    /// shortest path to a single outbound connection.
-    pub fn connect<H: Handler>(addr: SocketAddr, handler: H) -> Result<Client<H>, Error> {
+    /// Start a one-worker client engine with default settings and connect once (token 0):
+    /// the shortest path to a single outbound connection. (Named apart from the method
+    /// [`Client::connect`] so that `Client::connect_to(addr, handler)` needs no turbofish.)
+    pub fn connect_to<H: Handler>(addr: SocketAddr, handler: H) -> Result<Client<H>, Error> {
         let client = Client::builder().workers(1).start(handler)?;
         client.connect(addr, 0)?;
         Ok(client)

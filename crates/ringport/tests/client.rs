@@ -161,7 +161,7 @@ fn one_shot_client_connect_uses_token_zero() {
     let _watchdog = watchdog("one_shot_client_connect_uses_token_zero", TEST_LIMIT);
     let (_server, addr, _events) = echo_server();
     let handler = talker(&[0]);
-    let _client = Client::<()>::connect(addr, handler.clone()).expect("Client::connect");
+    let _client = Client::connect_to(addr, handler.clone()).expect("Client::connect_to");
     wait_for_value(
         WAIT,
         "finished client connections",

@@ -38,15 +38,23 @@ fn idle_connections_pin_no_receive_memory() {
     warm.read_exact(&mut [0; 1000]).unwrap();
     let before = rss_bytes();
     const IDLE: usize = 2000;
-    let idle: Vec<TcpStream> = (0..IDLE).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     while server.stats().open < IDLE as u64 + 1 {
-        assert!(Instant::now() < deadline, "connections not all open: {:?}", server.stats());
+        assert!(
+            Instant::now() < deadline,
+            "connections not all open: {:?}",
+            server.stats()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let per_conn = rss_bytes().saturating_sub(before) / IDLE as u64;
     // A 4 KiB receive buffer per connection would cost > 4096 here.
-    assert!(per_conn < 1024, "{per_conn} bytes of RSS per idle connection");
+    assert!(
+        per_conn < 1024,
+        "{per_conn} bytes of RSS per idle connection"
+    );
     drop(idle);
 }
-

@@ -56,7 +56,10 @@ fn wait_bytes_out<H: Handler>(server: &Server<H>, bytes: u64) -> ringport::Stats
         if stats.bytes_out == bytes {
             return stats;
         }
-        assert!(Instant::now() < deadline, "bytes_out never reached {bytes}: {stats:?}");
+        assert!(
+            Instant::now() < deadline,
+            "bytes_out never reached {bytes}: {stats:?}"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -95,7 +98,10 @@ fn overflowing_completion_queue_loses_nothing() {
         .unwrap();
     echo_many(server.local_addrs()[0], 64, 100_000);
     let stats = wait_bytes_out(&server, 64 * 100_000);
-    assert!(stats.cq_overflows > 0, "the queue never overflowed: {stats:?}");
+    assert!(
+        stats.cq_overflows > 0,
+        "the queue never overflowed: {stats:?}"
+    );
 }
 
 #[test]
