@@ -80,7 +80,7 @@ impl<H: Handler> Worker<H> {
         self.opened(slot, gen);
     }
 
-    fn insert(
+    pub(super) fn insert(
         &mut self,
         fd: OwnedFd,
         peer: SocketAddr,
@@ -101,7 +101,7 @@ impl<H: Handler> Worker<H> {
     }
 
     /// The connection is open: run `on_open`, start receiving.
-    fn opened(&mut self, slot: u32, gen: u32) {
+    pub(super) fn opened(&mut self, slot: u32, gen: u32) {
         bump(&self.stats.open, 1);
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;

@@ -7,6 +7,8 @@ mod conn_state;
 mod lifecycle;
 pub(crate) mod mailbox;
 mod slab;
+#[cfg(test)]
+mod stale_tests;
 pub(crate) mod user_data;
 mod worker;
 

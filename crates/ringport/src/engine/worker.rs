@@ -141,7 +141,7 @@ impl<H: Handler> Worker<H> {
         std::mem::take(&mut self.exit)
     }
 
-    fn dispatch(&mut self, c: Completion) {
+    pub(super) fn dispatch(&mut self, c: Completion) {
         let Some((kind, slot, gen)) = decode(c.user_data) else {
             tracing::error!(user_data = c.user_data, "completion with an unknown name");
             return;
