@@ -1,0 +1,70 @@
+//! The echo server: every byte received is sent straight back.
+
+use anyhow::Context;
+use ringport::{CloseReason, Conn, Handler, Server};
+use std::time::Duration;
+
+/// Echo handler: `on_data` sends the data back on the same connection.
+pub struct Echo;
+
+impl Handler for Echo {
+    type Session = ();
+
+    fn on_open(&self, conn: &mut Conn) {
+        tracing::debug!(conn = %conn.id(), peer = %conn.peer_addr(), "open");
+    }
+
+    fn on_data(&self, _session: &mut (), conn: &mut Conn, data: &[u8]) {
+        conn.send(data);
+    }
+
+    fn on_close(&self, _session: (), conn: &Conn, reason: CloseReason) {
+        tracing::debug!(conn = %conn.id(), %reason, "closed");
+    }
+}
+
+/// Engine settings of the echo server.
+#[derive(Debug, Clone)]
+pub struct EchoOptions {
+    pub listen: Vec<String>,
+    pub workers: usize,
+    pub recv_buffers: Option<u16>,
+    pub recv_buffer_size: Option<u32>,
+}
+
+/// Bind and start an echo server (not waiting for anything).
+pub fn start(opts: &EchoOptions) -> anyhow::Result<Server<Echo>> {
+    let mut builder = Server::builder().workers(opts.workers);
+    if opts.recv_buffers.is_some() || opts.recv_buffer_size.is_some() {
+        let defaults = ringport::EngineConfig::default();
+        builder = builder.recv_buffers(
+            opts.recv_buffers.unwrap_or(defaults.recv_buffers),
+            opts.recv_buffer_size.unwrap_or(defaults.recv_buffer_size),
+        );
+    }
+    for addr in &opts.listen {
+        builder = builder
+            .listen(addr.as_str())
+            .with_context(|| format!("bad listen address {addr:?}"))?;
+    }
+    builder.start(Echo).context("starting the echo server")
+}
+
+/// The `echo-server` command: serve until SIGINT/SIGTERM, then shut down gracefully.
+pub fn run(opts: EchoOptions) -> anyhow::Result<()> {
+    let server = start(&opts)?;
+    for addr in server.local_addrs() {
+        println!("listening on {addr}");
+    }
+    crate::signal::wait_for_termination()?;
+    println!("shutting down");
+    let stats_before = server.stats();
+    tracing::debug!(?stats_before, "stats at shutdown start");
+    let report = server.shutdown(Duration::from_secs(5));
+    println!(
+        "shutdown: {} connections open, {} forced, {} bytes undelivered",
+        report.connections, report.forced, report.undelivered_bytes
+    );
+    println!("stats at shutdown: {stats_before:?}");
+    Ok(())
+}
