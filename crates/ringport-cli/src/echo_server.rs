@@ -58,13 +58,11 @@ pub fn run(opts: EchoOptions) -> anyhow::Result<()> {
     }
     crate::signal::wait_for_termination()?;
     println!("shutting down");
-    let stats_before = server.stats();
-    tracing::debug!(?stats_before, "stats at shutdown start");
     let report = server.shutdown(Duration::from_secs(5));
     println!(
         "shutdown: {} connections open, {} forced, {} bytes undelivered",
         report.connections, report.forced, report.undelivered_bytes
     );
-    println!("stats at shutdown: {stats_before:?}");
+    println!("final stats: {:?}", report.stats);
     Ok(())
 }

@@ -18,6 +18,8 @@ pub struct ShutdownReport {
     pub forced: u64,
     /// Bytes accepted for sending that never reached the kernel, over the engine's life.
     pub undelivered_bytes: u64,
+    /// The engine's counters after every worker stopped.
+    pub stats: Stats,
 }
 
 /// Builds a [`Server`]: listeners first, then settings, then [`ServerBuilder::start`].

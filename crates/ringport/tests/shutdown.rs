@@ -99,6 +99,8 @@ fn graceful_shutdown_flushes_every_queue_before_closing() {
     assert_eq!(report.connections, CONNS as u64);
     assert_eq!(report.forced, 0);
     assert_eq!(report.undelivered_bytes, 0);
+    // The final counters come with the report: every connection closed, none left open.
+    assert_eq!((report.stats.open, report.stats.closed), (0, CONNS as u64));
     let reasons = events.reasons();
     assert_eq!(reasons.len(), CONNS, "on_close calls");
     assert!(

@@ -149,8 +149,8 @@ impl<H> Engine<H> {
                 Err(_) => tracing::error!("a ringport worker panicked"),
             }
         }
-        report.undelivered_bytes =
-            Stats::sum("uring", self.stats.iter().map(|s| &**s)).undelivered_bytes;
+        report.stats = Stats::sum("uring", self.stats.iter().map(|s| &**s));
+        report.undelivered_bytes = report.stats.undelivered_bytes;
         report
     }
 }
