@@ -80,7 +80,18 @@ impl<H: Handler> Client<H> {
     /// Connect asynchronously to `addr` (round robin over the workers). Success runs
     /// `on_open` on the worker; failure runs `on_connect_failed(token, addr, reason)`.
     pub fn connect(&self, addr: SocketAddr, token: u64) -> Result<(), Error> {
-        self.engine.connect(addr, token)
+        self.engine.connect(addr, token, None)
+    }
+
+    /// As [`Client::connect`], from the local address `bind` (e.g. `127.0.0.2:0` to spread
+    /// many connections over several loopback sources; port 0 lets the kernel choose).
+    pub fn connect_from(
+        &self,
+        addr: SocketAddr,
+        bind: SocketAddr,
+        token: u64,
+    ) -> Result<(), Error> {
+        self.engine.connect(addr, token, Some(bind))
     }
 
     /// Live counters.

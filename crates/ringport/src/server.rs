@@ -116,7 +116,7 @@ impl<H: Handler> Server<H> {
     /// Open an outbound connection on this server's workers, served by the same handler;
     /// `token` comes back in [`crate::Conn::token`] or `on_connect_failed`.
     pub fn connect(&self, addr: SocketAddr, token: u64) -> Result<(), Error> {
-        self.engine.connect(addr, token)
+        self.engine.connect(addr, token, None)
     }
 
     /// Stop accepting, flush every queue until `deadline` has passed, close everything,

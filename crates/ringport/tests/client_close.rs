@@ -76,3 +76,53 @@ fn client_close_runs_on_close_and_frees_the_connection() {
     assert_eq!(report.forced, 0);
     assert_eq!(report.connections, 0);
 }
+
+/// Records the local address each outbound connection got.
+struct Sources {
+    seen: Arc<Mutex<Vec<SocketAddr>>>,
+}
+
+impl Handler for Sources {
+    type Session = ();
+    fn on_open(&self, conn: &mut Conn) {
+        self.seen.lock().unwrap().push(conn.local_addr().unwrap());
+        conn.close();
+    }
+    fn on_data(&self, _s: &mut (), _conn: &mut Conn, _data: &[u8]) {}
+    fn on_close(&self, _s: (), _conn: &Conn, _why: CloseReason) {}
+}
+
+#[test]
+fn connect_from_binds_the_source_address() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .unwrap()
+        .workers(1)
+        .start(Echo)
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client = Client::builder()
+        .workers(1)
+        .start(Sources { seen: seen.clone() })
+        .unwrap();
+    let sources = ["127.0.0.2:0", "127.0.0.3:0"];
+    for (token, src) in sources.iter().enumerate() {
+        let bind: SocketAddr = src.parse().unwrap();
+        client
+            .connect_from(server.local_addrs()[0], bind, token as u64)
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", client.stats());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut ips: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.ip().to_string())
+        .collect();
+    ips.sort();
+    assert_eq!(ips, ["127.0.0.2", "127.0.0.3"]);
+}

@@ -117,12 +117,12 @@ impl<H: Handler> Worker<H> {
         self.mark_dirty(slot, gen);
     }
 
-    pub(super) fn start_connect(&mut self, addr: SocketAddr, token: u64) {
+    pub(super) fn start_connect(&mut self, addr: SocketAddr, token: u64, bind: Option<SocketAddr>) {
         if self.shutdown.is_some() {
             self.connect_failed(token, addr, CloseReason::Shutdown);
             return;
         }
-        let fd = match socket::for_connect(addr, self.config.nodelay) {
+        let fd = match socket::for_connect(addr, bind, self.config.nodelay) {
             Ok(fd) => fd,
             Err(e) => {
                 let errno = e.raw_os_error().unwrap_or(libc::EIO);

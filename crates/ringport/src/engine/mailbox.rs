@@ -19,7 +19,12 @@ pub(crate) enum Message {
     /// Close a connection gracefully.
     Close(ConnId),
     /// Open an outbound connection.
-    Connect { addr: SocketAddr, token: u64 },
+    Connect {
+        addr: SocketAddr,
+        token: u64,
+        /// Local address to bind before connecting (source IP; port 0 = any).
+        bind: Option<SocketAddr>,
+    },
     /// Stop accepting, flush until the instant, close all, exit.
     Shutdown(Instant),
 }

@@ -111,11 +111,16 @@ impl<H: Handler> Engine<H> {
     }
 
     /// Open an outbound connection on the next worker (round robin).
-    pub(crate) fn connect(&self, addr: SocketAddr, token: u64) -> Result<(), Error> {
+    pub(crate) fn connect(
+        &self,
+        addr: SocketAddr,
+        token: u64,
+        bind: Option<SocketAddr>,
+    ) -> Result<(), Error> {
         let i = self.next_connect.fetch_add(1, Ordering::Relaxed) % self.workers.len();
         self.workers[i]
             .mailbox
-            .post(Message::Connect { addr, token })
+            .post(Message::Connect { addr, token, bind })
             .map_err(|_| Error::Stopped)
     }
 

@@ -197,7 +197,7 @@ impl<H: Handler> Worker<H> {
                     self.mark_dirty(slot, gen);
                 }
             }
-            Message::Connect { addr, token } => self.start_connect(addr, token),
+            Message::Connect { addr, token, bind } => self.start_connect(addr, token, bind),
             Message::Shutdown(until) => self.begin_shutdown(until),
         }
     }

@@ -22,10 +22,17 @@ pub(crate) fn listener(addr: SocketAddr, backlog: i32, nodelay: bool) -> io::Res
     Ok(sock)
 }
 
-/// A fresh socket for an outbound connection to `addr`.
-pub(crate) fn for_connect(addr: SocketAddr, nodelay: bool) -> io::Result<OwnedFd> {
+/// A fresh socket for an outbound connection to `addr`, bound first to `bind` if given.
+pub(crate) fn for_connect(
+    addr: SocketAddr,
+    bind: Option<SocketAddr>,
+    nodelay: bool,
+) -> io::Result<OwnedFd> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_nodelay(nodelay)?;
+    if let Some(local) = bind {
+        sock.bind(&local.into())?;
+    }
     Ok(sock.into())
 }
 
