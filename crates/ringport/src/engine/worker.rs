@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// never spins.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// The most completions a worker waits to gather before running callbacks.
+const MAX_BATCH_WANT: u32 = 256;
+
 /// What a worker reports when it exits.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerExit {
@@ -76,6 +79,7 @@ impl<H: Handler> Worker<H> {
         tracing::debug!(
             worker = index,
             setup = ring.setup_name(),
+            min_wait = ring.min_wait_supported(),
             "worker ring set up"
         );
         Ok(Worker {
@@ -117,17 +121,24 @@ impl<H: Handler> Worker<H> {
             encode(OpKind::Doorbell, 0, 0),
         );
         let mut batch = Vec::with_capacity(1024);
+        let mut want = 1;
         loop {
             let timeout = self
                 .next_wakeup()
                 .map(|t| t.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.ring.submit_and_wait(timeout) {
+            if let Err(e) = self
+                .ring
+                .submit_and_wait(want, self.config.batch_wait, timeout)
+            {
                 tracing::error!(worker = self.index, error = %e, "io_uring wait failed; worker stops");
                 break;
             }
             if self.ring.drain(&mut batch) {
                 bump(&self.stats.cq_overflows, 1);
             }
+            // Expect as many completions next time as this time (bounded), so a busy worker
+            // reaps in batches and an idle one still wakes on the first completion.
+            want = (batch.len() as u32).clamp(1, MAX_BATCH_WANT);
             for c in batch.drain(..) {
                 self.dispatch(c);
             }
