@@ -40,6 +40,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
     let result = bench::run(BenchOptions {
         addr,
+        mode: bench::Mode::ClosedLoop,
         connections: opts.connections,
         size: opts.size,
         pipeline: opts.pipeline,
@@ -47,6 +48,8 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         warmup: Duration::ZERO,
         workers,
         progress: true,
+        sources: Vec::new(),
+        connect_timeout: Duration::from_secs(10),
     });
 
     // The load tool's closes reach the server a moment later; let them land so the

@@ -12,7 +12,7 @@ mod signal;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -44,24 +44,10 @@ enum Command {
         recv_buffer_size: Option<u32>,
     },
     /// Load an echo server and verify every echoed byte.
-    Bench {
-        /// The echo server's address.
-        addr: String,
-        #[command(flatten)]
-        load: LoadArgs,
-        /// Seconds to measure.
-        #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-        duration: f64,
-        /// Seconds to run before measuring.
-        #[arg(long, default_value_t = 0.0, value_name = "SECS")]
-        warmup: f64,
-        /// I/O workers of the client (default: available parallelism).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=255))]
-        workers: Option<u64>,
-        /// Print the report as one JSON object on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    ///
+    /// Default: closed loop (each connection keeps --pipeline messages in flight).
+    /// --rate, --churn and --idle select the other modes.
+    Bench(BenchArgs),
     /// Run an embedded echo server and the load tool against it.
     Demo {
         #[command(flatten)]
@@ -73,14 +59,85 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// The echo server's address.
+    addr: String,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Seconds to measure (idle: seconds to hold once every connection is up).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    duration: f64,
+    /// Seconds to run before measuring.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    warmup: f64,
+    /// I/O workers of the client (default: available parallelism).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=255))]
+    workers: Option<u64>,
+    /// Print the report as one JSON object on stdout (its last line).
+    #[arg(long)]
+    json: bool,
+    /// Open loop: send R messages per second in total, spread evenly over the
+    /// connections; latency counts from each message's scheduled send time.
+    #[arg(long, value_name = "R", conflicts_with_all = ["churn", "idle"])]
+    rate: Option<f64>,
+    /// Rate mode: messages outstanding per connection beyond which a scheduled send is
+    /// skipped and counted as behind (an error).
+    #[arg(long, default_value_t = 1024, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_outstanding: u64,
+    /// Churn: each of --connections slots connects, does --churn-messages echoes,
+    /// closes and reconnects at once; reports connections per second.
+    #[arg(long, conflicts_with = "idle")]
+    churn: bool,
+    /// Churn mode: echo round trips per connection.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    churn_messages: u64,
+    /// Open C connections and hold them without traffic for --duration; prints
+    /// "all C connections up after X s" on stdout once they are.
+    #[arg(long, value_name = "C", value_parser = clap::value_parser!(u64).range(1..))]
+    idle: Option<u64>,
+    /// Local source address to connect from (repeatable: connections go round robin
+    /// over them; e.g. 127.0.0.2 and 127.0.0.3 for more than ~25k loopback connections).
+    #[arg(long = "source-ip", value_name = "IP")]
+    source_ip: Vec<IpAddr>,
+    /// Seconds a connect may take before it counts as failed.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    connect_timeout: f64,
+}
+
+impl BenchArgs {
+    fn mode(&self) -> anyhow::Result<bench::Mode> {
+        Ok(if let Some(per_sec) = self.rate {
+            anyhow::ensure!(
+                per_sec.is_finite() && per_sec > 0.0,
+                "--rate {per_sec}: must be a positive number of messages per second"
+            );
+            bench::Mode::Rate {
+                per_sec,
+                max_outstanding: to_usize(self.max_outstanding)?,
+            }
+        } else if self.churn {
+            bench::Mode::Churn {
+                messages: to_usize(self.churn_messages)?,
+            }
+        } else if self.idle.is_some() {
+            bench::Mode::Idle
+        } else {
+            bench::Mode::ClosedLoop
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
 struct LoadArgs {
-    /// Concurrent connections.
+    /// Concurrent connections (churn: concurrent connect-echo-close slots).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     connections: u64,
     /// Bytes per message.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     size: u64,
-    /// Messages in flight per connection.
+    /// Messages in flight per connection (closed loop and churn; rate mode is open loop).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pipeline: u64,
 }
@@ -107,25 +164,21 @@ fn main() -> anyhow::Result<()> {
             recv_buffers,
             recv_buffer_size,
         }),
-        Command::Bench {
-            addr,
-            load,
-            duration,
-            warmup,
-            workers,
-            json,
-        } => {
+        Command::Bench(args) => {
             let report = bench::run(bench::BenchOptions {
-                addr: resolve(&addr)?,
-                connections: to_usize(load.connections)?,
-                size: to_usize(load.size)?,
-                pipeline: to_usize(load.pipeline)?,
-                duration: seconds(duration, "--duration")?,
-                warmup: seconds(warmup, "--warmup")?,
-                workers: workers_or_default(workers),
+                addr: resolve(&args.addr)?,
+                mode: args.mode()?,
+                connections: to_usize(args.idle.unwrap_or(args.load.connections))?,
+                size: to_usize(args.load.size)?,
+                pipeline: to_usize(args.load.pipeline)?,
+                duration: seconds(args.duration, "--duration")?,
+                warmup: seconds(args.warmup, "--warmup")?,
+                workers: workers_or_default(args.workers),
                 progress: true,
+                sources: args.source_ip.clone(),
+                connect_timeout: seconds(args.connect_timeout, "--connect-timeout")?,
             })?;
-            if json {
+            if args.json {
                 println!("{}", report.to_json());
             } else {
                 println!("{report}");

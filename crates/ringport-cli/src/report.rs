@@ -40,17 +40,42 @@ pub struct Errors {
     pub mismatch: u64,
     /// Connections that closed before the run had finished with them.
     pub closed: u64,
+    /// Rate mode: sends skipped because the connection already had the maximum number
+    /// of messages outstanding (the server fell behind the schedule).
+    pub behind: u64,
 }
 
 impl Errors {
     pub fn total(&self) -> u64 {
-        self.connect + self.mismatch + self.closed
+        self.connect + self.mismatch + self.closed + self.behind
+    }
+}
+
+/// Which load ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeName {
+    ClosedLoop,
+    Rate,
+    Churn,
+    Idle,
+}
+
+impl ModeName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeName::ClosedLoop => "closed-loop",
+            ModeName::Rate => "rate",
+            ModeName::Churn => "churn",
+            ModeName::Idle => "idle",
+        }
     }
 }
 
 /// The outcome of one load run; serialized as the `--json` report.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    pub mode: ModeName,
     pub connections: usize,
     pub size: usize,
     pub pipeline: usize,
@@ -63,23 +88,43 @@ pub struct BenchReport {
     pub mb_per_sec: f64,
     pub latency_us: Latency,
     pub errors: Errors,
+    /// Rate mode: the scheduled messages per second.
+    pub target_rate: Option<f64>,
+    /// Churn mode: completed cycles per second, and their number.
+    pub connections_per_sec: Option<f64>,
+    pub cycles: Option<u64>,
+    /// Idle mode: connections asked for, and the seconds until all of them were open
+    /// (null if some never opened).
+    pub idle_connections: Option<usize>,
+    pub all_up_secs: Option<f64>,
 }
 
 impl BenchReport {
-    /// Pass or fail: any error, or no message at all, is a failure.
+    /// Pass or fail: any error is a failure, and so is a run that did nothing (no
+    /// message; churn: no cycle; idle: not every connection up).
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.errors.total() > 0 {
+        let e = &self.errors;
+        if e.total() > 0 {
             anyhow::bail!(
-                "load run had errors: {} connect failures, {} mismatches, {} unexpected closes",
-                self.errors.connect,
-                self.errors.mismatch,
-                self.errors.closed
+                "load run had errors: {} connect failures, {} mismatches, {} unexpected closes, {} sends behind schedule",
+                e.connect,
+                e.mismatch,
+                e.closed,
+                e.behind
             );
         }
-        if self.messages == 0 {
-            anyhow::bail!("no message completed");
+        match self.mode {
+            ModeName::ClosedLoop | ModeName::Rate if self.messages == 0 => {
+                anyhow::bail!("no message completed")
+            }
+            ModeName::Churn if self.cycles.unwrap_or(0) == 0 => {
+                anyhow::bail!("no connect-echo-close cycle completed")
+            }
+            ModeName::Idle if self.all_up_secs.is_none() => {
+                anyhow::bail!("not every idle connection came up")
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     pub fn to_json(&self) -> String {
@@ -91,6 +136,7 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.latency_us;
         let e = &self.errors;
+        writeln!(f, "mode          {}", self.mode.as_str())?;
         writeln!(f, "connections   {}", self.connections)?;
         writeln!(f, "size          {} bytes", self.size)?;
         writeln!(f, "pipeline      {}", self.pipeline)?;
@@ -98,6 +144,20 @@ impl fmt::Display for BenchReport {
         writeln!(f, "messages      {}", self.messages)?;
         writeln!(f, "msgs/s        {:.0}", self.msgs_per_sec)?;
         writeln!(f, "MB/s          {:.2}", self.mb_per_sec)?;
+        if let Some(rate) = self.target_rate {
+            writeln!(f, "target rate   {rate:.0} msgs/s")?;
+        }
+        if let (Some(cycles), Some(cps)) = (self.cycles, self.connections_per_sec) {
+            writeln!(f, "cycles        {cycles}")?;
+            writeln!(f, "conns/s       {cps:.0}")?;
+        }
+        if let Some(n) = self.idle_connections {
+            writeln!(f, "idle conns    {n}")?;
+            match self.all_up_secs {
+                Some(t) => writeln!(f, "all up after  {t:.3} s")?,
+                None => writeln!(f, "all up after  never")?,
+            }
+        }
         writeln!(
             f,
             "latency µs    p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
@@ -105,8 +165,8 @@ impl fmt::Display for BenchReport {
         )?;
         write!(
             f,
-            "errors        connect {}  mismatch {}  closed {}",
-            e.connect, e.mismatch, e.closed
+            "errors        connect {}  mismatch {}  closed {}  behind {}",
+            e.connect, e.mismatch, e.closed, e.behind
         )
     }
 }
@@ -117,6 +177,7 @@ mod tests {
 
     fn report(messages: u64, errors: Errors) -> BenchReport {
         BenchReport {
+            mode: ModeName::ClosedLoop,
             connections: 2,
             size: 64,
             pipeline: 1,
@@ -126,6 +187,11 @@ mod tests {
             mb_per_sec: 0.0,
             latency_us: Latency::default(),
             errors,
+            target_rate: None,
+            connections_per_sec: None,
+            cycles: None,
+            idle_connections: None,
+            all_up_secs: None,
         }
     }
 
@@ -141,13 +207,20 @@ mod tests {
             "messages",
             "msgs_per_sec",
             "mb_per_sec",
+            "target_rate",
+            "connections_per_sec",
+            "cycles",
+            "idle_connections",
+            "all_up_secs",
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
+        assert_eq!(v["mode"], "closed-loop");
+        assert!(v["target_rate"].is_null());
         for k in ["p50", "p90", "p99", "p999", "max"] {
             assert!(v["latency_us"].get(k).is_some(), "missing latency_us.{k}");
         }
-        for k in ["connect", "mismatch", "closed"] {
+        for k in ["connect", "mismatch", "closed", "behind"] {
             assert_eq!(v["errors"][k], 0, "errors.{k}");
         }
     }
@@ -161,6 +234,23 @@ mod tests {
             ..Errors::default()
         };
         assert!(report(5, mismatch).check().is_err());
+    }
+
+    #[test]
+    fn check_judges_churn_by_cycles_and_idle_by_all_up() {
+        let mut churn = report(0, Errors::default());
+        churn.mode = ModeName::Churn;
+        churn.cycles = Some(0);
+        assert!(churn.check().is_err());
+        churn.cycles = Some(3);
+        assert!(churn.check().is_ok());
+        let mut idle = report(0, Errors::default());
+        idle.mode = ModeName::Idle;
+        assert!(idle.check().is_err());
+        idle.all_up_secs = Some(0.1);
+        assert!(idle.check().is_ok());
+        let v: serde_json::Value = serde_json::from_str(&idle.to_json()).expect("json");
+        assert_eq!(v["mode"], "idle");
     }
 
     #[test]

@@ -4,41 +4,65 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+/// What the count of a tick is.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A running total (messages, cycles): shown with its rates, as `unit`/s.
+    Total(&'static str),
+    /// A level (connections open): shown as is, followed by `label`.
+    Gauge(&'static str),
+}
+
 pub struct Progress {
     enabled: bool,
     tty: bool,
-    last_messages: u64,
+    kind: Kind,
+    last_count: u64,
     last_elapsed: Duration,
     printed: bool,
 }
 
 impl Progress {
-    pub fn new(enabled: bool) -> Progress {
+    /// Progress of a running total counted in `unit` (e.g. "msgs", "conns").
+    pub fn new(enabled: bool, unit: &'static str) -> Progress {
+        Progress::with_kind(enabled, Kind::Total(unit))
+    }
+
+    /// Progress of a level, printed as `<count> <label>` (e.g. "conns open").
+    pub fn gauge(enabled: bool, label: &'static str) -> Progress {
+        Progress::with_kind(enabled, Kind::Gauge(label))
+    }
+
+    fn with_kind(enabled: bool, kind: Kind) -> Progress {
         Progress {
             enabled,
             tty: std::io::stderr().is_terminal(),
-            last_messages: 0,
+            kind,
+            last_count: 0,
             last_elapsed: Duration::ZERO,
             printed: false,
         }
     }
 
-    /// Report the totals after `elapsed` of the measured window.
-    pub fn tick(&mut self, elapsed: Duration, messages: u64, errors: u64) {
+    /// Report `count` after `elapsed` of the phase being shown.
+    pub fn tick(&mut self, elapsed: Duration, count: u64, errors: u64) {
         if !self.enabled {
             return;
         }
         let secs = elapsed.as_secs_f64().max(1e-9);
-        let window = (elapsed - self.last_elapsed).as_secs_f64().max(1e-9);
-        let now_rate = (messages - self.last_messages) as f64 / window;
-        self.last_messages = messages;
+        let line = match self.kind {
+            Kind::Total(unit) => {
+                let window = elapsed.saturating_sub(self.last_elapsed).as_secs_f64();
+                let now_rate = count.saturating_sub(self.last_count) as f64 / window.max(1e-9);
+                format!(
+                    "[{secs:>5.1}s] {count} {unit}  {:.0} {unit}/s (last second {now_rate:.0})  errors {errors}",
+                    count as f64 / secs,
+                )
+            }
+            Kind::Gauge(label) => format!("[{secs:>5.1}s] {count} {label}  errors {errors}"),
+        };
+        self.last_count = count;
         self.last_elapsed = elapsed;
-        let line = format!(
-            "[{:>5.1}s] {messages} msgs  {:.0} msgs/s (last second {:.0})  errors {errors}",
-            secs,
-            messages as f64 / secs,
-            now_rate
-        );
         let mut err = std::io::stderr().lock();
         // A progress line that cannot be written is not worth failing the run for.
         let _ = if self.tty {
@@ -54,6 +78,7 @@ impl Progress {
     pub fn finish(&mut self) {
         if self.enabled && self.tty && self.printed {
             let _ = writeln!(std::io::stderr());
+            self.printed = false;
         }
     }
 }
