@@ -1,0 +1,153 @@
+"""results.png: grouped bars per server, one panel per question. matplotlib is the one
+non-stdlib dependency; without it (and without pip to install it) the chart is skipped."""
+
+import subprocess
+import sys
+
+from .report import ratio, value
+from .util import log, warn
+
+COLORS = {"ringport": "#d62728", "tokio": "#1f77b4", "monoio": "#2ca02c",
+          "threads": "#7f7f7f", "uring": "#ff7f0e"}
+SHORT = {1: "S1 1 conn", 2: "S2 100 conn", 3: "S3 100 conn\npipeline 16",
+         4: "S4 1000 conn\n512 B", 6: "S6 churn\n(conns/s)"}
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+    except ImportError:
+        log("matplotlib is missing: pip install matplotlib")
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+            import matplotlib
+        except (ImportError, OSError, subprocess.SubprocessError) as e:
+            warn(f"no matplotlib ({e}); skipping the chart")
+            return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _bars(ax, groups, labels, servers, get, fmt, log_scale=False):
+    """Grouped bars: one group per x label, one bar per server; value labels on top.
+    Returns how many bars were drawn."""
+    drawn = 0
+    width = 0.8 / max(len(servers), 1)
+    for i, server in enumerate(servers):
+        xs, ys = [], []
+        for g, key in enumerate(groups):
+            v = get(key, server)
+            if v is not None and (v > 0 or not log_scale):
+                xs.append(g + (i - (len(servers) - 1) / 2) * width)
+                ys.append(v)
+        bars = ax.bar(xs, ys, width, label=server, color=COLORS.get(server),
+                      edgecolor="black" if server == "ringport" else "none", linewidth=0.8)
+        drawn += len(ys)
+        for b, v in zip(bars, ys):
+            ax.annotate(fmt(v), (b.get_x() + b.get_width() / 2, b.get_height()),
+                        ha="center", va="bottom", fontsize=6.5, rotation=90,
+                        xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(labels, fontsize=8)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.margins(y=0.25)
+    ax.grid(axis="y", alpha=0.3)
+    if not drawn:
+        _empty(ax)
+    return drawn
+
+
+def _empty(ax):
+    ax.cla()
+    ax.text(0.5, 0.5, "not run / no data", ha="center", va="center", transform=ax.transAxes,
+            fontsize=12, color="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def write_chart(settings, agg, results):
+    plt = _matplotlib()
+    if plt is None:
+        return False
+    servers = settings.servers
+    have = set(settings.scenarios)
+    fig, axes = plt.subplots(3, 2, figsize=(14, 13))
+    title = "ringport vs reference echo servers (medians)"
+    if settings.quick:
+        title += " — QUICK RUN"
+    fig.suptitle(title, fontsize=14)
+
+    thr = [s for s in (1, 2, 3, 4, 6) if s in have]
+    ax = axes[0][0]
+    if _bars(ax, thr, [SHORT[s] for s in thr], servers,
+             lambda s, srv: ratio(agg, s, srv, "rate"), lambda v: f"{v:.2f}"):
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_title("throughput relative to tokio (higher is better)")
+    ax.set_ylabel("msgs/s ÷ tokio's")
+
+    core = [s for s in (2, 3, 4) if s in have]
+    ax = axes[0][1]
+    width = 0.8 / max(len(servers), 1)
+    for i, srv in enumerate(servers):
+        xs = [g + (i - (len(servers) - 1) / 2) * width for g in range(len(core))]
+        user = [value(agg, s, srv, "user_us") or 0 for s in core]
+        sys_ = [value(agg, s, srv, "sys_us") or 0 for s in core]
+        ax.bar(xs, user, width, color=COLORS.get(srv), label=f"{srv} user")
+        ax.bar(xs, sys_, width, bottom=user, color=COLORS.get(srv), alpha=0.35, hatch="//",
+               edgecolor="white", linewidth=0)
+        for x, u, s in zip(xs, user, sys_):
+            if u + s > 0:
+                ax.annotate(f"{u + s:.3g}", (x, u + s), ha="center", va="bottom", fontsize=6.5,
+                            rotation=90, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(core)))
+    ax.set_xticklabels([SHORT[s] for s in core], fontsize=8)
+    ax.set_title("server CPU per message: user (solid) + sys (hatched), lower is better")
+    ax.set_ylabel("µs per message")
+    ax.margins(y=0.2)
+    ax.grid(axis="y", alpha=0.3)
+    if not core:
+        _empty(ax)
+
+    ax = axes[1][0]
+    _bars(ax, core, [SHORT[s] for s in core], servers,
+          lambda s, srv: value(agg, s, srv, "syscalls"), lambda v: f"{v:.3g}", log_scale=True)
+    ax.set_title("server syscalls per message (log scale, lower is better)")
+    ax.set_ylabel("syscalls / message")
+
+    ax = axes[1][1]
+    if _bars(ax, core, [SHORT[s] for s in core], servers,
+             lambda s, srv: ratio(agg, s, srv, "user_us"), lambda v: f"{v:.2f}"):
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_title("user CPU per message relative to tokio (lower is better)")
+    ax.set_ylabel("user µs/msg ÷ tokio's")
+
+    ax = axes[2][0]
+    groups = [k for k in ("s5", "s6") if int(k[1]) in have]
+    labels = {"s5": "S5 RSS bytes per\nidle connection", "s6": "S6 churn\nsyscalls per connection"}
+    keys = {"s5": (5, "bytes_per_conn"), "s6": (6, "syscalls")}
+    _bars(ax, groups, [labels[g] for g in groups], servers,
+          lambda g, srv: value(agg, keys[g][0], srv, keys[g][1]), lambda v: f"{v:.3g}",
+          log_scale=True)
+    ax.set_title("idle memory and churn cost (log scale, lower is better)")
+
+    ax = axes[2][1]
+    groups = [k for k in ("p50_us", "p99_us") if 7 in have]
+    _bars(ax, groups, ["p50", "p99"][:len(groups)], servers,
+          lambda k, srv: value(agg, 7, srv, k), lambda v: f"{v:.0f}", log_scale=True)
+    rate = results.meta.get("rate")
+    ax.set_title(f"S7 latency at a fixed {rate:,} msgs/s (µs, log, lower is better)" if rate
+                 else "S7 latency at a fixed rate (µs, log)")
+
+    from matplotlib.patches import Patch
+    handles = [Patch(facecolor=COLORS.get(s), edgecolor="black" if s == "ringport" else "none",
+                     label=s) for s in servers]
+    fig.legend(handles=handles, loc="lower center", ncol=len(servers), fontsize=11,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.035, 1, 0.97))
+    settings.chart_out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(settings.chart_out, dpi=100)
+    plt.close(fig)
+    return True
