@@ -2,8 +2,8 @@
 
 use crate::engine::mailbox::{Mailbox, Message};
 use crate::error::{CloseReason, SendError};
-use bytes::{Bytes, BytesMut};
-use std::collections::VecDeque;
+use crate::outbound::Outbound;
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -37,10 +37,6 @@ impl std::fmt::Display for ConnId {
     }
 }
 
-/// Send data up to this size is copied into a shared tail buffer instead of queued as its
-/// own `Bytes`, so many small sends gather into few iovecs.
-const COALESCE_MAX: usize = 512;
-
 /// What the handler asked the engine to do with the connection's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CloseRequest {
@@ -60,11 +56,9 @@ pub struct Conn {
     pub(crate) fd: std::os::fd::RawFd,
     pub(crate) outbound: bool,
     pub(crate) mailbox: Arc<Mailbox>,
-    /// Buffers waiting to be sent, oldest first. The in-flight send covers a prefix.
-    pub(crate) queue: VecDeque<Bytes>,
-    /// Small sends copied together; moved to `queue` before each send is submitted.
-    pub(crate) tail: BytesMut,
-    /// Bytes in `queue` plus `tail`.
+    /// Bytes waiting to be sent (the in-flight send has moved its chunks out).
+    pub(crate) out: Outbound,
+    /// Bytes accepted by `send` and not yet sent: `out` plus the in-flight send.
     pub(crate) queued: usize,
     pub(crate) close: CloseRequest,
     pub(crate) shutdown_write: bool,
@@ -86,8 +80,7 @@ impl Conn {
             fd,
             outbound,
             mailbox,
-            queue: VecDeque::new(),
-            tail: BytesMut::new(),
+            out: Outbound::default(),
             queued: 0,
             close: CloseRequest::None,
             shutdown_write: false,
@@ -119,17 +112,14 @@ impl Conn {
         crate::sys::socket::local_addr_of(self.fd)
     }
 
-    /// Queue a copy of `data` for sending. Order is kept across `send` and `send_bytes`.
-    /// Ignored after [`Conn::abort`].
+    /// Queue a copy of `data` for sending; consecutive copies are gathered into one
+    /// buffer. Order is kept across `send` and `send_bytes`. Ignored after
+    /// [`Conn::abort`].
     pub fn send(&mut self, data: &[u8]) {
         if data.is_empty() || self.aborted() {
             return;
         }
-        if data.len() > COALESCE_MAX {
-            self.send_bytes(Bytes::copy_from_slice(data));
-            return;
-        }
-        self.tail.extend_from_slice(data);
+        self.out.push_copy(data);
         self.queued += data.len();
     }
 
@@ -138,9 +128,8 @@ impl Conn {
         if data.is_empty() || self.aborted() {
             return;
         }
-        self.seal_tail();
         self.queued += data.len();
-        self.queue.push_back(data);
+        self.out.push_shared(data);
     }
 
     /// Bytes queued and not yet handed to the kernel.
@@ -179,14 +168,6 @@ impl Conn {
 
     fn aborted(&self) -> bool {
         matches!(self.close, CloseRequest::Now(_))
-    }
-
-    /// Move the copied small sends into the queue as one buffer.
-    pub(crate) fn seal_tail(&mut self) {
-        if !self.tail.is_empty() {
-            let chunk = self.tail.split().freeze();
-            self.queue.push_back(chunk);
-        }
     }
 
     pub(crate) fn has_unsent(&self) -> bool {

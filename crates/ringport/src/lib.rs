@@ -36,6 +36,7 @@ mod conn;
 mod engine;
 mod error;
 mod handler;
+mod outbound;
 mod server;
 mod stats;
 mod sys;

@@ -12,7 +12,6 @@ use crate::error::CloseReason;
 use crate::handler::{Accept, Handler};
 use crate::stats::{bump, WorkerStats};
 use crate::sys::{socket, Completion};
-use bytes::Buf;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -260,13 +259,14 @@ impl<H: Handler> Worker<H> {
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return self.stale();
         };
-        self.ring.finish_send(slot);
+        let sent = c.result.max(0) as usize;
+        self.ring.finish_send(slot, sent, &mut st.conn.out);
+        st.conn.queued -= sent;
+        debug_assert!(st.conn.out.len() <= st.conn.queued);
         st.inflight -= 1;
         st.sending = 0;
         if c.result >= 0 {
-            let sent = c.result as usize;
             bump(&self.stats.bytes_out, sent as u64);
-            advance(&mut st.conn, sent);
             if !st.conn.has_unsent() && st.is_open() && st.conn.close == CloseRequest::None {
                 if let Some(session) = st.session.as_mut() {
                     let (handler, conn) = (&self.handler, &mut st.conn);
@@ -327,10 +327,9 @@ impl<H: Handler> Worker<H> {
         if let CloseRequest::Now(reason) = st.conn.close {
             return self.begin_close(slot, gen, reason);
         }
-        if st.sending == 0 && st.conn.has_unsent() && !st.write_shut {
-            st.conn.seal_tail();
+        if st.sending == 0 && !st.conn.out.is_empty() && !st.write_shut {
             let ud = encode(OpKind::Send, slot, gen);
-            st.sending = self.ring.send(slot, st.raw_fd, &st.conn.queue, ud);
+            st.sending = self.ring.send(slot, st.raw_fd, &mut st.conn.out, ud);
             st.inflight += 1;
         }
         let flushed = st.sending == 0 && !st.conn.has_unsent();
@@ -395,7 +394,6 @@ impl<H: Handler> Worker<H> {
             return;
         };
         st.phase = Phase::Closed;
-        st.conn.seal_tail();
         let undelivered = st.conn.queued_bytes() as u64;
         if undelivered > 0 {
             bump(&self.stats.undelivered_bytes, undelivered);
@@ -454,23 +452,6 @@ impl<H: Handler> Worker<H> {
                 self.exit.forced += 1;
                 self.begin_close(slot, gen, CloseReason::ShutdownDeadline);
             }
-        }
-    }
-}
-
-/// Drop `sent` bytes from the front of the connection's queue.
-fn advance(conn: &mut Conn, mut sent: usize) {
-    conn.queued -= sent;
-    while sent > 0 {
-        let Some(front) = conn.queue.front_mut() else {
-            break;
-        };
-        if front.len() <= sent {
-            sent -= front.len();
-            conn.queue.pop_front();
-        } else {
-            front.advance(sent);
-            sent = 0;
         }
     }
 }

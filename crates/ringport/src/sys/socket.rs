@@ -31,6 +31,7 @@ pub(crate) fn for_connect(
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_nodelay(nodelay)?;
     if let Some(local) = bind {
+        set_bind_address_no_port(&sock)?;
         sock.bind(&local.into())?;
     }
     Ok(sock.into())
@@ -55,4 +56,25 @@ pub(crate) fn adopt_accepted(fd: i32) -> OwnedFd {
     // SAFETY: a non-negative accept result is a new descriptor the kernel just installed
     // for us; nothing else owns it.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: bind only the address now and pick the port at connect time,
+/// per 4-tuple. Without it, a bind to `ip:0` searches for a port free of every use, which
+/// takes milliseconds once many ports sit in TIME_WAIT (and it would block the worker).
+fn set_bind_address_no_port(sock: &Socket) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: passes a pointer to a live c_int and its exact size for an fd we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

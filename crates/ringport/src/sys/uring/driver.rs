@@ -2,10 +2,9 @@
 //! memory to the kernel keeps that memory here until its completion has been drained.
 
 use super::probe;
+use crate::outbound::{Chunk, Outbound};
 use crate::sys::Completion;
-use bytes::Bytes;
 use io_uring::{opcode, squeue, types, EnterFlags, IoUring};
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
@@ -14,12 +13,12 @@ use std::time::Duration;
 /// Most iovecs one sendmsg may carry (Linux UIO_MAXIOV).
 const IOV_MAX: usize = 1024;
 
-/// An in-flight sendmsg: the header and iovecs the kernel reads, and clones of the
-/// buffers they point into (so the bytes outlive the operation whatever the engine does).
+/// An in-flight sendmsg: the header and iovecs the kernel reads, and the chunks they
+/// point into, moved here from the connection so they outlive the operation.
 struct SendOp {
     hdr: libc::msghdr,
     iov: Vec<libc::iovec>,
-    held: Vec<Bytes>,
+    chunks: Vec<Chunk>,
 }
 
 /// An in-flight connect: the address and the linked timeout's timespec.
@@ -158,13 +157,14 @@ impl Uring {
         unsafe { self.push(&e) }
     }
 
-    /// Send a prefix of `queue` (up to IOV_MAX buffers) with one sendmsg; `key` names the
-    /// operation's memory until [`Uring::finish_send`]. Returns the bytes covered.
+    /// Send the front of `out` (up to IOV_MAX chunks, moved into the operation) with one
+    /// sendmsg; `key` names the operation until [`Uring::finish_send`]. Returns the bytes
+    /// covered.
     pub(crate) fn send(
         &mut self,
         key: u32,
         fd: RawFd,
-        queue: &VecDeque<Bytes>,
+        out: &mut Outbound,
         user_data: u64,
     ) -> usize {
         let key = key as usize;
@@ -177,37 +177,36 @@ impl Uring {
                 // SAFETY: msghdr is plain data; all-zero is its empty value.
                 hdr: unsafe { std::mem::zeroed() },
                 iov: Vec::new(),
-                held: Vec::new(),
+                chunks: Vec::new(),
             })
         });
-        let mut total = 0;
-        for buf in queue.iter().take(IOV_MAX) {
-            op.iov.push(libc::iovec {
-                iov_base: buf.as_ptr() as *mut libc::c_void,
-                iov_len: buf.len(),
-            });
-            total += buf.len();
-            op.held.push(buf.clone());
-        }
-        op.hdr.msg_iov = op.iov.as_mut_ptr();
-        op.hdr.msg_iovlen = op.iov.len() as _;
+        let total = out.take_front(IOV_MAX, &mut op.chunks);
+        let SendOp { hdr, iov, chunks } = &mut *op;
+        iov.extend(chunks.iter().map(|c| libc::iovec {
+            iov_base: c.as_slice().as_ptr() as *mut libc::c_void,
+            iov_len: c.as_slice().len(),
+        }));
+        hdr.msg_iov = iov.as_mut_ptr();
+        hdr.msg_iovlen = iov.len() as _;
         let e = opcode::SendMsg::new(types::Fd(fd), &op.hdr)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build()
             .user_data(user_data);
         self.sends[key] = Some(op);
-        // SAFETY: the header, iovecs and the bytes they point into are held in
-        // `self.sends[key]` (a Box, so they do not move) until `finish_send(key)`, which
-        // the engine calls only after this send's completion.
+        // SAFETY: the header, the iovecs and the chunks they point into live in
+        // `self.sends[key]` (boxed; chunk data is heap memory that moving a chunk does not
+        // move) until `finish_send(key)`, which the engine calls only after this send's
+        // completion.
         unsafe { self.push(&e) }
         total
     }
 
-    /// Release the memory of the completed send named `key`.
-    pub(crate) fn finish_send(&mut self, key: u32) {
+    /// The send named `key` completed having sent `sent` bytes: give the unsent chunks
+    /// back to the front of `out` and release the operation.
+    pub(crate) fn finish_send(&mut self, key: u32, sent: usize, out: &mut Outbound) {
         if let Some(mut op) = self.sends.get_mut(key as usize).and_then(Option::take) {
             op.iov.clear();
-            op.held.clear();
+            out.give_back(&mut op.chunks, sent);
             self.spare_sends.push(op);
         }
     }

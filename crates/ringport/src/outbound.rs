@@ -1,0 +1,168 @@
+//! Outbound bytes of a connection: a queue of chunks, either shared `Bytes` handed over
+//! without a copy or plain vectors that gather small copied sends. The in-flight send owns
+//! (moves) the chunks at the front, so sending costs no reference counting, and hands the
+//! unsent remainder back on completion.
+
+use bytes::{Buf, Bytes};
+use std::collections::VecDeque;
+
+/// Copied sends are gathered into one vector up to this size.
+const GATHER_MAX: usize = 64 * 1024;
+/// Smallest capacity of a new gathering vector (room for several small messages).
+const GATHER_MIN: usize = 512;
+
+/// One piece of outbound data.
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    /// Caller-provided bytes, sent without a copy.
+    Shared(Bytes),
+    /// Copied sends; `start` bytes of the front are already sent.
+    Copied { buf: Vec<u8>, start: usize },
+}
+
+impl Chunk {
+    /// The unsent bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Shared(b) => b,
+            Chunk::Copied { buf, start } => &buf[*start..],
+        }
+    }
+
+    /// Mark `n` more bytes as sent (n < unsent length).
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Shared(b) => b.advance(n),
+            Chunk::Copied { start, .. } => *start += n,
+        }
+    }
+}
+
+/// The unsent bytes of a connection, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct Outbound {
+    chunks: VecDeque<Chunk>,
+    /// Unsent bytes in `chunks` (not counting a send in flight).
+    len: usize,
+}
+
+impl Outbound {
+    /// Queue a copy of `data`, gathering it with the copies before it when it fits.
+    pub(crate) fn push_copy(&mut self, data: &[u8]) {
+        self.len += data.len();
+        if let Some(Chunk::Copied { buf, .. }) = self.chunks.back_mut() {
+            if buf.len() + data.len() <= GATHER_MAX.max(buf.capacity()) {
+                buf.extend_from_slice(data);
+                return;
+            }
+        }
+        let mut buf = Vec::with_capacity(data.len().max(GATHER_MIN));
+        buf.extend_from_slice(data);
+        self.chunks.push_back(Chunk::Copied { buf, start: 0 });
+    }
+
+    /// Queue shared bytes without a copy.
+    pub(crate) fn push_shared(&mut self, data: Bytes) {
+        self.len += data.len();
+        self.chunks.push_back(Chunk::Shared(data));
+    }
+
+    /// Unsent bytes waiting here.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Move up to `max` chunks from the front into `into` (for a send).
+    pub(crate) fn take_front(&mut self, max: usize, into: &mut Vec<Chunk>) -> usize {
+        let mut bytes = 0;
+        while into.len() < max {
+            let Some(c) = self.chunks.pop_front() else {
+                break;
+            };
+            bytes += c.as_slice().len();
+            into.push(c);
+        }
+        self.len -= bytes;
+        bytes
+    }
+
+    /// A send of `chunks` finished having sent `sent` bytes: drop what went out and put
+    /// the rest back at the front, in order.
+    pub(crate) fn give_back(&mut self, chunks: &mut Vec<Chunk>, mut sent: usize) {
+        let mut unsent = Vec::new();
+        for mut c in chunks.drain(..) {
+            let n = c.as_slice().len();
+            if sent >= n {
+                sent -= n;
+                continue;
+            }
+            if sent > 0 {
+                c.advance(sent);
+                sent = 0;
+            }
+            unsent.push(c);
+        }
+        for c in unsent.into_iter().rev() {
+            self.len += c.as_slice().len();
+            self.chunks.push_front(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain_all(out: &mut Outbound) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut taken = Vec::new();
+        out.take_front(usize::MAX, &mut taken);
+        for c in &taken {
+            v.extend_from_slice(c.as_slice());
+        }
+        v
+    }
+
+    #[test]
+    fn copies_gather_and_order_is_kept_across_kinds() {
+        let mut out = Outbound::default();
+        out.push_copy(b"ab");
+        out.push_copy(b"cd");
+        out.push_shared(Bytes::from_static(b"EF"));
+        out.push_copy(b"gh");
+        assert_eq!(out.chunks.len(), 3, "the two first copies share one chunk");
+        assert_eq!(out.len(), 8);
+        assert_eq!(drain_all(&mut out), b"abcdEFgh");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn partial_send_gives_back_the_unsent_rest_in_order() {
+        let mut out = Outbound::default();
+        out.push_copy(b"0123");
+        out.push_shared(Bytes::from_static(b"4567"));
+        out.push_copy(b"89");
+        let mut inflight = Vec::new();
+        assert_eq!(out.take_front(2, &mut inflight), 8);
+        out.push_copy(b"AB"); // arrives while the send is in flight
+        out.give_back(&mut inflight, 5);
+        assert_eq!(out.len(), 7);
+        assert_eq!(drain_all(&mut out), b"56789AB");
+    }
+
+    #[test]
+    fn a_failed_send_gives_everything_back() {
+        let mut out = Outbound::default();
+        out.push_copy(b"xyz");
+        let mut inflight = Vec::new();
+        out.take_front(8, &mut inflight);
+        assert!(out.is_empty());
+        out.give_back(&mut inflight, 0);
+        assert_eq!(out.len(), 3);
+        assert_eq!(drain_all(&mut out), b"xyz");
+    }
+}
