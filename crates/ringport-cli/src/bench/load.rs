@@ -80,18 +80,7 @@ impl Handler for Load {
             let mut rec = Recorder::new(&s.slot, sh, now);
             s.rx.feed(data, sh.size, &mut s.sent_at, |sent, _| rec.record(sent))
         };
-        for _ in 0..fed.bad {
-            let seq = s.rx.seq;
-            sh.mismatch(
-                &mut s.logged,
-                conn,
-                seq,
-                "echoed bytes differ from the message sent",
-            );
-        }
-        if fed.unsolicited {
-            let seq = s.rx.seq;
-            sh.mismatch(&mut s.logged, conn, seq, "echo of bytes never sent");
+        if sh.check_fed(&fed, &mut s.logged, conn, s.rx.seq) {
             // Counted as a mismatch; the close that follows is ours.
             s.closing = true;
             conn.abort();

@@ -92,18 +92,7 @@ impl Handler for RateLoad {
             let mut rec = Recorder::new(&s.slot, sh, Instant::now());
             s.rx.feed(data, sh.size, &mut st.in_flight, |due, _| rec.record(due))
         };
-        for _ in 0..fed.bad {
-            let seq = s.rx.seq;
-            sh.mismatch(
-                &mut s.logged,
-                conn,
-                seq,
-                "echoed bytes differ from the message sent",
-            );
-        }
-        if fed.unsolicited {
-            let seq = s.rx.seq;
-            sh.mismatch(&mut s.logged, conn, seq, "echo of bytes never sent");
+        if sh.check_fed(&fed, &mut s.logged, conn, s.rx.seq) {
             lock(&s.conn.state).closing = true;
             conn.abort();
         }

@@ -5,6 +5,7 @@
 //! A worker finds its slot through a thread-local, so a completed message never touches
 //! a lock or cache line shared with another worker.
 
+use super::echo::Fed;
 use crate::report::Errors;
 use hdrhistogram::Histogram;
 use ringport::Conn;
@@ -158,6 +159,23 @@ impl Shared {
             *logged = true;
             tracing::warn!(conn = %conn.id(), token = conn.token(), seq, "{what}");
         }
+    }
+
+    /// Count (and log once) what one verified batch found wrong. Returns true when the
+    /// peer echoed bytes that were never sent: the caller then aborts the connection.
+    pub fn check_fed(&self, fed: &Fed, logged: &mut bool, conn: &Conn, seq: u64) -> bool {
+        for _ in 0..fed.bad {
+            self.mismatch(
+                logged,
+                conn,
+                seq,
+                "echoed bytes differ from the message sent",
+            );
+        }
+        if fed.unsolicited {
+            self.mismatch(logged, conn, seq, "echo of bytes never sent");
+        }
+        fed.unsolicited
     }
 }
 
