@@ -245,7 +245,7 @@ impl<H: Handler> Worker<H> {
                 libc::ENOBUFS => bump(&self.stats.enobufs, 1), // re-armed after the batch
                 libc::ECANCELED => {}
                 e => {
-                    if st.conn.close == CloseRequest::None || st.is_open() {
+                    if !matches!(st.conn.close, CloseRequest::Now(_)) {
                         st.conn.close = CloseRequest::Now(CloseReason::from_errno(e));
                     }
                 }
