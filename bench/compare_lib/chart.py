@@ -68,6 +68,37 @@ def _empty(ax):
     ax.set_yticks([])
 
 
+def _cpu_panel(ax, core, servers, agg):
+    """User (solid) + sys (hatched) CPU per message, each scenario scaled to tokio's
+    total, so scenarios of very different cost share one axis."""
+    width = 0.8 / max(len(servers), 1)
+    drawn = 0
+    for i, srv in enumerate(servers):
+        for g, sid in enumerate(core):
+            base = value(agg, sid, "tokio", "cpu_us")
+            user, sys_ = value(agg, sid, srv, "user_us"), value(agg, sid, srv, "sys_us")
+            if not base or user is None or sys_ is None:
+                continue
+            x = g + (i - (len(servers) - 1) / 2) * width
+            u, s = user / base, sys_ / base
+            ax.bar(x, u, width, color=COLORS.get(srv))
+            ax.bar(x, s, width, bottom=u, color=COLORS.get(srv), alpha=0.35, hatch="//",
+                   edgecolor="white", linewidth=0)
+            ax.annotate(f"{u + s:.2f}", (x, u + s), ha="center", va="bottom", fontsize=6.5,
+                        rotation=90, xytext=(0, 2), textcoords="offset points")
+            drawn += 1
+    ax.set_xticks(range(len(core)))
+    ax.set_xticklabels([SHORT[s] for s in core], fontsize=8)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_title("server CPU per message ÷ tokio's: user (solid) + sys (hatched), lower is better",
+                 fontsize=10)
+    ax.set_ylabel("CPU µs/msg ÷ tokio's user+sys")
+    ax.margins(y=0.2)
+    ax.grid(axis="y", alpha=0.3)
+    if not drawn:
+        _empty(ax)
+
+
 def write_chart(settings, agg, results):
     plt = _matplotlib()
     if plt is None:
@@ -89,27 +120,7 @@ def write_chart(settings, agg, results):
     ax.set_ylabel("msgs/s ÷ tokio's")
 
     core = [s for s in (2, 3, 4) if s in have]
-    ax = axes[0][1]
-    width = 0.8 / max(len(servers), 1)
-    for i, srv in enumerate(servers):
-        xs = [g + (i - (len(servers) - 1) / 2) * width for g in range(len(core))]
-        user = [value(agg, s, srv, "user_us") or 0 for s in core]
-        sys_ = [value(agg, s, srv, "sys_us") or 0 for s in core]
-        ax.bar(xs, user, width, color=COLORS.get(srv), label=f"{srv} user")
-        ax.bar(xs, sys_, width, bottom=user, color=COLORS.get(srv), alpha=0.35, hatch="//",
-               edgecolor="white", linewidth=0)
-        for x, u, s in zip(xs, user, sys_):
-            if u + s > 0:
-                ax.annotate(f"{u + s:.3g}", (x, u + s), ha="center", va="bottom", fontsize=6.5,
-                            rotation=90, xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(range(len(core)))
-    ax.set_xticklabels([SHORT[s] for s in core], fontsize=8)
-    ax.set_title("server CPU per message: user (solid) + sys (hatched), lower is better")
-    ax.set_ylabel("µs per message")
-    ax.margins(y=0.2)
-    ax.grid(axis="y", alpha=0.3)
-    if not core:
-        _empty(ax)
+    _cpu_panel(axes[0][1], core, servers, agg)
 
     ax = axes[1][0]
     _bars(ax, core, [SHORT[s] for s in core], servers,

@@ -34,7 +34,7 @@ def _prepare(settings):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     settings = config.parse_args(argv)
-    settings.command_line = shlex.join(["bench/compare"] + argv)
+    settings.command_line = shlex.join([sys.argv[0]] + argv)
     settings.log_dir = Path(tempfile.mkdtemp(prefix="ringport-compare-"))
     # SIGTERM ends the run like Ctrl-C does: children are stopped in `finally`.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

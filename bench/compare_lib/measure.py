@@ -31,6 +31,19 @@ def proc_cpu_secs(pid):
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def cpu_ticks(cpus):
+    """{cpu: (busy, steal)} clock ticks from /proc/stat; busy = user + nice + system +
+    irq + softirq (idle, iowait and steal excluded)."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name = line.split(" ", 1)[0]
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                v = [int(x) for x in line.split()[1:]]
+                out[int(name[3:])] = (v[0] + v[1] + v[2] + v[5] + v[6], v[7])
+    return out
+
+
 def proc_status_field(pid, name, task=None):
     path = f"/proc/{pid}/task/{task}/status" if task else f"/proc/{pid}/status"
     with open(path) as f:
@@ -265,6 +278,7 @@ class Window:
         self.t_a = time.monotonic()
         self.cpu_a = proc_cpu_secs(self.pid)
         self.client_a = self._client_cpu()
+        self.stat_a = cpu_ticks({config.SERVER_CPU, config.LOAD_CPU})
         self.ctx_a = None if self.session else proc_ctxsw(self.pid)
         if self.session:
             try:
@@ -283,6 +297,7 @@ class Window:
         t_off1 = time.monotonic()
         cpu_b = proc_cpu_secs(self.pid)
         client_b = self._client_cpu()
+        stat_b = cpu_ticks({config.SERVER_CPU, config.LOAD_CPU})
         ctx_b = None if self.session else proc_ctxsw(self.pid)
         t_b = time.monotonic()
         counts = {}
@@ -292,14 +307,23 @@ class Window:
             except (OSError, subprocess.SubprocessError, PerfError) as e:
                 self.error = str(e)
         self.t_end = t_b
+        busy = {c: (stat_b[c][0] - self.stat_a[c][0]) / CLK_TCK for c in stat_b}
+        steal = {c: (stat_b[c][1] - self.stat_a[c][1]) / CLK_TCK for c in stat_b}
+        server_secs = (cpu_b[0] - self.cpu_a[0]) + (cpu_b[1] - self.cpu_a[1])
+        client_secs = None if None in (client_b, self.client_a) else client_b - self.client_a
         return {
+            # CPU time the pinned CPUs spent on anything but the server (CPU 0) and the
+            # load tool (CPU 1): other processes, kernel threads, interrupts on idle.
+            "other_cpu0_secs": busy[config.SERVER_CPU] - server_secs,
+            "other_cpu1_secs": None if client_secs is None
+            else busy[config.LOAD_CPU] - client_secs,
+            "steal_secs": sum(steal.values()),
             "proc_secs": t_b - self.t_a,
             # Counting starts in [t_a, t_on] and stops in [t_off0, t_off1].
             "perf_secs": ((t_off0 + t_off1) - (self.t_a + self.t_on)) / 2 if counts else None,
             "user_secs": cpu_b[0] - self.cpu_a[0],
             "sys_secs": cpu_b[1] - self.cpu_a[1],
-            "client_cpu_secs": None if None in (client_b, self.client_a)
-            else client_b - self.client_a,
+            "client_cpu_secs": client_secs,
             "ctxsw_proc": None if self.ctx_a is None else ctx_b - self.ctx_a,
             "syscalls": counts.get("raw_syscalls:sys_enter"),
             "ctxsw_perf": counts.get("context-switches"),
@@ -326,6 +350,11 @@ def per_unit(window, units_per_sec):
         "server_cpu_pct": 100.0 * (window["user_secs"] + window["sys_secs"]) / proc,
         "client_cpu_pct": None if window.get("client_cpu_secs") is None
         else 100.0 * window["client_cpu_secs"] / proc,
+        # (tick sampling makes these a few percent negative on a quiet machine)
+        "other_cpu0_pct": max(100.0 * window["other_cpu0_secs"] / proc, 0.0),
+        "other_cpu1_pct": None if window.get("other_cpu1_secs") is None
+        else max(100.0 * window["other_cpu1_secs"] / proc, 0.0),
+        "steal_pct": 100.0 * window["steal_secs"] / proc,
         "ctxsw": div(window["ctxsw_perf"], perf) if window["ctxsw_perf"] is not None
         else div(window["ctxsw_proc"], proc),
     }

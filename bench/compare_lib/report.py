@@ -12,7 +12,8 @@ from .util import median
 BASE = config.BASELINE
 # Metrics that get a median; each is the median of the per-round values.
 MEASURED_KEYS = ["rate", "user_ticks", "user_us", "sys_us", "cpu_us", "syscalls", "ctxsw",
-                 "server_cpu_pct", "client_cpu_pct", "p50_us", "p99_us",
+                 "server_cpu_pct", "client_cpu_pct", "other_cpu0_pct", "other_cpu1_pct",
+                 "steal_pct", "p50_us", "p99_us",
                  "target_rate", "msgs_per_sec", "behind"]
 IDLE_KEYS = ["rss_before_kib", "rss_after_kib", "bytes_per_conn", "all_up_secs"]
 
@@ -106,7 +107,8 @@ def measured_table(sid, settings, agg):
     u = sc.unit
     head = ["server", f"{u}s/s", f"{u}s/s ×{BASE}", f"user µs/{u}", f"user ×{BASE}",
             f"sys µs/{u}", f"user+sys µs/{u}", f"syscalls/{u}", f"syscalls ×{BASE}",
-            f"ctx sw/{u}", "p50 µs", "p99 µs", "server CPU %", "load CPU %"]
+            f"ctx sw/{u}", "p50 µs", "p99 µs", "server CPU %", "load CPU %",
+            "others % CPU 0/1"]
     if sc.kind == "rate":
         head.append("sends behind schedule")
     head.append("rounds ok")
@@ -122,7 +124,8 @@ def measured_table(sid, settings, agg):
                times(r("user_us")),
                sig(g("sys_us")), sig(g("cpu_us")), sig(g("syscalls")), times(r("syscalls")),
                sig(g("ctxsw")), sig(g("p50_us")), sig(g("p99_us")), count(g("server_cpu_pct")),
-               count(g("client_cpu_pct"))]
+               count(g("client_cpu_pct")),
+               f"{count(g('other_cpu0_pct'))}/{count(g('other_cpu1_pct'))}"]
         if sc.kind == "rate":
             row.append(count(g("behind")))
         row.append(_rounds_cell(cell))
@@ -274,6 +277,35 @@ def _read(path):
         return None
 
 
+# ---------------------------------------------------------------- interference
+
+
+def interference_lines(results):
+    """How much else ran on the two pinned CPUs during the measured windows."""
+    rows = [r for r in results.rounds if r["ok"] and "other_cpu0_pct" in r["metrics"]]
+    if not rows:
+        return []
+
+    def stats(key):
+        vals = [r["metrics"][key] for r in rows if r["metrics"].get(key) is not None]
+        return (median(vals), max(vals)) if vals else (None, None)
+
+    (m0, x0), (m1, x1), (ms, xs) = stats("other_cpu0_pct"), stats("other_cpu1_pct"), \
+        stats("steal_pct")
+    noisy = sorted({f"S{r['scenario']} {r['server']} r{r['round']}" for r in rows
+                    if max(r["metrics"].get("other_cpu0_pct") or 0,
+                           r["metrics"].get("other_cpu1_pct") or 0) > 10})
+    lines = ["", f"Interference: other work on the pinned CPUs in the measured windows "
+             f"(percent of one CPU, median / max): CPU {config.SERVER_CPU} {count(m0)} / "
+             f"{count(x0)}, CPU {config.LOAD_CPU} {count(m1)} / {count(x1)}; hypervisor steal "
+             f"{sig(ms)} / {sig(xs)}."]
+    if noisy:
+        lines[-1] += (f" **{len(noisy)} of {len(rows)} rounds had more than 10 %** (other "
+                      "processes competing: their figures are suspect): " + ", ".join(noisy[:12])
+                      + (" ..." if len(noisy) > 12 else "") + ".")
+    return lines
+
+
 # ---------------------------------------------------------------- files
 
 
@@ -311,6 +343,7 @@ def write_markdown(settings, env, results, agg, tgts, chart_ok):
         if results.meta.get("rate"):
             md.append(f"- Scenario 7 rate: {results.meta['rate']:,} msgs/s "
                       f"({results.meta['rate_source']})")
+    md += interference_lines(results)
     md += ["", "## Targets", ""] + targets_lines(tgts)
     for sid in s.scenarios:
         sc = config.SCENARIOS[sid]

@@ -18,12 +18,15 @@ _ALL_UP = re.compile(r"all (\d+) connections up after ([0-9.]+)\s*s")
 # How long after the warm-up the first progress line may take (connects included)
 # before the window start is estimated instead.
 FIRST_TICK_GRACE = 4.0
-# The perf window ends this long before the measured window does.
+# The sampled window ends at the last progress line at least this long before the
+# measured window ends.
 WINDOW_MARGIN = 0.25
 # Shortest window worth sampling.
 MIN_WINDOW = 0.3
 # Load tool: connect wait 15 s + drain 5 s + shutdown 2 s + slack.
 BENCH_SLACK = 35.0
+# Other processes using more than this share of a pinned CPU in a window: a warning.
+NOISE_PCT = 10.0
 IDLE_UP_DEADLINE = 90.0
 IDLE_SETTLE_DEADLINE = 5.0
 
@@ -172,6 +175,11 @@ def measured_round(server, sc, settings, perf, extra):
         metrics["msgs_per_sec"] = report.get("msgs_per_sec")
     if not window["inside"]:
         warn(f"{server.name}: the sampled window overran the load tool's measured window")
+    noisy = [f"CPU {cpu} {metrics[key]:.0f} %" for cpu, key in
+             [(config.SERVER_CPU, "other_cpu0_pct"), (config.LOAD_CPU, "other_cpu1_pct")]
+             if (metrics.get(key) or 0) > NOISE_PCT]
+    if noisy:
+        warn(f"{server.name}: other work on the pinned CPUs in the window: {', '.join(noisy)}")
     return True, None, metrics, raw
 
 
