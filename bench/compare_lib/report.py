@@ -298,7 +298,7 @@ def interference_lines(results):
     lines = ["", f"Interference: other work on the pinned CPUs in the measured windows "
              f"(percent of one CPU, median / max): CPU {config.SERVER_CPU} {count(m0)} / "
              f"{count(x0)}, CPU {config.LOAD_CPU} {count(m1)} / {count(x1)}; hypervisor steal "
-             f"{sig(ms)} / {sig(xs)}."]
+             f"{ms:.1f} / {xs:.1f}."]
     if noisy:
         lines[-1] += (f" **{len(noisy)} of {len(rows)} rounds had more than 10 %** (other "
                       "processes competing: their figures are suspect): " + ", ".join(noisy[:12])
