@@ -4,7 +4,46 @@
 //! unsent remainder back on completion.
 
 use bytes::{Buf, Bytes};
+use std::cell::RefCell;
 use std::collections::VecDeque;
+
+/// Most spare capacity a worker thread keeps for copy buffers.
+const SPARE_BYTES_MAX: usize = 1024 * 1024;
+
+thread_local! {
+    /// Copy buffers whose bytes were sent, kept for reuse by the same worker thread, so a
+    /// busy worker does not pay an allocation and a free per send. Bounded by
+    /// `SPARE_BYTES_MAX`; connections themselves keep no spare, so an idle connection
+    /// holds no send memory.
+    static SPARE: RefCell<(Vec<Vec<u8>>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// An empty copy buffer with room for at least `min` bytes.
+fn spare_buf(min: usize) -> Vec<u8> {
+    let reused = SPARE.with_borrow_mut(|(bufs, bytes)| {
+        let b = bufs.pop()?;
+        *bytes -= b.capacity();
+        Some(b)
+    });
+    match reused {
+        Some(mut b) => {
+            b.reserve(min);
+            b
+        }
+        None => Vec::with_capacity(min.max(GATHER_MIN)),
+    }
+}
+
+/// Keep a sent copy buffer for reuse if there is room.
+fn recycle(mut buf: Vec<u8>) {
+    SPARE.with_borrow_mut(|(bufs, bytes)| {
+        if buf.capacity() <= GATHER_MAX && *bytes + buf.capacity() <= SPARE_BYTES_MAX {
+            buf.clear();
+            *bytes += buf.capacity();
+            bufs.push(buf);
+        }
+    });
+}
 
 /// Copied sends are gathered into one vector up to this size.
 const GATHER_MAX: usize = 64 * 1024;
@@ -56,7 +95,7 @@ impl Outbound {
                 return;
             }
         }
-        let mut buf = Vec::with_capacity(data.len().max(GATHER_MIN));
+        let mut buf = spare_buf(data.len());
         buf.extend_from_slice(data);
         self.chunks.push_back(Chunk::Copied { buf, start: 0 });
     }
@@ -98,6 +137,9 @@ impl Outbound {
             let n = c.as_slice().len();
             if sent >= n {
                 sent -= n;
+                if let Chunk::Copied { buf, .. } = c {
+                    recycle(buf);
+                }
                 continue;
             }
             if sent > 0 {
