@@ -22,6 +22,15 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// The most completions a worker waits to gather before running callbacks.
 const MAX_BATCH_WANT: u32 = 256;
 
+/// Completions the peer causes (data, connections), as opposed to our own sends,
+/// closes and cancels finishing.
+fn peer_driven(user_data: u64) -> bool {
+    matches!(
+        decode(user_data),
+        Some((OpKind::Recv | OpKind::Accept | OpKind::Connect, _, _))
+    )
+}
+
 /// What a worker reports when it exits.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerExit {
@@ -136,9 +145,12 @@ impl<H: Handler> Worker<H> {
             if self.ring.drain(&mut batch) {
                 bump(&self.stats.cq_overflows, 1);
             }
-            // Expect as many completions next time as this time (bounded), so a busy worker
-            // reaps in batches and an idle one still wakes on the first completion.
-            want = (batch.len() as u32).clamp(1, MAX_BATCH_WANT);
+            // Expect as many peer-driven completions next time as this time (bounded), so
+            // a busy worker reaps in batches and a quiet one wakes on the first completion.
+            // Our own sends complete right after submission and are not counted: with one
+            // connection they would double `want` and make every wait sit out the min-wait.
+            let external = batch.iter().filter(|c| peer_driven(c.user_data)).count();
+            want = (external as u32).clamp(1, MAX_BATCH_WANT);
             for c in batch.drain(..) {
                 self.dispatch(c);
             }
