@@ -24,6 +24,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         workers,
         recv_buffers: None,
         recv_buffer_size: None,
+        codec: ringport::Codec::Raw,
     })?;
     let addr = *server
         .local_addrs()
@@ -50,6 +51,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         progress: true,
         sources: Vec::new(),
         connect_timeout: Duration::from_secs(10),
+        codec: ringport::Codec::Raw,
     });
 
     // The load tool's closes reach the server a moment later; let them land so the

@@ -5,7 +5,10 @@ use ringport::{CloseReason, Conn, Handler, Server};
 use std::time::Duration;
 
 /// Echo handler: `on_data` sends the data back on the same connection.
-pub struct Echo;
+pub struct Echo {
+    /// Echo whole frames re-encoded with the codec (false: raw, echo bytes as they come).
+    framed: bool,
+}
 
 impl Handler for Echo {
     type Session = ();
@@ -15,7 +18,13 @@ impl Handler for Echo {
     }
 
     fn on_data(&self, _session: &mut (), conn: &mut Conn, data: &[u8]) {
-        conn.send(data);
+        if !self.framed {
+            conn.send(data);
+        } else if let Err(e) = conn.send_frame(data) {
+            // Cannot happen for a frame the same codec decoded; close rather than guess.
+            tracing::warn!(conn = %conn.id(), error = %e, "cannot re-frame; closing");
+            conn.abort();
+        }
     }
 
     fn on_close(&self, _session: (), conn: &Conn, reason: CloseReason) {
@@ -30,11 +39,15 @@ pub struct EchoOptions {
     pub workers: usize,
     pub recv_buffers: Option<u16>,
     pub recv_buffer_size: Option<u32>,
+    /// Framing: frames are echoed back whole.
+    pub codec: ringport::Codec,
 }
 
 /// Bind and start an echo server (not waiting for anything).
 pub fn start(opts: &EchoOptions) -> anyhow::Result<Server<Echo>> {
-    let mut builder = Server::builder().workers(opts.workers);
+    let mut builder = Server::builder()
+        .workers(opts.workers)
+        .codec(opts.codec.clone());
     if opts.recv_buffers.is_some() || opts.recv_buffer_size.is_some() {
         let defaults = ringport::EngineConfig::default();
         builder = builder.recv_buffers(
@@ -47,7 +60,10 @@ pub fn start(opts: &EchoOptions) -> anyhow::Result<Server<Echo>> {
             .listen(addr.as_str())
             .with_context(|| format!("bad listen address {addr:?}"))?;
     }
-    builder.start(Echo).context("starting the echo server")
+    let framed = opts.codec != ringport::Codec::Raw;
+    builder
+        .start(Echo { framed })
+        .context("starting the echo server")
 }
 
 /// The `echo-server` command: serve until SIGINT/SIGTERM, then shut down gracefully.

@@ -42,6 +42,8 @@ enum Command {
         /// Size of each receive buffer in bytes.
         #[arg(long, value_name = "BYTES")]
         recv_buffer_size: Option<u32>,
+        #[command(flatten)]
+        codec: CodecArgs,
     },
     /// Load an echo server and verify every echoed byte.
     ///
@@ -64,6 +66,8 @@ struct BenchArgs {
     addr: String,
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    codec: CodecArgs,
     /// Seconds to measure (idle: seconds to hold once every connection is up).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     duration: f64,
@@ -130,6 +134,31 @@ impl BenchArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct CodecArgs {
+    /// Framing: raw (bytes as they come), length:N (N-byte big-endian length prefix, N in
+    /// 1, 2, 4, 8), line (lines ended by \n or \r\n) or fixed:N. The echo server echoes
+    /// whole frames; the load tool frames its messages (--size is the payload).
+    #[arg(long, default_value = "raw", value_name = "CODEC")]
+    codec: ringport::Codec,
+    /// Largest frame payload accepted (default: 8 MiB for length, 64 KiB for line).
+    #[arg(long, value_name = "BYTES")]
+    max_frame: Option<usize>,
+}
+
+impl CodecArgs {
+    fn build(&self) -> anyhow::Result<ringport::Codec> {
+        let codec = self.codec.clone();
+        Ok(match self.max_frame {
+            Some(max) => {
+                anyhow::ensure!(max > 0, "--max-frame must be at least 1");
+                codec.with_max_frame(max)
+            }
+            None => codec,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
 struct LoadArgs {
     /// Concurrent connections (churn: concurrent connect-echo-close slots).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
@@ -158,11 +187,13 @@ fn main() -> anyhow::Result<()> {
             workers,
             recv_buffers,
             recv_buffer_size,
+            codec,
         } => echo_server::run(echo_server::EchoOptions {
             listen,
             workers: workers_or_default(workers),
             recv_buffers,
             recv_buffer_size,
+            codec: codec.build()?,
         }),
         Command::Bench(args) => {
             let report = bench::run(bench::BenchOptions {
@@ -177,6 +208,7 @@ fn main() -> anyhow::Result<()> {
                 progress: true,
                 sources: args.source_ip.clone(),
                 connect_timeout: seconds(args.connect_timeout, "--connect-timeout")?,
+                codec: args.codec.build()?,
             })?;
             if args.json {
                 println!("{}", report.to_json());

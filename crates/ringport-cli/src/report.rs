@@ -77,8 +77,11 @@ impl ModeName {
 pub struct BenchReport {
     pub mode: ModeName,
     pub connections: usize,
+    /// Payload bytes per message (a codec's framing comes on top).
     pub size: usize,
     pub pipeline: usize,
+    /// The framing the messages used ("raw", "length:4", "line", ...).
+    pub codec: String,
     /// The measured window (after warm-up, until sending stopped).
     pub duration_secs: f64,
     /// Messages echoed completely within the measured window.
@@ -138,7 +141,7 @@ impl fmt::Display for BenchReport {
         let e = &self.errors;
         writeln!(f, "mode          {}", self.mode.as_str())?;
         writeln!(f, "connections   {}", self.connections)?;
-        writeln!(f, "size          {} bytes", self.size)?;
+        writeln!(f, "size          {} bytes ({})", self.size, self.codec)?;
         writeln!(f, "pipeline      {}", self.pipeline)?;
         writeln!(f, "duration      {:.2} s", self.duration_secs)?;
         writeln!(f, "messages      {}", self.messages)?;
@@ -181,6 +184,7 @@ mod tests {
             connections: 2,
             size: 64,
             pipeline: 1,
+            codec: "raw".to_string(),
             duration_secs: 1.0,
             messages,
             msgs_per_sec: messages as f64,

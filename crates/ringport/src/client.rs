@@ -41,6 +41,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Frame received bytes with `codec`: `on_data` then gets whole frames and
+    /// [`crate::Conn::send_frame`] encodes with it (default: [`crate::Codec::Raw`]).
+    pub fn codec(mut self, codec: crate::Codec) -> Self {
+        self.config.codec = codec;
+        self
+    }
+
     /// Replace every engine setting at once.
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;

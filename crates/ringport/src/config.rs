@@ -1,5 +1,6 @@
 //! Engine settings shared by servers and clients, with their documented defaults.
 
+use crate::codec::Codec;
 use std::time::Duration;
 
 /// Settings of the I/O engine (workers, rings, buffers). Servers and clients share them.
@@ -30,6 +31,10 @@ pub struct EngineConfig {
     /// system calls per message for at most this much added latency; zero turns it off.
     /// Needs Linux 6.12 (min-wait); ignored before. Default: 50 µs.
     pub batch_wait: Duration,
+    /// How received bytes are cut into deliveries: [`Codec::Raw`] (default) hands over
+    /// each received chunk; a framing codec hands over whole frames, one `on_data` call
+    /// each, and [`crate::Conn::send_frame`] encodes with it.
+    pub codec: Codec,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +49,7 @@ impl Default for EngineConfig {
             backlog: 1024,
             connect_timeout: Duration::from_secs(10),
             batch_wait: Duration::from_micros(50),
+            codec: Codec::Raw,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The per-callback connection context (`Conn`) and the cross-thread handle (`ConnRef`).
 
+use crate::codec::{Codec, FrameError};
 use crate::engine::mailbox::{Mailbox, Message};
 use crate::error::{CloseReason, SendError};
 use crate::outbound::Outbound;
@@ -62,6 +63,10 @@ pub struct Conn {
     pub(crate) queued: usize,
     pub(crate) close: CloseRequest,
     pub(crate) shutdown_write: bool,
+    /// The engine's codec (for `send_frame`).
+    pub(crate) codec: Arc<Codec>,
+    /// An exact read asked for and not yet handed to the frame reader: (length, progress).
+    pub(crate) exact: Option<(usize, bool)>,
 }
 
 impl Conn {
@@ -72,6 +77,7 @@ impl Conn {
         fd: std::os::fd::RawFd,
         outbound: bool,
         mailbox: Arc<Mailbox>,
+        codec: Arc<Codec>,
     ) -> Conn {
         Conn {
             id,
@@ -84,6 +90,8 @@ impl Conn {
             queued: 0,
             close: CloseRequest::None,
             shutdown_write: false,
+            codec,
+            exact: None,
         }
     }
 
@@ -132,6 +140,52 @@ impl Conn {
         self.out.push_shared(data);
     }
 
+    /// Queue `payload` framed by the connection's codec (a length header, a delimiter,
+    /// ...; with the raw codec, the payload as is). A payload the codec cannot frame (too
+    /// long for its header, containing its delimiter) is refused whole.
+    pub fn send_frame(&mut self, payload: &[u8]) -> Result<(), FrameError> {
+        if self.aborted() {
+            return Ok(());
+        }
+        let parts = self.codec.parts(payload)?;
+        for piece in [parts.header(), payload, parts.trailer()] {
+            if !piece.is_empty() {
+                self.out.push_copy(piece);
+                self.queued += piece.len();
+            }
+        }
+        Ok(())
+    }
+
+    /// Make the next `on_data` exactly `len` bytes, whatever the codec would cut (the
+    /// classic "receive N bytes" call); the codec frames again after it. `len` must be 1
+    /// to [`Codec::max_exact_read`]; bytes already received
+    /// and not yet delivered count towards it.
+    pub fn read_exact(&mut self, len: usize) -> Result<(), FrameError> {
+        self.ask_exact(len, false)
+    }
+
+    /// As [`Conn::read_exact`], with [`crate::Handler::on_progress`] called as the bytes
+    /// arrive.
+    pub fn read_exact_with_progress(&mut self, len: usize) -> Result<(), FrameError> {
+        self.ask_exact(len, true)
+    }
+
+    fn ask_exact(&mut self, len: usize, progress: bool) -> Result<(), FrameError> {
+        let max = self.codec.max_exact_read();
+        if len == 0 {
+            return Err(FrameError::WrongSize { len: 0, size: 1 });
+        }
+        if len > max {
+            return Err(FrameError::TooLong {
+                len: len as u64,
+                max: max as u64,
+            });
+        }
+        self.exact = Some((len, progress));
+        Ok(())
+    }
+
     /// Bytes queued and not yet handed to the kernel.
     pub fn queued_bytes(&self) -> usize {
         self.queued
@@ -163,6 +217,7 @@ impl Conn {
         ConnRef {
             id: self.id,
             mailbox: self.mailbox.clone(),
+            codec: self.codec.clone(),
         }
     }
 
@@ -181,6 +236,7 @@ impl Conn {
 pub struct ConnRef {
     id: ConnId,
     mailbox: Arc<Mailbox>,
+    codec: Arc<Codec>,
 }
 
 impl ConnRef {
@@ -193,6 +249,14 @@ impl ConnRef {
     /// reads the message, the bytes are counted in `Stats::late_sends`.
     pub fn send(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
         self.mailbox.post(Message::Send(self.id, data.into()))
+    }
+
+    /// Queue `payload` framed by the connection's codec, as [`Conn::send_frame`] (the
+    /// frame is encoded on the calling thread).
+    pub fn send_frame(&self, payload: &[u8]) -> Result<(), SendError> {
+        let mut frame = Vec::new();
+        self.codec.encode(payload, &mut frame)?;
+        self.send(frame)
     }
 
     /// Close gracefully (flush, then close), as [`Conn::close`].

@@ -1,5 +1,6 @@
 //! Error and close-reason types.
 
+use crate::codec::FrameError;
 use std::io;
 
 /// Why a connection closed. Every close carries one; `on_close` and the stats see it.
@@ -26,6 +27,17 @@ pub enum CloseReason {
     ConnectTimeout,
     /// Another I/O error; the value is the OS error number.
     Io(i32),
+    /// A frame header announced a payload longer than the codec's maximum (the connection
+    /// closed before anything was allocated for it).
+    FrameTooLong {
+        /// The announced payload length.
+        len: u64,
+        /// The codec's maximum.
+        max: u64,
+    },
+    /// The peer sent bytes the codec cannot frame (a line too long, a length smaller than
+    /// its header, ...).
+    Protocol(FrameError),
 }
 
 impl CloseReason {
@@ -42,6 +54,8 @@ impl CloseReason {
             CloseReason::ConnectRefused => "connect_refused",
             CloseReason::ConnectTimeout => "connect_timeout",
             CloseReason::Io(_) => "io_error",
+            CloseReason::FrameTooLong { .. } => "frame_too_long",
+            CloseReason::Protocol(_) => "protocol_error",
         }
     }
 
@@ -54,12 +68,24 @@ impl CloseReason {
             e => CloseReason::Io(e),
         }
     }
+
+    /// The reason a framing error closes a connection with.
+    pub(crate) fn from_frame_error(e: FrameError) -> CloseReason {
+        match e {
+            FrameError::TooLong { len, max } => CloseReason::FrameTooLong { len, max },
+            other => CloseReason::Protocol(other),
+        }
+    }
 }
 
 impl std::fmt::Display for CloseReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CloseReason::Io(e) => write!(f, "io error: {}", io::Error::from_raw_os_error(*e)),
+            CloseReason::FrameTooLong { len, max } => {
+                write!(f, "frame too long: {len} bytes announced, maximum {max}")
+            }
+            CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
             other => f.write_str(other.name()),
         }
     }
@@ -92,4 +118,7 @@ pub enum SendError {
     /// The owning worker has stopped.
     #[error("the connection's worker has stopped")]
     WorkerStopped,
+    /// The payload cannot be framed by the connection's codec.
+    #[error("cannot frame the payload: {0}")]
+    Unframeable(#[from] FrameError),
 }

@@ -32,9 +32,23 @@ pub trait Handler: Send + Sync + 'static {
     /// The connection is open (accepted, or an outbound connect succeeded).
     fn on_open(&self, conn: &mut Conn) -> Self::Session;
 
-    /// Bytes arrived. `data` is only valid during the call; it is lent straight from the
-    /// worker's receive buffer ring.
+    /// Bytes arrived: with the default raw codec, whatever one receive brought; with a
+    /// framing codec (see [`crate::Codec`]) or after [`Conn::read_exact`], exactly one
+    /// frame's payload. `data` is only valid during the call; it is lent straight from
+    /// the worker's receive buffer ring unless the frame spanned several receives.
     fn on_data(&self, session: &mut Self::Session, conn: &mut Conn, data: &[u8]);
+
+    /// Progress of an exact read asked with [`Conn::read_exact_with_progress`]:
+    /// `received` of `total` bytes are in. Called once per received chunk while the read
+    /// spans chunks; the whole `total` bytes then arrive in one `on_data`.
+    fn on_progress(
+        &self,
+        _session: &mut Self::Session,
+        _conn: &mut Conn,
+        _received: usize,
+        _total: usize,
+    ) {
+    }
 
     /// The peer shut its write side (read EOF). Default: finish sending, then close.
     fn on_eof(&self, _session: &mut Self::Session, conn: &mut Conn) {

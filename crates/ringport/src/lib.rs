@@ -31,6 +31,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 mod client;
+pub mod codec;
 mod config;
 mod conn;
 mod engine;
@@ -43,6 +44,7 @@ mod sys;
 
 pub use bytes::Bytes;
 pub use client::{Client, ClientBuilder};
+pub use codec::{Codec, FrameError};
 pub use config::EngineConfig;
 pub use conn::{Conn, ConnId, ConnRef};
 pub use error::{CloseReason, Error, SendError};

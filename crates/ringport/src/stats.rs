@@ -37,6 +37,11 @@ pub struct Stats {
     /// Wake-ups that found the completion queue overflowed into the kernel's backlog
     /// (nothing is lost; the backlog is handed over on the next wait).
     pub cq_overflows: u64,
+    /// Connections closed because the peer's bytes could not be framed (too long a frame,
+    /// malformed header or line).
+    pub protocol_errors: u64,
+    /// Oversized frames skipped by a codec in discard mode.
+    pub frames_discarded: u64,
 }
 
 /// One worker's counters.
@@ -56,6 +61,8 @@ pub(crate) struct WorkerStats {
     pub undelivered_bytes: AtomicU64,
     pub late_sends: AtomicU64,
     pub cq_overflows: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub frames_discarded: AtomicU64,
 }
 
 /// Add `n` to a counter only its worker writes (a plain load and store, no locked op).
@@ -88,6 +95,8 @@ impl Stats {
             s.undelivered_bytes += w.undelivered_bytes.load(Relaxed);
             s.late_sends += w.late_sends.load(Relaxed);
             s.cq_overflows += w.cq_overflows.load(Relaxed);
+            s.protocol_errors += w.protocol_errors.load(Relaxed);
+            s.frames_discarded += w.frames_discarded.load(Relaxed);
         }
         s
     }

@@ -80,7 +80,7 @@ impl Churn {
             return;
         }
         while s.sent_at.len() < sh.pipeline && s.next_send < self.per_cycle {
-            send_message(conn, s.token, s.next_send, sh.size);
+            send_message(conn, s.token, s.next_send, &sh.shape);
             s.sent_at.push_back(now);
             s.next_send += 1;
         }
@@ -116,7 +116,7 @@ impl Handler for Churn {
         let now = Instant::now();
         let fed = {
             let mut rec = Recorder::new(&s.slot, sh, now);
-            s.rx.feed(data, sh.size, &mut s.sent_at, |sent, _| rec.record(sent))
+            s.rx.feed(data, &sh.shape, &mut s.sent_at, |sent, _| rec.record(sent))
         };
         if sh.check_fed(&fed, &mut s.logged, conn, s.rx.seq) {
             s.closing = true;
@@ -168,7 +168,7 @@ pub fn run(opts: &BenchOptions, per_cycle: usize) -> anyhow::Result<BenchReport>
         (opts.connections as u64) < 1 << SLOT_BITS,
         "too many churn slots"
     );
-    let shared = Arc::new(Shared::new(opts.connections, opts.size, opts.pipeline));
+    let shared = Arc::new(Shared::new(opts.connections, opts.shape()?, opts.pipeline));
     let cell = Arc::new(OnceLock::new());
     let target = Arc::new(Target::new(opts));
     let mut client = Arc::new(start_client(

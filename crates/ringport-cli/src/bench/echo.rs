@@ -1,8 +1,9 @@
 //! The message stream of one connection, shared by every mode: message `seq` of the
-//! connection with token `token` is `pattern::fill(pattern::seed(token, seq))`, and
-//! `EchoRx` checks the echoed bytes against it, in any chunking.
+//! connection with token `token` is `shape.fill(pattern::seed(token, seq))` (the pattern
+//! body, framed by the codec under test), and `EchoRx` checks the echoed bytes against
+//! it, in any chunking.
 
-use crate::pattern;
+use crate::pattern::{self, Shape};
 use bytes::{Bytes, BytesMut};
 use ringport::Conn;
 use std::collections::VecDeque;
@@ -12,21 +13,22 @@ use std::time::Instant;
 const STACK_MSG: usize = 512;
 
 /// Queue message `seq` of `token` on `conn`.
-pub fn send_message(conn: &mut Conn, token: u64, seq: u64, size: usize) {
+pub fn send_message(conn: &mut Conn, token: u64, seq: u64, shape: &Shape) {
     let seed = pattern::seed(token, seq);
+    let size = shape.len();
     if size <= STACK_MSG {
         let mut buf = [0u8; STACK_MSG];
-        pattern::fill(seed, &mut buf[..size]);
+        shape.fill(seed, &mut buf[..size]);
         conn.send(&buf[..size]);
     } else {
-        conn.send_bytes(message(token, seq, size));
+        conn.send_bytes(message(token, seq, shape));
     }
 }
 
 /// Message `seq` of `token` as an owned buffer (for `ConnRef::send`).
-pub fn message(token: u64, seq: u64, size: usize) -> Bytes {
-    let mut buf = BytesMut::zeroed(size);
-    pattern::fill(pattern::seed(token, seq), &mut buf);
+pub fn message(token: u64, seq: u64, shape: &Shape) -> Bytes {
+    let mut buf = BytesMut::zeroed(shape.len());
+    shape.fill(pattern::seed(token, seq), &mut buf);
     buf.freeze()
 }
 
@@ -68,10 +70,11 @@ impl EchoRx {
     pub fn feed(
         &mut self,
         data: &[u8],
-        size: usize,
+        shape: &Shape,
         in_flight: &mut VecDeque<Instant>,
         mut done: impl FnMut(Instant, bool),
     ) -> Fed {
+        let size = shape.len();
         let mut fed = Fed::default();
         let mut rest = data;
         while !rest.is_empty() {
@@ -81,7 +84,7 @@ impl EchoRx {
             };
             let n = (size - self.off).min(rest.len());
             let seed = pattern::seed(self.token, self.seq);
-            if !self.bad && !pattern::matches(seed, self.off, &rest[..n]) {
+            if !self.bad && !shape.matches(seed, self.off, &rest[..n]) {
                 self.bad = true;
             }
             self.off += n;
@@ -109,7 +112,7 @@ mod tests {
 
     #[test]
     fn feed_completes_messages_in_any_chunking_and_flags_extra_bytes() {
-        let size = 10;
+        let size = &Shape::raw(10);
         let mut wire = Vec::new();
         for seq in 0..3 {
             wire.extend_from_slice(&message(7, seq, size));

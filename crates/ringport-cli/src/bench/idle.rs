@@ -60,7 +60,7 @@ impl Handler for Idle {
 /// Run the idle hold.
 pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let count = opts.connections;
-    let shared = Arc::new(Shared::new(count, opts.size, opts.pipeline));
+    let shared = Arc::new(Shared::new(count, opts.shape()?, opts.pipeline));
     let client = start_client(
         opts,
         Idle {

@@ -4,6 +4,7 @@
 
 use super::echo::{send_message, EchoRx};
 use super::shared::{Recorder, Shared, WorkerSlot};
+use crate::pattern::Shape;
 use ringport::{CloseReason, Conn, Handler};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -27,8 +28,8 @@ pub struct Session {
 }
 
 impl Session {
-    fn send_next(&mut self, conn: &mut Conn, size: usize, now: Instant) {
-        send_message(conn, self.token, self.next_send, size);
+    fn send_next(&mut self, conn: &mut Conn, shape: &Shape, now: Instant) {
+        send_message(conn, self.token, self.next_send, shape);
         self.sent_at.push_back(now);
         self.next_send += 1;
     }
@@ -66,7 +67,7 @@ impl Handler for Load {
         } else {
             let now = Instant::now();
             for _ in 0..sh.pipeline {
-                s.send_next(conn, sh.size, now);
+                s.send_next(conn, &sh.shape, now);
             }
         }
         s
@@ -78,7 +79,7 @@ impl Handler for Load {
         let stopping = sh.stopping.load(Relaxed);
         let fed = {
             let mut rec = Recorder::new(&s.slot, sh, now);
-            s.rx.feed(data, sh.size, &mut s.sent_at, |sent, _| rec.record(sent))
+            s.rx.feed(data, &sh.shape, &mut s.sent_at, |sent, _| rec.record(sent))
         };
         if sh.check_fed(&fed, &mut s.logged, conn, s.rx.seq) {
             // Counted as a mismatch; the close that follows is ours.
@@ -88,7 +89,7 @@ impl Handler for Load {
         }
         if !stopping {
             for _ in 0..fed.completed {
-                s.send_next(conn, sh.size, now);
+                s.send_next(conn, &sh.shape, now);
             }
         } else if s.sent_at.is_empty() && !s.closing {
             s.finish(conn);

@@ -14,6 +14,7 @@ mod progress;
 mod rate;
 mod shared;
 
+use crate::pattern::Shape;
 use crate::report::{BenchReport, Latency, ModeName};
 use anyhow::Context;
 use load::Load;
@@ -73,6 +74,16 @@ pub struct BenchOptions {
     pub sources: Vec<IpAddr>,
     /// The engine's connect timeout.
     pub connect_timeout: Duration,
+    /// How messages are framed (the server must speak the same codec): `size` is the
+    /// payload; a length header or a line end comes on top.
+    pub codec: ringport::Codec,
+}
+
+impl BenchOptions {
+    /// What each message looks like on the wire.
+    pub fn shape(&self) -> anyhow::Result<Shape> {
+        Shape::framed(&self.codec, self.size)
+    }
 }
 
 /// Run the load against `opts.addr` and report. Errors seen by connections (failed
@@ -138,7 +149,7 @@ fn start_client<H: Handler>(opts: &BenchOptions, handler: H) -> anyhow::Result<C
 
 /// The closed-loop run.
 fn closed_loop(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
-    let shared = Arc::new(Shared::new(opts.connections, opts.size, opts.pipeline));
+    let shared = Arc::new(Shared::new(opts.connections, opts.shape()?, opts.pipeline));
     let client = start_client(
         opts,
         Load {
@@ -246,6 +257,7 @@ fn finish_report(
         connections: opts.connections,
         size: opts.size,
         pipeline: opts.pipeline,
+        codec: opts.codec.to_string(),
         duration_secs: elapsed.as_secs_f64(),
         messages,
         msgs_per_sec: messages as f64 / secs,

@@ -90,7 +90,7 @@ impl Handler for RateLoad {
         let fed = {
             let mut st = lock(&s.conn.state);
             let mut rec = Recorder::new(&s.slot, sh, Instant::now());
-            s.rx.feed(data, sh.size, &mut st.in_flight, |due, _| rec.record(due))
+            s.rx.feed(data, &sh.shape, &mut st.in_flight, |due, _| rec.record(due))
         };
         if sh.check_fed(&fed, &mut s.logged, conn, s.rx.seq) {
             lock(&s.conn.state).closing = true;
@@ -142,7 +142,7 @@ fn send_due(rc: &RateConn, sh: &Shared, due: Instant, max_outstanding: usize) ->
     };
     // Ordered after every earlier send of this connection; if the worker has stopped the
     // close is reported through `on_close`.
-    let _ = rc.handle.send(message(rc.token, seq, sh.size));
+    let _ = rc.handle.send(message(rc.token, seq, &sh.shape));
     true
 }
 
@@ -157,7 +157,7 @@ pub fn run(
         "--rate must be positive"
     );
     anyhow::ensure!(max_outstanding > 0, "--max-outstanding must be at least 1");
-    let shared = Arc::new(Shared::new(opts.connections, opts.size, opts.pipeline));
+    let shared = Arc::new(Shared::new(opts.connections, opts.shape()?, opts.pipeline));
     let conns: Arc<Vec<OnceLock<Arc<RateConn>>>> =
         Arc::new((0..opts.connections).map(|_| OnceLock::new()).collect());
     let client = start_client(

@@ -6,6 +6,7 @@
 //! a lock or cache line shared with another worker.
 
 use super::echo::Fed;
+use crate::pattern::Shape;
 use crate::report::Errors;
 use hdrhistogram::Histogram;
 use ringport::Conn;
@@ -35,7 +36,8 @@ pub struct WorkerSlot {
 
 /// Run-wide state.
 pub struct Shared {
-    pub size: usize,
+    /// What each message looks like on the wire.
+    pub shape: Shape,
     pub pipeline: usize,
     /// Send no new message (or open no new connection); close once echoes are back.
     pub stopping: AtomicBool,
@@ -65,9 +67,9 @@ thread_local! {
 }
 
 impl Shared {
-    pub fn new(connections: usize, size: usize, pipeline: usize) -> Shared {
+    pub fn new(connections: usize, shape: Shape, pipeline: usize) -> Shared {
         Shared {
-            size,
+            shape,
             pipeline,
             stopping: AtomicBool::new(false),
             recording: AtomicBool::new(false),

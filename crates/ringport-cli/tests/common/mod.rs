@@ -97,10 +97,14 @@ impl Running {
 /// Start `ringport echo-server` on a free loopback port (extra `env` for its logging);
 /// returns it and its address.
 pub fn echo_server(env: &[(&str, &str)]) -> (Running, String) {
-    let server = spawn_with_env(
-        &["echo-server", "--listen", "127.0.0.1:0", "--workers", "2"],
-        env,
-    );
+    echo_server_with(&[], env)
+}
+
+/// As [`echo_server`], with extra command-line arguments (e.g. `--codec line`).
+pub fn echo_server_with(extra: &[&str], env: &[(&str, &str)]) -> (Running, String) {
+    let mut args = vec!["echo-server", "--listen", "127.0.0.1:0", "--workers", "2"];
+    args.extend_from_slice(extra);
+    let server = spawn_with_env(&args, env);
     let first = server
         .lines
         .recv_timeout(Duration::from_secs(10))

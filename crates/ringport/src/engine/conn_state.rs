@@ -1,5 +1,6 @@
 //! What a worker keeps per connection besides the user-facing `Conn`.
 
+use crate::codec::{FrameDecoder, FrameReader};
 use crate::conn::Conn;
 use crate::error::CloseReason;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -44,10 +45,18 @@ pub(crate) struct ConnState<S> {
     pub dirty: bool,
     /// Cancels for in-flight ops have been submitted.
     pub cancelled: bool,
+    /// Cuts received bytes into deliveries (holds memory only for a frame that spans
+    /// receives).
+    pub reader: FrameReader<FrameDecoder>,
 }
 
 impl<S> ConnState<S> {
-    pub(crate) fn new(conn: Conn, fd: OwnedFd, phase: Phase) -> ConnState<S> {
+    pub(crate) fn new(
+        conn: Conn,
+        fd: OwnedFd,
+        phase: Phase,
+        reader: FrameReader<FrameDecoder>,
+    ) -> ConnState<S> {
         ConnState {
             conn,
             session: None,
@@ -63,6 +72,7 @@ impl<S> ConnState<S> {
             write_shut: false,
             dirty: false,
             cancelled: false,
+            reader,
         }
     }
 

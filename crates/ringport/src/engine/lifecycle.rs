@@ -7,6 +7,7 @@
 use super::conn_state::{ConnState, Phase};
 use super::user_data::{encode, OpKind};
 use super::worker::Worker;
+use crate::codec::{Event, FrameReader, Next};
 use crate::conn::{CloseRequest, Conn, ConnId};
 use crate::error::CloseReason;
 use crate::handler::{Accept, Handler};
@@ -26,6 +27,57 @@ fn guard<R>(stats: &WorkerStats, f: impl FnOnce() -> R) -> Option<R> {
             bump(&stats.handler_panics, 1);
             tracing::warn!("a handler callback panicked; closing its connection");
             None
+        }
+    }
+}
+
+/// Hand received bytes to the handler through the connection's frame reader: whole
+/// frames (or raw chunks), exact reads and their progress, in order. Stops delivering once
+/// the connection is asked to close; a framing error closes it with a typed reason.
+fn deliver<H: Handler>(
+    handler: &H,
+    stats: &WorkerStats,
+    st: &mut ConnState<H::Session>,
+    data: &[u8],
+) {
+    let Some(session) = st.session.as_mut() else {
+        return;
+    };
+    let conn = &mut st.conn;
+    if let Some((len, progress)) = conn.exact.take() {
+        if let Err(e) = st.reader.read_exact(len, progress) {
+            conn.close = CloseRequest::Now(CloseReason::from_frame_error(e));
+            return;
+        }
+    }
+    let discarded = st.reader.discarded_frames();
+    let result = st.reader.feed(data, &mut |event| {
+        let ok = match event {
+            Event::Frame(frame) => guard(stats, || handler.on_data(session, conn, frame)),
+            Event::Progress { received, total } => guard(stats, || {
+                handler.on_progress(session, conn, received, total)
+            }),
+        };
+        if ok.is_none() {
+            conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+        }
+        if conn.close != CloseRequest::None {
+            return Next::Stop;
+        }
+        match conn.exact.take() {
+            Some((len, progress)) => Next::ReadExact { len, progress },
+            None => Next::Continue,
+        }
+    });
+    let skipped = st.reader.discarded_frames() - discarded;
+    if skipped > 0 {
+        bump(&stats.frames_discarded, skipped);
+    }
+    if let Err(e) = result {
+        bump(&stats.protocol_errors, 1);
+        tracing::debug!(conn = %conn.id, peer = %conn.peer, error = %e, "closing: bad framing");
+        if !matches!(conn.close, CloseRequest::Now(_)) {
+            conn.close = CloseRequest::Now(CloseReason::from_frame_error(e));
         }
     }
 }
@@ -87,14 +139,16 @@ impl<H: Handler> Worker<H> {
         outbound: bool,
         phase: Phase,
     ) -> (u32, u32) {
-        let (index, mailbox) = (self.index, self.mailbox.clone());
+        let (index, mailbox, codec) = (self.index, self.mailbox.clone(), self.codec.clone());
         self.conns.insert_with(|slot, gen| {
             let id = ConnId::new(index, slot, gen);
             let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            let reader = FrameReader::with_exact_max(codec.decoder(), codec.max_exact_read());
             ConnState::new(
-                Conn::new(id, token, peer, raw, outbound, mailbox),
+                Conn::new(id, token, peer, raw, outbound, mailbox, codec),
                 fd,
                 phase,
+                reader,
             )
         })
     }
@@ -218,12 +272,7 @@ impl<H: Handler> Worker<H> {
             };
             bump(&self.stats.bytes_in, c.result as u64);
             if st.is_open() && st.conn.close == CloseRequest::None {
-                if let Some(session) = st.session.as_mut() {
-                    let (handler, conn, data) = (&self.handler, &mut st.conn, self.bufs.bytes(&id));
-                    if guard(&self.stats, || handler.on_data(session, conn, data)).is_none() {
-                        st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
-                    }
-                }
+                deliver(&*self.handler, &self.stats, st, self.bufs.bytes(&id));
             }
             self.bufs.recycle(id);
         } else if c.result == 0 {

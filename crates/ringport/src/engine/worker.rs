@@ -5,6 +5,7 @@ use super::conn_state::ConnState;
 use super::mailbox::{Mailbox, Message};
 use super::slab::Slab;
 use super::user_data::{decode, encode, OpKind};
+use crate::codec::Codec;
 use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::handler::Handler;
@@ -61,6 +62,8 @@ pub(crate) struct Worker<H: Handler> {
     pub(super) mailbox: Arc<Mailbox>,
     pub(super) stats: Arc<WorkerStats>,
     pub(super) config: EngineConfig,
+    /// The codec every connection of this engine frames with (shared with its `Conn`s).
+    pub(super) codec: Arc<Codec>,
     /// Connections to look at after the current batch (sends, closes, re-arms).
     pub(super) dirty: Vec<(u32, u32)>,
     /// Set once a shutdown message arrived: flush until this instant.
@@ -108,6 +111,7 @@ impl<H: Handler> Worker<H> {
             mailbox,
             stats,
             config: config.clone(),
+            codec: Arc::new(config.codec.clone()),
             dirty: Vec::new(),
             shutdown: None,
             deadline_hit: false,

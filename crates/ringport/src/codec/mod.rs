@@ -1,0 +1,338 @@
+//! Sans-IO framing: decoders that turn a byte stream into frames and encoders that do the
+//! reverse. Nothing here touches a socket or a clock, so every decoder can be fed any
+//! chunking of any input in a plain unit test (or a fuzzer).
+//!
+//! A [`Decoder`] looks at the unconsumed input and answers with a [`Decoded`]: a whole
+//! frame, "need more", or bytes to skip. [`FrameReader`] drives a decoder over received
+//! chunks: a frame that lies inside one chunk is handed out as a slice of it (no copy);
+//! only a frame that spans chunks is assembled, in a buffer sized to that frame and freed
+//! once it is delivered. Every decoder has a maximum frame length, checked before any
+//! allocation.
+//!
+//! [`Codec`] names one of the built-in formats; the server and client builders take one
+//! (`Server::builder().codec(..)`), and [`crate::Conn::send_frame`] encodes with it.
+#![forbid(unsafe_code)]
+
+mod delimited;
+mod fixed;
+mod length;
+mod reader;
+
+pub use delimited::DelimitedCodec;
+pub use fixed::{FixedCodec, RawDecoder};
+pub use length::{Endian, LengthCodec};
+pub use reader::{Event, FrameReader, Next};
+
+use std::ops::Range;
+
+/// Default maximum payload of a length-prefixed frame: 8 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
+/// Default maximum length of a line or delimited frame: 64 KiB.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// Why a byte stream could not be framed (decoding) or a payload could not be (encoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A header announced a payload longer than the maximum.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLong {
+        /// The announced payload length.
+        len: u64,
+        /// The decoder's maximum.
+        max: u64,
+    },
+    /// A line or delimited frame ran past the maximum without its delimiter.
+    #[error("no delimiter within the maximum frame length of {max} bytes")]
+    LineTooLong {
+        /// The decoder's maximum.
+        max: u64,
+    },
+    /// A length field (after adjustment) is smaller than the header it says it includes.
+    #[error("length field value {value} is smaller than the {header}-byte header")]
+    LengthBelowHeader {
+        /// The length field's value after adjustment (may be negative).
+        value: i128,
+        /// The header length.
+        header: u8,
+    },
+    /// A payload is too long for the length field's width (encoding).
+    #[error("a {len}-byte payload does not fit a {width}-byte length field")]
+    TooLongForHeader {
+        /// The payload length.
+        len: u64,
+        /// The length field's width in bytes.
+        width: u8,
+    },
+    /// A payload for a fixed-size codec has the wrong length (encoding, or a read_exact of
+    /// zero bytes).
+    #[error("a frame must be {size} bytes, not {len}")]
+    WrongSize {
+        /// The payload length.
+        len: u64,
+        /// The required size.
+        size: u64,
+    },
+    /// A length field must be 1, 2, 4 or 8 bytes wide (configuration).
+    #[error("a length field of {width} bytes is not supported (1, 2, 4 or 8)")]
+    UnsupportedWidth {
+        /// The width asked for.
+        width: u8,
+    },
+    /// A payload contains its codec's delimiter, so it cannot be framed (encoding).
+    #[error("the payload contains the delimiter")]
+    DelimiterInPayload,
+}
+
+/// A decoder's answer about the unconsumed input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A whole frame: it took the first `consumed` bytes of the input; the payload handed
+    /// to the application is `payload` (a range inside those bytes).
+    Frame {
+        /// Input bytes the frame occupies (header and delimiter included).
+        consumed: usize,
+        /// Where the payload lies in the input.
+        payload: Range<usize>,
+    },
+    /// Not enough input. `frame_len`, when known, is the length the input must reach
+    /// before the decoder can say more: the whole frame once its header is read (so the
+    /// caller sizes its buffer once), or the header before that.
+    NeedMore {
+        /// Input length needed to progress, if known.
+        frame_len: Option<usize>,
+    },
+    /// Drop the first `len` bytes of the input (at least 1, at most the input's length):
+    /// part of an oversized frame being discarded.
+    Skip {
+        /// Bytes to drop.
+        len: usize,
+        /// Set on the first skip of a discarded frame: the length it announced (or the
+        /// bytes seen so far, for a delimited frame).
+        oversized: Option<u64>,
+    },
+}
+
+/// A framing state machine.
+///
+/// Contract: `decode` gets the unconsumed input, starting right after the bytes the
+/// previous `Frame` or `Skip` took. After `NeedMore`, the next call gets the same bytes
+/// with more appended, so a decoder may remember how far it has looked.
+pub trait Decoder {
+    /// Examine the unconsumed input.
+    fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError>;
+    /// The longest frame (header or delimiter included) this decoder assembles.
+    fn max_frame(&self) -> usize;
+    /// Forget any partial progress (the input is about to be read another way).
+    fn reset(&mut self) {}
+}
+
+/// The bytes an encoder puts around a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameParts<'a> {
+    header: [u8; 8],
+    header_len: u8,
+    trailer: &'a [u8],
+}
+
+impl<'a> FrameParts<'a> {
+    fn new(header: &[u8], trailer: &'a [u8]) -> FrameParts<'a> {
+        let mut h = [0; 8];
+        h[..header.len()].copy_from_slice(header);
+        FrameParts {
+            header: h,
+            header_len: header.len() as u8,
+            trailer,
+        }
+    }
+
+    /// The bytes before the payload.
+    pub fn header(&self) -> &[u8] {
+        &self.header[..self.header_len as usize]
+    }
+
+    /// The bytes after the payload.
+    pub fn trailer(&self) -> &'a [u8] {
+        self.trailer
+    }
+}
+
+/// One of the built-in frame formats, with its settings. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Codec {
+    /// No framing: every received chunk is delivered as it came.
+    #[default]
+    Raw,
+    /// A length field before each payload.
+    Length(LengthCodec),
+    /// Frames ended by a delimiter (lines are `DelimitedCodec::lines()`).
+    Delimited(DelimitedCodec),
+    /// Every frame has the same size.
+    Fixed(FixedCodec),
+}
+
+impl Codec {
+    /// A fresh decoder for one connection.
+    pub fn decoder(&self) -> FrameDecoder {
+        match self {
+            Codec::Raw => FrameDecoder::Raw(RawDecoder),
+            Codec::Length(c) => FrameDecoder::Length(c.decoder()),
+            Codec::Delimited(c) => FrameDecoder::Delimited(c.decoder()),
+            Codec::Fixed(c) => FrameDecoder::Fixed(c.clone()),
+        }
+    }
+
+    /// The header and trailer that frame a payload of `len` bytes; `payload` is looked at
+    /// only by codecs that must check it (a delimiter inside a delimited payload).
+    pub fn parts(&self, payload: &[u8]) -> Result<FrameParts<'_>, FrameError> {
+        match self {
+            Codec::Raw => Ok(FrameParts::new(&[], &[])),
+            Codec::Length(c) => c.parts(payload.len()),
+            Codec::Delimited(c) => c.parts(payload),
+            Codec::Fixed(c) => c.parts(payload.len()),
+        }
+    }
+
+    /// Append the framed `payload` to `dst`. On error nothing is appended.
+    pub fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        let parts = self.parts(payload)?;
+        dst.reserve(parts.header().len() + payload.len() + parts.trailer().len());
+        dst.extend_from_slice(parts.header());
+        dst.extend_from_slice(payload);
+        dst.extend_from_slice(parts.trailer());
+        Ok(())
+    }
+
+    /// The longest exact read (`Conn::read_exact`) on a connection with this codec: the
+    /// codec's maximum frame, and at least [`DEFAULT_MAX_FRAME`] (a line protocol may
+    /// read a large blob).
+    pub fn max_exact_read(&self) -> usize {
+        let frame = match self {
+            Codec::Raw => 0,
+            Codec::Length(c) => c.max_payload(),
+            Codec::Delimited(c) => c.max_len(),
+            Codec::Fixed(c) => c.size(),
+        };
+        frame.max(DEFAULT_MAX_FRAME)
+    }
+}
+
+/// The decoder of a [`Codec`] (static dispatch over the built-in decoders).
+#[derive(Debug, Clone)]
+pub enum FrameDecoder {
+    /// See [`Codec::Raw`].
+    Raw(RawDecoder),
+    /// See [`Codec::Length`].
+    Length(length::LengthDecoder),
+    /// See [`Codec::Delimited`].
+    Delimited(delimited::DelimitedDecoder),
+    /// See [`Codec::Fixed`].
+    Fixed(FixedCodec),
+}
+
+impl Decoder for FrameDecoder {
+    #[inline]
+    fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
+        match self {
+            FrameDecoder::Raw(d) => d.decode(buf),
+            FrameDecoder::Length(d) => d.decode(buf),
+            FrameDecoder::Delimited(d) => d.decode(buf),
+            FrameDecoder::Fixed(d) => d.decode(buf),
+        }
+    }
+
+    fn max_frame(&self) -> usize {
+        match self {
+            FrameDecoder::Raw(d) => d.max_frame(),
+            FrameDecoder::Length(d) => d.max_frame(),
+            FrameDecoder::Delimited(d) => d.max_frame(),
+            FrameDecoder::Fixed(d) => d.max_frame(),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            FrameDecoder::Raw(d) => d.reset(),
+            FrameDecoder::Length(d) => d.reset(),
+            FrameDecoder::Delimited(d) => d.reset(),
+            FrameDecoder::Fixed(d) => d.reset(),
+        }
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+
+    /// `raw`, `line`, `length:N` (N-byte big-endian length prefix, N in 1, 2, 4, 8),
+    /// `fixed:N`.
+    fn from_str(s: &str) -> Result<Codec, String> {
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        let num = |a: Option<&str>| -> Result<usize, String> {
+            a.ok_or_else(|| format!("codec {name} needs a size, as in {name}:4"))?
+                .parse()
+                .map_err(|e| format!("bad size in codec {s:?}: {e}"))
+        };
+        match name {
+            "raw" if arg.is_none() => Ok(Codec::Raw),
+            "line" if arg.is_none() => Ok(Codec::Delimited(DelimitedCodec::lines())),
+            "length" => LengthCodec::new(num(arg)? as u8, Endian::Big)
+                .map(Codec::Length)
+                .map_err(|e| e.to_string()),
+            "fixed" => FixedCodec::new(num(arg)?)
+                .map(Codec::Fixed)
+                .map_err(|e| e.to_string()),
+            _ => Err(format!(
+                "unknown codec {s:?} (raw, line, length:N, fixed:N)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    /// The CLI spelling where there is one (`raw`, `line`, `length:4`, `fixed:16`);
+    /// `length:4le` for a little-endian field; `delimited` for other delimiters.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Codec::Raw => f.write_str("raw"),
+            Codec::Length(c) => {
+                let le = if c.endian() == Endian::Little {
+                    "le"
+                } else {
+                    ""
+                };
+                write!(f, "length:{}{le}", c.width())
+            }
+            Codec::Delimited(c) if c.is_lines() => f.write_str("line"),
+            Codec::Delimited(_) => f.write_str("delimited"),
+            Codec::Fixed(c) => write!(f, "fixed:{}", c.size()),
+        }
+    }
+}
+
+impl Codec {
+    /// The same codec with its maximum frame length (payload bytes) set to `max`; ignored
+    /// by `Raw` and `Fixed`.
+    pub fn with_max_frame(self, max: usize) -> Codec {
+        match self {
+            Codec::Length(c) => Codec::Length(c.max_payload_len(max)),
+            Codec::Delimited(c) => Codec::Delimited(c.max_length(max)),
+            other => other,
+        }
+    }
+
+    /// The same codec, discarding oversized frames and reading on from the next one
+    /// instead of failing (where the format allows it: `Length` and `Delimited`).
+    pub fn with_discard_oversized(self, discard: bool) -> Codec {
+        match self {
+            Codec::Length(c) => Codec::Length(c.discard_oversized(discard)),
+            Codec::Delimited(c) => Codec::Delimited(c.discard_oversized(discard)),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
