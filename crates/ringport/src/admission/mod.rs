@@ -1,0 +1,51 @@
+//! Admission control: the checks a worker makes on an accepted connection before the
+//! handler sees it.
+//!
+//! Everything here is sans-IO: no sockets, no clock (each call takes `now`), no threads,
+//! no `unsafe`. A worker keeps its own copy of each piece and consults them in this order,
+//! cheapest and most decisive first; the first refusal wins and is counted under its
+//! [`RefuseReason`]:
+//!
+//! 1. [`AccessList::check`]: deny ranges and temporary bans ([`RefuseReason::Denied`]),
+//!    then the allow list ([`RefuseReason::NotAllowed`]);
+//! 2. the server-wide connection cap ([`RefuseReason::MaxConnections`]);
+//! 3. a server-wide [`TokenBucket`] ([`RefuseReason::RateLimited`]);
+//! 4. [`PerIpLimiter::try_open`] ([`RefuseReason::MaxPerIp`],
+//!    [`RefuseReason::RateLimitedPerIp`], [`RefuseReason::PerIpTableFull`]);
+//! 5. `Handler::on_accept` ([`RefuseReason::HandlerVeto`]).
+//!
+//! ```
+//! use ringport::admission::{AccessList, IpNet, RefuseReason, TokenBucket, Verdict};
+//! use std::time::{Duration, Instant};
+//!
+//! let now = Instant::now();
+//! let mut access = AccessList::new();
+//! access.allow("10.0.0.0/8".parse::<IpNet>()?);
+//! access.deny_until("10.6.6.6".parse()?, now + Duration::from_secs(60));
+//! assert_eq!(access.check("10.1.2.3".parse()?, now), Verdict::Admit);
+//! assert_eq!(access.check("::ffff:10.6.6.6".parse()?, now), Verdict::Refuse(RefuseReason::Denied));
+//! assert_eq!(access.check("192.0.2.1".parse()?, now), Verdict::Refuse(RefuseReason::NotAllowed));
+//!
+//! let mut rate = TokenBucket::new(100.0, 20)?; // 100 accepts per second, bursts of 20
+//! assert!((0..20).all(|_| rate.try_take(now)));
+//! assert!(!rate.try_take(now));
+//! assert!(rate.try_take(now + Duration::from_millis(10)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod access_list;
+mod ip_net;
+mod net_set;
+mod per_ip;
+mod refuse_reason;
+mod token_bucket;
+
+pub use access_list::{AccessList, Verdict};
+pub use ip_net::{IpNet, IpNetError};
+pub use per_ip::{PerIpLimiter, DEFAULT_MAX_TRACKED_IPS};
+pub use refuse_reason::RefuseReason;
+pub use token_bucket::{RateLimitError, TokenBucket};
+
+#[cfg(test)]
+mod tests;
