@@ -108,11 +108,24 @@ struct BenchArgs {
     /// Seconds a connect may take before it counts as failed.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     connect_timeout: f64,
+    /// Play a hostile client for --duration with at most --connections sockets and
+    /// report how the server treated it: silent, slowloris, slow-reader, flood or reset.
+    #[arg(long, value_name = "KIND", conflicts_with_all = ["rate", "churn", "idle"])]
+    attack: Option<bench::Attack>,
+    /// Attacks: seconds between two bytes (slowloris); seconds without write progress
+    /// after which a connection counts as stalled (slow-reader).
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    interval: f64,
 }
 
 impl BenchArgs {
     fn mode(&self) -> anyhow::Result<bench::Mode> {
-        Ok(if let Some(per_sec) = self.rate {
+        Ok(if let Some(kind) = self.attack {
+            bench::Mode::Attack {
+                kind,
+                interval: seconds(self.interval, "--interval")?,
+            }
+        } else if let Some(per_sec) = self.rate {
             anyhow::ensure!(
                 per_sec.is_finite() && per_sec > 0.0,
                 "--rate {per_sec}: must be a positive number of messages per second"

@@ -1,5 +1,6 @@
 //! The load tool's result: its JSON shape, its text form, and the pass/fail verdict.
 
+use crate::bench::AttackReport;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt;
@@ -59,6 +60,7 @@ pub enum ModeName {
     Rate,
     Churn,
     Idle,
+    Attack,
 }
 
 impl ModeName {
@@ -68,6 +70,7 @@ impl ModeName {
             ModeName::Rate => "rate",
             ModeName::Churn => "churn",
             ModeName::Idle => "idle",
+            ModeName::Attack => "attack",
         }
     }
 }
@@ -100,12 +103,18 @@ pub struct BenchReport {
     /// (null if some never opened).
     pub idle_connections: Option<usize>,
     pub all_up_secs: Option<f64>,
+    /// Attack mode: what the hostile client saw (null in the other modes).
+    pub attack: Option<AttackReport>,
 }
 
 impl BenchReport {
     /// Pass or fail: any error is a failure, and so is a run that did nothing (no
-    /// message; churn: no cycle; idle: not every connection up).
+    /// message; churn: no cycle; idle: not every connection up). An attack always
+    /// passes: how the server treated it is its result.
     pub fn check(&self) -> anyhow::Result<()> {
+        if self.mode == ModeName::Attack {
+            return Ok(());
+        }
         let e = &self.errors;
         if e.total() > 0 {
             anyhow::bail!(
@@ -139,6 +148,12 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.latency_us;
         let e = &self.errors;
+        if let Some(attack) = &self.attack {
+            writeln!(f, "mode          {}", self.mode.as_str())?;
+            writeln!(f, "connections   {}", self.connections)?;
+            writeln!(f, "size          {} bytes ({})", self.size, self.codec)?;
+            return write!(f, "{}", attack.to_string().trim_end());
+        }
         writeln!(f, "mode          {}", self.mode.as_str())?;
         writeln!(f, "connections   {}", self.connections)?;
         writeln!(f, "size          {} bytes ({})", self.size, self.codec)?;
@@ -196,6 +211,7 @@ mod tests {
             cycles: None,
             idle_connections: None,
             all_up_secs: None,
+            attack: None,
         }
     }
 
@@ -216,6 +232,7 @@ mod tests {
             "cycles",
             "idle_connections",
             "all_up_secs",
+            "attack",
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }

@@ -5,7 +5,10 @@
 //! - rate (`rate.rs`): open loop, a fixed total message rate on a schedule;
 //! - churn (`churn.rs`): connect, echo, close, reconnect, as fast as it goes;
 //! - idle (`idle.rs`): open many connections and hold them without traffic.
+//!
+//! `--attack` (`attack/`) plays a hostile client instead, on plain sockets.
 
+mod attack;
 mod churn;
 mod echo;
 mod idle;
@@ -13,6 +16,8 @@ mod load;
 mod progress;
 mod rate;
 mod shared;
+
+pub use attack::{Attack, AttackReport};
 
 use crate::pattern::Shape;
 use crate::report::{BenchReport, Latency, ModeName};
@@ -49,6 +54,9 @@ pub enum Mode {
     Churn { messages: usize },
     /// Open `connections` connections and hold them without traffic.
     Idle,
+    /// A hostile client (see `attack/`); `interval` paces slowloris and is slow-reader's
+    /// stall threshold.
+    Attack { kind: Attack, interval: Duration },
 }
 
 /// What to run.
@@ -108,6 +116,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         } => rate::run(&opts, per_sec, max_outstanding),
         Mode::Churn { messages } => churn::run(&opts, messages),
         Mode::Idle => idle::run(&opts),
+        Mode::Attack { kind, interval } => attack::run(&opts, kind, interval),
     }
 }
 
@@ -269,5 +278,6 @@ fn finish_report(
         cycles: None,
         idle_connections: None,
         all_up_secs: None,
+        attack: None,
     }
 }

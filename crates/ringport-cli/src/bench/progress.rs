@@ -63,6 +63,17 @@ impl Progress {
         };
         self.last_count = count;
         self.last_elapsed = elapsed;
+        self.print(&line);
+    }
+
+    /// Print `what` after `elapsed`, as `[  1.0s] what` (the attacks' own lines).
+    pub fn line(&mut self, elapsed: Duration, what: &str) {
+        if self.enabled {
+            self.print(&format!("[{:>5.1}s] {what}", elapsed.as_secs_f64()));
+        }
+    }
+
+    fn print(&mut self, line: &str) {
         let mut err = std::io::stderr().lock();
         // A progress line that cannot be written is not worth failing the run for.
         let _ = if self.tty {
