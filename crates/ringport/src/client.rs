@@ -48,6 +48,12 @@ impl ClientBuilder {
         self
     }
 
+    /// The I/O backend (default [`crate::Backend::Auto`]: io_uring when available).
+    pub fn backend(mut self, backend: crate::Backend) -> Self {
+        self.config.backend = backend;
+        self
+    }
+
     /// Replace every engine setting at once.
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;

@@ -35,6 +35,26 @@ pub struct EngineConfig {
     /// each received chunk; a framing codec hands over whole frames, one `on_data` call
     /// each, and [`crate::Conn::send_frame`] encodes with it.
     pub codec: Codec,
+    /// Which I/O backend runs the workers. Default: [`Backend::Auto`].
+    pub backend: Backend,
+    /// Tests only: make the io_uring probe fail, as on a kernel or container without it.
+    #[doc(hidden)]
+    pub inject_uring_probe_failure: bool,
+}
+
+/// The I/O backend of an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// `RINGPORT_BACKEND=uring|poll` if set; else io_uring if this kernel and process
+    /// allow it (probed at start), else the readiness backend, with one log line saying
+    /// why.
+    #[default]
+    Auto,
+    /// io_uring only; starting fails if it is unavailable.
+    Uring,
+    /// The portable readiness backend (epoll through mio): no receive buffer per
+    /// connection either (one read arena per worker).
+    Poll,
 }
 
 impl Default for EngineConfig {
@@ -50,11 +70,22 @@ impl Default for EngineConfig {
             connect_timeout: Duration::from_secs(10),
             batch_wait: Duration::from_micros(50),
             codec: Codec::Raw,
+            backend: Backend::Auto,
+            inject_uring_probe_failure: false,
         }
     }
 }
 
 impl EngineConfig {
+    pub(crate) fn driver_config(&self) -> crate::sys::DriverConfig {
+        crate::sys::DriverConfig {
+            ring_entries: self.ring_entries,
+            cq_entries: self.cq_entries,
+            recv_buffers: self.recv_buffers,
+            recv_buffer_size: self.recv_buffer_size,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), crate::Error> {
         let bad = |m: &str| Err(crate::Error::Config(m.to_string()));
         if self.workers == 0 || self.workers > 255 {

@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod admission;
 mod client;
 pub mod codec;
 mod config;
@@ -41,11 +42,12 @@ mod outbound;
 mod server;
 mod stats;
 mod sys;
+mod timer;
 
 pub use bytes::Bytes;
 pub use client::{Client, ClientBuilder};
 pub use codec::{Codec, FrameError};
-pub use config::EngineConfig;
+pub use config::{Backend, EngineConfig};
 pub use conn::{Conn, ConnId, ConnRef};
 pub use error::{CloseReason, Error, SendError};
 pub use handler::{Accept, Handler};

@@ -16,7 +16,7 @@ fn stats_counters_move_after_an_echo() {
     let _watchdog = watchdog("stats_counters_move_after_an_echo", TEST_LIMIT);
     let (server, addr, _events) = echo_server();
     let before = server.stats();
-    assert_eq!(before.backend, "uring");
+    assert_eq!(before.backend, backend_under_test());
     assert_eq!(
         (
             before.open,

@@ -12,7 +12,7 @@ use crate::conn::{CloseRequest, Conn, ConnId};
 use crate::error::CloseReason;
 use crate::handler::{Accept, Handler};
 use crate::stats::{bump, WorkerStats};
-use crate::sys::{socket, Completion};
+use crate::sys::{socket, Completion, Driver};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -86,7 +86,7 @@ fn errno_of(result: i32) -> i32 {
     -result
 }
 
-impl<H: Handler> Worker<H> {
+impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn on_accept(&mut self, i: usize, c: Completion) {
         if !c.more() {
             self.listeners[i].armed = false;
@@ -123,7 +123,7 @@ impl<H: Handler> Worker<H> {
         let verdict = guard(&self.stats, || handler.on_accept(peer)).unwrap_or(Accept::Reject);
         if verdict == Accept::Reject {
             bump(&self.stats.rejected, 1);
-            self.ring.close(fd, encode(OpKind::Ignore, 0, 0));
+            self.io.close(fd, encode(OpKind::Ignore, 0, 0));
             return;
         }
         bump(&self.stats.accepted, 1);
@@ -190,7 +190,7 @@ impl<H: Handler> Worker<H> {
         };
         st.inflight += 2;
         st.connect_ops = 2;
-        self.ring.connect(
+        self.io.connect(
             slot,
             st.raw_fd,
             addr,
@@ -246,7 +246,7 @@ impl<H: Handler> Worker<H> {
         st.connect_ops -= 1;
         st.inflight -= 1;
         if st.connect_ops == 0 {
-            self.ring.finish_connect(slot);
+            self.io.finish_connect(slot);
         }
         self.op_done(slot, gen);
     }
@@ -254,8 +254,8 @@ impl<H: Handler> Worker<H> {
     pub(super) fn on_recv(&mut self, slot: u32, gen: u32, c: Completion) {
         let Some(st) = self.conns.get_mut(slot, gen) else {
             if c.result > 0 {
-                if let Some(id) = self.bufs.claim(c.flags, c.result as usize) {
-                    self.bufs.recycle(id);
+                if let Some(id) = self.io.claim_recv(&c) {
+                    self.io.recycle(id);
                 }
             }
             return self.stale();
@@ -265,16 +265,16 @@ impl<H: Handler> Worker<H> {
             st.inflight -= 1;
         }
         if c.result > 0 {
-            let Some(id) = self.bufs.claim(c.flags, c.result as usize) else {
+            let Some(id) = self.io.claim_recv(&c) else {
                 tracing::error!(flags = c.flags, "receive completion without a valid buffer");
                 st.conn.close = CloseRequest::Now(CloseReason::Io(libc::EIO));
                 return self.mark_dirty(slot, gen);
             };
             bump(&self.stats.bytes_in, c.result as u64);
             if st.is_open() && st.conn.close == CloseRequest::None {
-                deliver(&*self.handler, &self.stats, st, self.bufs.bytes(&id));
+                deliver(&*self.handler, &self.stats, st, self.io.recv_bytes(&id));
             }
-            self.bufs.recycle(id);
+            self.io.recycle(id);
         } else if c.result == 0 {
             st.read_eof = true;
             if st.is_open() && st.conn.close == CloseRequest::None {
@@ -309,7 +309,7 @@ impl<H: Handler> Worker<H> {
             return self.stale();
         };
         let sent = c.result.max(0) as usize;
-        self.ring.finish_send(slot, sent, &mut st.conn.out);
+        self.io.finish_send(slot, sent, &mut st.conn.out);
         st.conn.queued -= sent;
         debug_assert!(st.conn.out.len() <= st.conn.queued);
         st.inflight -= 1;
@@ -378,7 +378,7 @@ impl<H: Handler> Worker<H> {
         }
         if st.sending == 0 && !st.conn.out.is_empty() && !st.write_shut {
             let ud = encode(OpKind::Send, slot, gen);
-            st.sending = self.ring.send(slot, st.raw_fd, &mut st.conn.out, ud);
+            st.sending = self.io.send(slot, st.raw_fd, &mut st.conn.out, ud);
             st.inflight += 1;
         }
         let flushed = st.sending == 0 && !st.conn.has_unsent();
@@ -388,7 +388,7 @@ impl<H: Handler> Worker<H> {
             }
             if st.recv_armed && !st.cancelled {
                 st.cancelled = true;
-                self.ring.cancel(
+                self.io.cancel(
                     encode(OpKind::Recv, slot, gen),
                     encode(OpKind::Ignore, 0, 0),
                 );
@@ -398,17 +398,14 @@ impl<H: Handler> Worker<H> {
         if flushed && st.conn.shutdown_write && !st.write_shut {
             st.write_shut = true;
             st.inflight += 1;
-            self.ring
+            self.io
                 .shutdown_write(st.raw_fd, encode(OpKind::Shutdown, slot, gen));
         }
         if !st.recv_armed && !st.read_eof {
             st.recv_armed = true;
             st.inflight += 1;
-            self.ring.recv_multi(
-                st.raw_fd,
-                self.bufs.group(),
-                encode(OpKind::Recv, slot, gen),
-            );
+            self.io
+                .recv_multi(st.raw_fd, encode(OpKind::Recv, slot, gen));
         }
     }
 
@@ -423,13 +420,13 @@ impl<H: Handler> Worker<H> {
         st.phase = Phase::Closing(reason);
         let ignore = encode(OpKind::Ignore, 0, 0);
         if st.recv_armed {
-            self.ring.cancel(encode(OpKind::Recv, slot, gen), ignore);
+            self.io.cancel(encode(OpKind::Recv, slot, gen), ignore);
         }
         if st.sending > 0 {
-            self.ring.cancel(encode(OpKind::Send, slot, gen), ignore);
+            self.io.cancel(encode(OpKind::Send, slot, gen), ignore);
         }
         if st.connect_ops > 0 {
-            self.ring.cancel(encode(OpKind::Connect, slot, gen), ignore);
+            self.io.cancel(encode(OpKind::Connect, slot, gen), ignore);
         }
         self.op_done(slot, gen);
     }
@@ -468,7 +465,7 @@ impl<H: Handler> Worker<H> {
         };
         if let Some(fd) = st.fd.take() {
             st.inflight += 1;
-            self.ring.close(fd, encode(OpKind::Close, slot, gen));
+            self.io.close(fd, encode(OpKind::Close, slot, gen));
         } else {
             self.conns.remove(slot, gen);
         }

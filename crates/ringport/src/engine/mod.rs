@@ -1,4 +1,5 @@
-//! The engine: N workers, each owning one io_uring, its connections and its mailbox.
+//! The engine: N workers, each owning one I/O backend (io_uring or readiness), its
+//! connections and its mailbox.
 //!
 //! `Engine` is the cross-thread face (start, connect, stats, shutdown); everything that
 //! touches a connection happens on its worker (see `worker`).
@@ -39,6 +40,7 @@ struct WorkerHandle {
 /// The running workers of one server or client.
 pub(crate) struct Engine<H> {
     workers: Vec<WorkerHandle>,
+    backend: sys::Chosen,
     stats: Vec<Arc<WorkerStats>>,
     next_connect: AtomicUsize,
     _handler: PhantomData<fn() -> H>,
@@ -53,10 +55,17 @@ impl<H: Handler> Engine<H> {
         handler: H,
     ) -> Result<(Engine<H>, Vec<SocketAddr>), Error> {
         config.validate()?;
+        let backend = sys::select(
+            config.backend,
+            config.driver_config(),
+            config.inject_uring_probe_failure,
+        )
+        .map_err(Error::Backend)?;
         let (per_worker, bound) = bind_listeners(&config, addrs)?;
         let handler = Arc::new(handler);
         let mut engine = Engine {
             workers: Vec::new(),
+            backend,
             stats: Vec::new(),
             next_connect: AtomicUsize::new(0),
             _handler: PhantomData,
@@ -74,18 +83,14 @@ impl<H: Handler> Engine<H> {
             );
             let thread = std::thread::Builder::new()
                 .name(format!("ringport-w{index}"))
-                .spawn(
-                    move || match Worker::new(index as u8, &cfg, h, mb, st, listeners) {
-                        Ok(mut w) => {
-                            let _ = tx.send(Ok(w.setup_name()));
-                            w.run()
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            WorkerExit::default()
-                        }
-                    },
-                )?;
+                .spawn(move || match backend {
+                    sys::Chosen::Uring => run_worker::<H, sys::uring::UringDriver>(
+                        index, &cfg, h, mb, st, listeners, tx,
+                    ),
+                    sys::Chosen::Poll => run_worker::<H, sys::poll::PollDriver>(
+                        index, &cfg, h, mb, st, listeners, tx,
+                    ),
+                })?;
             engine.workers.push(WorkerHandle {
                 mailbox,
                 thread: Some(thread),
@@ -105,7 +110,8 @@ impl<H: Handler> Engine<H> {
             workers = engine.workers.len(),
             setup,
             listeners = ?bound,
-            "ringport engine started on io_uring"
+            backend = backend.name(),
+            "ringport engine started"
         );
         Ok((engine, bound))
     }
@@ -125,7 +131,7 @@ impl<H: Handler> Engine<H> {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        Stats::sum("uring", self.stats.iter().map(|s| &**s))
+        Stats::sum(self.backend.name(), self.stats.iter().map(|s| &**s))
     }
 
     pub(crate) fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
@@ -154,7 +160,7 @@ impl<H> Engine<H> {
                 Err(_) => tracing::error!("a ringport worker panicked"),
             }
         }
-        report.stats = Stats::sum("uring", self.stats.iter().map(|s| &**s));
+        report.stats = Stats::sum(self.backend.name(), self.stats.iter().map(|s| &**s));
         report.undelivered_bytes = report.stats.undelivered_bytes;
         report
     }
@@ -164,6 +170,28 @@ impl<H> Drop for Engine<H> {
     fn drop(&mut self) {
         if self.workers.iter().any(|w| w.thread.is_some()) {
             self.stop(Duration::ZERO);
+        }
+    }
+}
+
+/// A worker thread's body: set up the backend, report readiness (or the error), run.
+fn run_worker<H: Handler, D: sys::Driver>(
+    index: usize,
+    config: &EngineConfig,
+    handler: Arc<H>,
+    mailbox: Arc<Mailbox>,
+    stats: Arc<WorkerStats>,
+    listeners: Vec<OwnedFd>,
+    ready: mpsc::Sender<Result<&'static str, Error>>,
+) -> WorkerExit {
+    match Worker::<H, D>::new(index as u8, config, handler, mailbox, stats, listeners) {
+        Ok(mut w) => {
+            let _ = ready.send(Ok(w.setup_name()));
+            w.run()
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            WorkerExit::default()
         }
     }
 }

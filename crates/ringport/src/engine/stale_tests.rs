@@ -45,7 +45,15 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
     let handler = Arc::new(Counting::default());
     let stats = Arc::new(WorkerStats::default());
     let mailbox = Arc::new(Mailbox::new().unwrap());
-    let mut w = Worker::new(0, &config, handler.clone(), mailbox, stats.clone(), vec![]).unwrap();
+    let mut w = Worker::<_, crate::sys::uring::UringDriver>::new(
+        0,
+        &config,
+        handler.clone(),
+        mailbox,
+        stats.clone(),
+        vec![],
+    )
+    .unwrap();
     let peer = "127.0.0.1:1".parse().unwrap();
 
     // First tenant of the slot, then freed; a second tenant takes the same slot.

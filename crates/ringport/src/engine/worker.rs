@@ -1,5 +1,5 @@
-//! One I/O worker: its ring, buffer ring, connections, listeners and mailbox, and the loop
-//! that drains completions and runs callbacks.
+//! One I/O worker: its backend (io_uring or readiness), connections, listeners and
+//! mailbox, and the loop that drains completions and runs callbacks.
 
 use super::conn_state::ConnState;
 use super::mailbox::{Mailbox, Message};
@@ -10,8 +10,8 @@ use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::stats::{bump, WorkerStats};
-use crate::sys::uring::{BufRing, Uring};
 use crate::sys::Completion;
+use crate::sys::Driver;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,11 +52,11 @@ pub(super) struct Listener {
 }
 
 /// One worker thread's whole state.
-pub(crate) struct Worker<H: Handler> {
+pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) index: u8,
     pub(super) handler: Arc<H>,
-    pub(super) ring: Uring,
-    pub(super) bufs: BufRing,
+    /// The I/O backend (io_uring or readiness), seen as a completion port.
+    pub(super) io: D,
     pub(super) conns: Slab<ConnState<H::Session>>,
     pub(super) listeners: Vec<Listener>,
     pub(super) mailbox: Arc<Mailbox>,
@@ -75,7 +75,7 @@ pub(crate) struct Worker<H: Handler> {
     pub(super) exit: WorkerExit,
 }
 
-impl<H: Handler> Worker<H> {
+impl<H: Handler, D: Driver> Worker<H, D> {
     pub(crate) fn new(
         index: u8,
         config: &EngineConfig,
@@ -83,22 +83,14 @@ impl<H: Handler> Worker<H> {
         mailbox: Arc<Mailbox>,
         stats: Arc<WorkerStats>,
         listeners: Vec<OwnedFd>,
-    ) -> Result<Worker<H>, Error> {
-        let ring = Uring::new(config.ring_entries, config.cq_entries)
-            .map_err(|e| Error::Backend(format!("io_uring setup failed: {e}")))?;
-        let bufs = BufRing::new(ring.ring(), 0, config.recv_buffers, config.recv_buffer_size)
-            .map_err(|e| Error::Backend(format!("provided-buffer ring failed: {e}")))?;
-        tracing::debug!(
-            worker = index,
-            setup = ring.setup_name(),
-            min_wait = ring.min_wait_supported(),
-            "worker ring set up"
-        );
+    ) -> Result<Worker<H, D>, Error> {
+        let io = D::new(config.driver_config())
+            .map_err(|e| Error::Backend(format!("backend set-up failed: {e}")))?;
+        tracing::debug!(worker = index, setup = io.setup_name(), "worker set up");
         Ok(Worker {
             index,
             handler,
-            ring,
-            bufs,
+            io,
             conns: Slab::new(),
             listeners: listeners
                 .into_iter()
@@ -121,7 +113,7 @@ impl<H: Handler> Worker<H> {
     }
 
     pub(crate) fn setup_name(&self) -> &'static str {
-        self.ring.setup_name()
+        self.io.setup_name()
     }
 
     /// The event loop: submit, wait, drain, dispatch, then act on dirty connections.
@@ -129,7 +121,7 @@ impl<H: Handler> Worker<H> {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
-        self.ring.arm_doorbell(
+        self.io.arm_doorbell(
             self.mailbox.doorbell().raw(),
             encode(OpKind::Doorbell, 0, 0),
         );
@@ -140,13 +132,13 @@ impl<H: Handler> Worker<H> {
                 .next_wakeup()
                 .map(|t| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self
-                .ring
+                .io
                 .submit_and_wait(want, self.config.batch_wait, timeout)
             {
-                tracing::error!(worker = self.index, error = %e, "io_uring wait failed; worker stops");
+                tracing::error!(worker = self.index, error = %e, "waiting for completions failed; worker stops");
                 break;
             }
-            if self.ring.drain(&mut batch) {
+            if self.io.drain(&mut batch) {
                 bump(&self.stats.cq_overflows, 1);
             }
             // Expect as many peer-driven completions next time as this time (bounded), so
@@ -160,11 +152,11 @@ impl<H: Handler> Worker<H> {
             }
             self.service_dirty();
             self.on_timers();
-            if self.exiting && !self.ring.doorbell_armed() {
+            if self.exiting && !self.io.doorbell_armed() {
                 break;
             }
         }
-        self.bufs.unregister(self.ring.ring());
+        self.io.shutdown();
         std::mem::take(&mut self.exit)
     }
 
@@ -186,14 +178,14 @@ impl<H: Handler> Worker<H> {
     }
 
     fn on_doorbell(&mut self) {
-        self.ring.doorbell_done();
+        self.io.doorbell_done();
         let mut msgs = Vec::new();
         self.mailbox.drain(&mut msgs);
         for m in msgs {
             self.on_message(m);
         }
         if !self.exiting {
-            self.ring.arm_doorbell(
+            self.io.arm_doorbell(
                 self.mailbox.doorbell().raw(),
                 encode(OpKind::Doorbell, 0, 0),
             );
@@ -259,7 +251,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         l.armed = true;
-        self.ring
+        self.io
             .accept_multi(fd.as_raw_fd(), encode(OpKind::Accept, i as u32, 0));
     }
 
@@ -300,7 +292,7 @@ impl<H: Handler> Worker<H> {
         for (i, l) in self.listeners.iter_mut().enumerate() {
             l.paused_until = None;
             if l.armed {
-                self.ring.cancel(
+                self.io.cancel(
                     encode(OpKind::Accept, i as u32, 0),
                     encode(OpKind::Ignore, 0, 0),
                 );
@@ -326,8 +318,8 @@ impl<H: Handler> Worker<H> {
             return; // a late connect raced in; it fails at once and is closed
         }
         self.exiting = true;
-        if self.ring.doorbell_armed() {
-            self.ring
+        if self.io.doorbell_armed() {
+            self.io
                 .cancel(encode(OpKind::Doorbell, 0, 0), encode(OpKind::Ignore, 0, 0));
         }
     }

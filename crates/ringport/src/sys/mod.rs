@@ -1,25 +1,42 @@
 //! The operating-system edge: the only module with `unsafe`.
 //!
-//! Contract with the engine above:
+//! Contract with the engine above (the [`Driver`] trait; both backends keep it):
 //! - The engine names every operation with a `u64` user_data of its own choosing and gets
 //!   it back, unchanged, in each [`Completion`]. Multishot operations (accept, receive)
-//!   post many completions; the last one of an operation has `more() == false`.
-//! - Memory an operation reads or writes (send iovecs, connect addresses, timeouts, the
-//!   doorbell counter, receive buffers) is owned here until the operation's final
-//!   completion has been drained, so no engine mistake can make the kernel touch freed
-//!   memory. The engine tells when it is done with a keyed resource
-//!   (`finish_send`, `finish_connect`); a resource still in flight when the ring is
+//!   post many completions; the last one of an operation has `more() == false`. Every
+//!   operation ends with exactly one final completion, including when it is cancelled
+//!   (-ECANCELED), so the engine can count what is in flight.
+//! - Memory an operation reads or writes (send chunks and iovecs, connect addresses,
+//!   timeouts, the doorbell counter, receive buffers) is owned here until the operation's
+//!   final completion has been drained, so no engine mistake can make the kernel touch
+//!   freed memory. The engine tells when it is done with a keyed resource
+//!   (`finish_send`, `finish_connect`); a resource still in flight when an io_uring is
 //!   dropped is leaked rather than freed.
-//! - Receive data is lent from the provided-buffer ring: a completion's buffer is claimed
-//!   as a [`uring::BufId`], read through the ring, and given back with `recycle`.
-//! - Submissions never fail silently: a full submission queue is flushed to the kernel,
-//!   and completions reaped meanwhile are kept for the next drain.
+//! - Receive data is lent by the backend: a receive completion's data is claimed
+//!   (`claim_recv`), read through the backend (`recv_bytes`), and given back (`recycle`)
+//!   before the next wait. No receive memory belongs to a connection.
+//! - Submissions never fail silently: a full io_uring submission queue is flushed to the
+//!   kernel, completions reaped meanwhile are kept for the next drain; an operation the
+//!   readiness backend cannot start completes with the error.
+//!
+//! Backends: `uring` (io_uring with multishot accept/receive and a provided-buffer ring)
+//! and `poll` (mio/epoll, edge-triggered, emulating the same completions). The engine is
+//! generic over [`Driver`] and knows nothing else about them; [`select`] picks one.
 
+mod driver;
 pub(crate) mod eventfd;
+pub(crate) mod poll;
 pub(crate) mod socket;
 pub(crate) mod uring;
 
+pub(crate) use driver::{Driver, DriverConfig};
 pub(crate) use eventfd::EventFd;
+
+use crate::config::Backend;
+
+/// The completion flag that says more completions of the same operation follow
+/// (io_uring's IORING_CQE_F_MORE; the readiness backend sets the same bit).
+const F_MORE: u32 = 1 << 1;
 
 /// One completed operation.
 #[derive(Debug, Clone, Copy)]
@@ -28,13 +45,93 @@ pub(crate) struct Completion {
     pub user_data: u64,
     /// The result: bytes, an fd, 0, or a negative errno.
     pub result: i32,
-    /// The kernel's completion flags.
+    /// The backend's completion flags.
     pub flags: u32,
 }
 
 impl Completion {
+    /// A completion made by a backend other than io_uring; `extra` flag bits are the
+    /// backend's own (e.g. which receive slice it is).
+    pub(crate) fn new(user_data: u64, result: i32, more: bool, extra: u32) -> Completion {
+        Completion {
+            user_data,
+            result,
+            flags: extra | if more { F_MORE } else { 0 },
+        }
+    }
+
     /// More completions of this (multishot) operation will follow.
     pub fn more(&self) -> bool {
-        io_uring::cqueue::more(self.flags)
+        self.flags & F_MORE != 0
+    }
+}
+
+/// The backend a worker runs, once chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chosen {
+    Uring,
+    Poll,
+}
+
+impl Chosen {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Chosen::Uring => "uring",
+            Chosen::Poll => "poll",
+        }
+    }
+}
+
+/// Pick the backend: an explicit choice wins, then `RINGPORT_BACKEND=uring|poll`, then
+/// io_uring if a probe (ring set-up, every opcode and feature, the buffer ring) passes,
+/// else poll, with one log line saying why. `fault` injects a failed probe (tests).
+pub(crate) fn select(asked: Backend, config: DriverConfig, fault: bool) -> Result<Chosen, String> {
+    let asked = match asked {
+        Backend::Auto => match std::env::var("RINGPORT_BACKEND").ok().as_deref() {
+            None | Some("") | Some("auto") => Backend::Auto,
+            Some("uring") => Backend::Uring,
+            Some("poll") => Backend::Poll,
+            Some(other) => {
+                return Err(format!(
+                    "RINGPORT_BACKEND={other:?}: expected uring, poll or auto"
+                ))
+            }
+        },
+        explicit => explicit,
+    };
+    match asked {
+        Backend::Poll => Ok(Chosen::Poll),
+        Backend::Uring => probe_uring(config, fault).map(|()| Chosen::Uring),
+        Backend::Auto => match probe_uring(config, fault) {
+            Ok(()) => Ok(Chosen::Uring),
+            Err(why) => {
+                tracing::warn!("io_uring unavailable ({why}); using the poll backend");
+                Ok(Chosen::Poll)
+            }
+        },
+    }
+}
+
+/// Can this process run the io_uring backend? Builds (and drops) one worker's ring.
+fn probe_uring(config: DriverConfig, fault: bool) -> Result<(), String> {
+    if fault {
+        return Err("io_uring probe failure injected".to_string());
+    }
+    match <uring::UringDriver as Driver>::new(config) {
+        Ok(mut d) => {
+            d.shutdown();
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_more_flag_is_io_urings() {
+        assert!(io_uring::cqueue::more(super::F_MORE));
+        assert!(super::Completion::new(1, 0, true, 0).more());
+        assert!(!super::Completion::new(1, 0, false, 7 << 16).more());
     }
 }

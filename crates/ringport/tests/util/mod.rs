@@ -213,6 +213,15 @@ impl Handler for Echo {
     }
 }
 
+/// The backend the suite runs on: `RINGPORT_BACKEND` (CI runs the suite once per
+/// backend), io_uring when unset.
+pub fn backend_under_test() -> &'static str {
+    match std::env::var("RINGPORT_BACKEND").as_deref() {
+        Ok("poll") => "poll",
+        _ => "uring",
+    }
+}
+
 /// Start a two-worker server on 127.0.0.1:0 with `handler`; returns it and its address.
 pub fn start_server<H: Handler>(handler: H) -> (Server<H>, SocketAddr) {
     let server = Server::builder()
