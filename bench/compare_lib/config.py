@@ -23,14 +23,18 @@ CHURN_SOURCE_IPS = [f"127.0.0.{i}" for i in range(2, 10)]
 # Concurrent connect/echo/close loops in the churn scenario.
 CHURN_CONNECTIONS = 50
 
-SERVERS = ["ringport", "tokio", "monoio", "threads", "uring"]
+SERVERS = ["ringport", "ringport-poll", "tokio", "monoio", "threads", "uring"]
 BASELINE = "tokio"  # every ratio is "server / tokio"
 
 
 def server_argv(name):
     """The command (without taskset) that starts echo server `name` on a fresh port."""
     if name == "ringport":
-        return [str(RINGPORT_BIN), "echo-server", "--listen", LISTEN, "--workers", "1"]
+        return [str(RINGPORT_BIN), "echo-server", "--listen", LISTEN, "--workers", "1",
+                "--backend", "uring"]
+    if name == "ringport-poll":
+        return [str(RINGPORT_BIN), "echo-server", "--listen", LISTEN, "--workers", "1",
+                "--backend", "poll"]
     return [str(PEER_BIN), name, "--listen", LISTEN]
 
 

@@ -200,12 +200,20 @@ def targets(agg):
         out.append((target, f"ringport {show('ringport', mine)} vs {peer} {show(peer, theirs)} "
                             f"{unit} ({div(mine, theirs):.2f}×)", _verdict(mine <= factor * theirs)))
 
-    def absolute(sid, key, limit, label, unit, fmt=sig):
-        target = f"S{sid} {label}: ringport ≤ {limit} {unit}"
-        mine = rp(sid, key)
+    def absolute(sid, key, limit, label, unit, fmt=sig, who="ringport"):
+        target = f"S{sid} {label}: {who} ≤ {limit} {unit}"
+        mine = value(agg, sid, who, key)
         if mine is None:
-            return missing(target, sid, "ringport")
-        out.append((target, f"ringport {fmt(mine)} {unit}", _verdict(mine <= limit)))
+            return missing(target, sid, who)
+        out.append((target, f"{who} {fmt(mine)} {unit}", _verdict(mine <= limit)))
+
+    def poll_vs_tokio(sid):
+        target = f"S{sid} msgs/s: ringport-poll ≥ tokio"
+        mine, theirs = value(agg, sid, "ringport-poll", "rate"), value(agg, sid, "tokio", "rate")
+        if mine is None or theirs is None:
+            return missing(target, sid, "ringport-poll" if mine is None else "tokio")
+        out.append((target, f"ringport-poll {count(mine)} vs tokio {count(theirs)} msgs/s "
+                            f"({div(mine, theirs):.2f}×)", _verdict(mine >= theirs)))
 
     for sid in (2, 3, 4):
         vs_best(sid, "rate", "msgs/s", "msgs/s")
@@ -218,6 +226,12 @@ def targets(agg):
     for sid in (2, 3, 4):
         vs_peer(sid, "user_us", "uring", 1.5, "user CPU/msg", "µs/msg")
         vs_peer(sid, "cpu_us", "uring", 1.05, "user+sys CPU/msg", "µs/msg")
+    # The readiness backend (issue 5): tokio's throughput, and no receive memory per
+    # idle connection either.
+    for sid in (2, 4):
+        poll_vs_tokio(sid)
+    absolute(5, "bytes_per_conn", 256, "RSS per idle connection", "B/conn", count,
+             who="ringport-poll")
     return out
 
 

@@ -25,12 +25,16 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         recv_buffers: None,
         recv_buffer_size: None,
         codec: ringport::Codec::Raw,
+        backend: ringport::Backend::Auto,
     })?;
     let addr = *server
         .local_addrs()
         .first()
         .ok_or_else(|| anyhow::anyhow!("the server reported no listen address"))?;
-    println!("echo server listening on {addr} ({workers} workers)");
+    println!(
+        "echo server listening on {addr} ({workers} workers, {} backend)",
+        server.stats().backend
+    );
     println!(
         "load: {} connections, {} byte messages, {} in flight each, for {:.1} s ({workers} workers)",
         opts.connections,

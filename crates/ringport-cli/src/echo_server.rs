@@ -41,13 +41,15 @@ pub struct EchoOptions {
     pub recv_buffer_size: Option<u32>,
     /// Framing: frames are echoed back whole.
     pub codec: ringport::Codec,
+    pub backend: ringport::Backend,
 }
 
 /// Bind and start an echo server (not waiting for anything).
 pub fn start(opts: &EchoOptions) -> anyhow::Result<Server<Echo>> {
     let mut builder = Server::builder()
         .workers(opts.workers)
-        .codec(opts.codec.clone());
+        .codec(opts.codec.clone())
+        .backend(opts.backend);
     if opts.recv_buffers.is_some() || opts.recv_buffer_size.is_some() {
         let defaults = ringport::EngineConfig::default();
         builder = builder.recv_buffers(
@@ -72,6 +74,7 @@ pub fn run(opts: EchoOptions) -> anyhow::Result<()> {
     for addr in server.local_addrs() {
         println!("listening on {addr}");
     }
+    println!("backend {}", server.stats().backend);
     crate::signal::wait_for_termination()?;
     println!("shutting down");
     let report = server.shutdown(Duration::from_secs(5));

@@ -44,6 +44,9 @@ enum Command {
         recv_buffer_size: Option<u32>,
         #[command(flatten)]
         codec: CodecArgs,
+        /// I/O backend: auto (io_uring if available, else poll), uring or poll.
+        #[arg(long, default_value = "auto", value_parser = parse_backend)]
+        backend: ringport::Backend,
     },
     /// Load an echo server and verify every echoed byte.
     ///
@@ -201,12 +204,14 @@ fn main() -> anyhow::Result<()> {
             recv_buffers,
             recv_buffer_size,
             codec,
+            backend,
         } => echo_server::run(echo_server::EchoOptions {
             listen,
             workers: workers_or_default(workers),
             recv_buffers,
             recv_buffer_size,
             codec: codec.build()?,
+            backend,
         }),
         Command::Bench(args) => {
             let report = bench::run(bench::BenchOptions {
@@ -236,6 +241,15 @@ fn main() -> anyhow::Result<()> {
             size: to_usize(load.size)?,
             pipeline: to_usize(load.pipeline)?,
         }),
+    }
+}
+
+fn parse_backend(s: &str) -> Result<ringport::Backend, String> {
+    match s {
+        "auto" => Ok(ringport::Backend::Auto),
+        "uring" => Ok(ringport::Backend::Uring),
+        "poll" => Ok(ringport::Backend::Poll),
+        other => Err(format!("unknown backend {other:?} (auto, uring, poll)")),
     }
 }
 

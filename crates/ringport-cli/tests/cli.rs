@@ -71,3 +71,16 @@ fn bench_against_echo_server_verifies_and_the_server_stops_on_sigterm() {
     let (out, _) = stop(server);
     assert!(out.contains("shutdown:"), "no shutdown report in:\n{out}");
 }
+
+#[test]
+fn echo_server_runs_on_the_backend_asked_for() {
+    for backend in ["poll", "uring"] {
+        let (server, addr) = echo_server_with(&["--backend", backend], &[]);
+        let (report, _) = bench_json(&[&addr, "--connections", "4", "--duration", "1"]);
+        assert_no_errors(&report);
+        assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
+        let (out, _) = stop(server);
+        assert!(out.contains(&format!("backend {backend}")), "{out}");
+        assert!(out.contains(&format!("backend: \"{backend}\"")), "{out}");
+    }
+}
