@@ -1,5 +1,6 @@
 //! Engine settings shared by servers and clients, with their documented defaults.
 
+use crate::admission::AdmissionConfig;
 use crate::codec::Codec;
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub struct EngineConfig {
     pub codec: Codec,
     /// Which I/O backend runs the workers. Default: [`Backend::Auto`].
     pub backend: Backend,
+    /// Admission control at accept (caps, rates, allow/deny lists). Default: none.
+    pub admission: AdmissionConfig,
     /// Tests only: make the io_uring probe fail, as on a kernel or container without it.
     #[doc(hidden)]
     pub inject_uring_probe_failure: bool,
@@ -71,6 +74,7 @@ impl Default for EngineConfig {
             batch_wait: Duration::from_micros(50),
             codec: Codec::Raw,
             backend: Backend::Auto,
+            admission: AdmissionConfig::default(),
             inject_uring_probe_failure: false,
         }
     }

@@ -38,11 +38,79 @@ pub enum CloseReason {
     /// The peer sent bytes the codec cannot frame (a line too long, a length smaller than
     /// its header, ...).
     Protocol(FrameError),
+    /// A timeout fired (which one is in the value).
+    Timeout(Timeout),
+    /// The peer does not read: the connection's send queue passed its hard cap (or the
+    /// server's send-memory budget ran out while it was above its low water mark).
+    SlowReader,
+}
+
+/// Which timeout closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timeout {
+    /// Connected, but no byte arrived within the first-data timeout.
+    FirstData,
+    /// Nothing was received or sent within the idle timeout.
+    Idle,
+    /// A frame was started and not finished within the read timeout (slowloris).
+    Read,
+    /// Queued bytes made no progress within the write timeout.
+    Write,
 }
 
 impl CloseReason {
+    /// Every name [`CloseReason::name`] returns, in [`CloseReason::index`] order.
+    pub const NAMES: [&'static str; 17] = [
+        "local",
+        "aborted",
+        "peer_closed",
+        "peer_reset",
+        "handler_panic",
+        "shutdown",
+        "shutdown_deadline",
+        "connect_refused",
+        "connect_timeout",
+        "io_error",
+        "frame_too_long",
+        "protocol_error",
+        "timeout_first_data",
+        "timeout_idle",
+        "timeout_read",
+        "timeout_write",
+        "slow_reader",
+    ];
+
+    /// This reason's position in [`CloseReason::NAMES`] (for counter arrays).
+    pub fn index(&self) -> usize {
+        match self {
+            CloseReason::Local => 0,
+            CloseReason::Aborted => 1,
+            CloseReason::PeerClosed => 2,
+            CloseReason::PeerReset => 3,
+            CloseReason::HandlerPanic => 4,
+            CloseReason::Shutdown => 5,
+            CloseReason::ShutdownDeadline => 6,
+            CloseReason::ConnectRefused => 7,
+            CloseReason::ConnectTimeout => 8,
+            CloseReason::Io(_) => 9,
+            CloseReason::FrameTooLong { .. } => 10,
+            CloseReason::Protocol(_) => 11,
+            CloseReason::Timeout(Timeout::FirstData) => 12,
+            CloseReason::Timeout(Timeout::Idle) => 13,
+            CloseReason::Timeout(Timeout::Read) => 14,
+            CloseReason::Timeout(Timeout::Write) => 15,
+            CloseReason::SlowReader => 16,
+        }
+    }
+
     /// Every variant's short name, for per-reason counters and reports.
     pub fn name(&self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
+
+    /// The old spelled-out match, kept to check `NAMES` against (tests).
+    #[cfg(test)]
+    fn name_by_match(&self) -> &'static str {
         match self {
             CloseReason::Local => "local",
             CloseReason::Aborted => "aborted",
@@ -56,6 +124,11 @@ impl CloseReason {
             CloseReason::Io(_) => "io_error",
             CloseReason::FrameTooLong { .. } => "frame_too_long",
             CloseReason::Protocol(_) => "protocol_error",
+            CloseReason::Timeout(Timeout::FirstData) => "timeout_first_data",
+            CloseReason::Timeout(Timeout::Idle) => "timeout_idle",
+            CloseReason::Timeout(Timeout::Read) => "timeout_read",
+            CloseReason::Timeout(Timeout::Write) => "timeout_write",
+            CloseReason::SlowReader => "slow_reader",
         }
     }
 
@@ -121,4 +194,36 @@ pub enum SendError {
     /// The payload cannot be framed by the connection's codec.
     #[error("cannot frame the payload: {0}")]
     Unframeable(#[from] FrameError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_indexes_agree() {
+        let all = [
+            CloseReason::Local,
+            CloseReason::Aborted,
+            CloseReason::PeerClosed,
+            CloseReason::PeerReset,
+            CloseReason::HandlerPanic,
+            CloseReason::Shutdown,
+            CloseReason::ShutdownDeadline,
+            CloseReason::ConnectRefused,
+            CloseReason::ConnectTimeout,
+            CloseReason::Io(5),
+            CloseReason::FrameTooLong { len: 1, max: 0 },
+            CloseReason::Protocol(FrameError::DelimiterInPayload),
+            CloseReason::Timeout(Timeout::FirstData),
+            CloseReason::Timeout(Timeout::Idle),
+            CloseReason::Timeout(Timeout::Read),
+            CloseReason::Timeout(Timeout::Write),
+            CloseReason::SlowReader,
+        ];
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert_eq!(r.name(), r.name_by_match());
+        }
+    }
 }

@@ -44,12 +44,13 @@ mod stats;
 mod sys;
 mod timer;
 
+pub use admission::AdmissionConfig;
 pub use bytes::Bytes;
 pub use client::{Client, ClientBuilder};
 pub use codec::{Codec, FrameError};
 pub use config::{Backend, EngineConfig};
 pub use conn::{Conn, ConnId, ConnRef};
-pub use error::{CloseReason, Error, SendError};
+pub use error::{CloseReason, Error, SendError, Timeout};
 pub use handler::{Accept, Handler};
 pub use server::{Server, ServerBuilder, ShutdownReport};
 pub use stats::Stats;

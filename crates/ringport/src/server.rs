@@ -1,5 +1,6 @@
 //! The TCP server: listeners on the engine's workers.
 
+use crate::admission::IpNet;
 use crate::config::EngineConfig;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -90,6 +91,43 @@ impl ServerBuilder {
         self
     }
 
+    /// At most `n` inbound connections open at once (over all workers); more are
+    /// refused at accept ([`crate::admission::RefuseReason::MaxConnections`]).
+    pub fn max_connections(mut self, n: u64) -> Self {
+        self.config.admission.max_connections = Some(n);
+        self
+    }
+
+    /// At most `n` connections open at once from one address.
+    pub fn max_per_ip(mut self, n: u32) -> Self {
+        self.config.admission.max_per_ip = Some(n);
+        self
+    }
+
+    /// At most `rate` accepts per second over the server, in bursts of up to `burst`.
+    pub fn accept_rate(mut self, rate: f64, burst: u32) -> Self {
+        self.config.admission.accept_rate = Some((rate, burst));
+        self
+    }
+
+    /// At most `rate` accepts per second from one address, in bursts of up to `burst`.
+    pub fn accept_rate_per_ip(mut self, rate: f64, burst: u32) -> Self {
+        self.config.admission.accept_rate_per_ip = Some((rate, burst));
+        self
+    }
+
+    /// Allow `net` (once any range is allowed, only allowed ranges may connect).
+    pub fn allow(mut self, net: IpNet) -> Self {
+        self.config.admission.allow.push(net);
+        self
+    }
+
+    /// Refuse connections from `net`.
+    pub fn deny(mut self, net: IpNet) -> Self {
+        self.config.admission.deny.push(net);
+        self
+    }
+
     /// Bind the listeners, start the workers and serve with `handler`.
     pub fn start<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
         if self.addrs.is_empty() {
@@ -130,6 +168,22 @@ impl<H: Handler> Server<H> {
     /// `token` comes back in [`crate::Conn::token`] or `on_connect_failed`.
     pub fn connect(&self, addr: SocketAddr, token: u64) -> Result<(), Error> {
         self.engine.connect(addr, token, None)
+    }
+
+    /// Refuse new connections from `net` from now on, or only `for_how_long` (a temporary
+    /// ban). Connections already open stay open.
+    pub fn deny(&self, net: IpNet, for_how_long: Option<Duration>) {
+        self.engine.deny(net, for_how_long)
+    }
+
+    /// Add `net` to the allow list while running.
+    pub fn allow(&self, net: IpNet) {
+        self.engine.allow(net)
+    }
+
+    /// Lift a deny entry or ban on exactly `net`; true if there was one.
+    pub fn remove_deny(&self, net: IpNet) -> bool {
+        self.engine.remove_deny(net)
     }
 
     /// Stop accepting, flush every queue until `deadline` has passed, close everything,

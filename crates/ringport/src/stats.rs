@@ -1,5 +1,7 @@
 //! Live counters. Each worker owns one `WorkerStats` (only it writes); a snapshot sums them.
 
+use crate::admission::RefuseReason;
+use crate::error::CloseReason;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of an engine's counters, summed over its workers.
@@ -42,6 +44,14 @@ pub struct Stats {
     pub protocol_errors: u64,
     /// Oversized frames skipped by a codec in discard mode.
     pub frames_discarded: u64,
+    /// Inbound connections refused at accept (admission control and the handler's veto).
+    pub refused: u64,
+    /// The same, by [`crate::admission::RefuseReason`] name (every name, zeros included).
+    pub refused_by: Vec<(&'static str, u64)>,
+    /// Connections closed, by [`CloseReason`] name (every name, zeros included).
+    pub closed_by: Vec<(&'static str, u64)>,
+    /// Accept calls that failed (EMFILE, ENFILE, ...) and paused a listener.
+    pub accept_errors: u64,
 }
 
 /// One worker's counters.
@@ -63,6 +73,11 @@ pub(crate) struct WorkerStats {
     pub cq_overflows: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub frames_discarded: AtomicU64,
+    /// By `RefuseReason::index`.
+    pub refused: [AtomicU64; RefuseReason::ALL.len()],
+    /// By `CloseReason::index`.
+    pub closed_by: [AtomicU64; CloseReason::NAMES.len()],
+    pub accept_errors: AtomicU64,
 }
 
 /// Add `n` to a counter only its worker writes (a plain load and store, no locked op).
@@ -72,6 +87,23 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
 }
 
 impl Stats {
+    /// Connections closed with the reason named `name` (see [`CloseReason::NAMES`]).
+    pub fn closed_with(&self, name: &str) -> u64 {
+        self.closed_by
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// Connections refused for the reason named `name` (see
+    /// [`crate::admission::RefuseReason::name`]).
+    pub fn refused_for(&self, name: &str) -> u64 {
+        self.refused_by
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, c)| *c)
+    }
+
     pub(crate) fn sum<'a>(
         backend: &'static str,
         workers: impl IntoIterator<Item = &'a WorkerStats>,
@@ -80,6 +112,8 @@ impl Stats {
             backend,
             ..Stats::default()
         };
+        let mut refused = [0u64; RefuseReason::ALL.len()];
+        let mut closed = [0u64; CloseReason::NAMES.len()];
         for w in workers {
             s.open += w.open.load(Relaxed);
             s.accepted += w.accepted.load(Relaxed);
@@ -97,7 +131,24 @@ impl Stats {
             s.cq_overflows += w.cq_overflows.load(Relaxed);
             s.protocol_errors += w.protocol_errors.load(Relaxed);
             s.frames_discarded += w.frames_discarded.load(Relaxed);
+            s.accept_errors += w.accept_errors.load(Relaxed);
+            for (i, c) in w.refused.iter().enumerate() {
+                refused[i] += c.load(Relaxed);
+            }
+            for (i, c) in w.closed_by.iter().enumerate() {
+                closed[i] += c.load(Relaxed);
+            }
         }
+        s.refused = refused.iter().sum();
+        s.refused_by = RefuseReason::ALL
+            .iter()
+            .map(|r| (r.name(), refused[r.index()]))
+            .collect();
+        s.closed_by = CloseReason::NAMES
+            .iter()
+            .zip(closed)
+            .map(|(n, c)| (*n, c))
+            .collect();
         s
     }
 }

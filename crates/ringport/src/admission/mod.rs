@@ -1,17 +1,18 @@
 //! Admission control: the checks a worker makes on an accepted connection before the
 //! handler sees it.
 //!
-//! Everything here is sans-IO: no sockets, no clock (each call takes `now`), no threads,
-//! no `unsafe`. A worker keeps its own copy of each piece and consults them in this order,
-//! cheapest and most decisive first; the first refusal wins and is counted under its
+//! The pieces are sans-IO: no sockets, no clock (each call takes `now`), no threads, no
+//! `unsafe`. An engine builds one shared gate from its [`AdmissionConfig`] (so caps and
+//! rates hold over all workers together) and consults the pieces in this order, cheapest
+//! and most decisive first; the first refusal wins and is counted under its
 //! [`RefuseReason`]:
 //!
 //! 1. [`AccessList::check`]: deny ranges and temporary bans ([`RefuseReason::Denied`]),
 //!    then the allow list ([`RefuseReason::NotAllowed`]);
 //! 2. the server-wide connection cap ([`RefuseReason::MaxConnections`]);
-//! 3. a server-wide [`TokenBucket`] ([`RefuseReason::RateLimited`]);
-//! 4. [`PerIpLimiter::try_open`] ([`RefuseReason::MaxPerIp`],
+//! 3. [`PerIpLimiter::try_open`] ([`RefuseReason::MaxPerIp`],
 //!    [`RefuseReason::RateLimitedPerIp`], [`RefuseReason::PerIpTableFull`]);
+//! 4. a server-wide [`TokenBucket`] ([`RefuseReason::RateLimited`]);
 //! 5. `Handler::on_accept` ([`RefuseReason::HandlerVeto`]).
 //!
 //! ```
@@ -35,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod access_list;
+mod gate;
 mod ip_net;
 mod net_set;
 mod per_ip;
@@ -42,6 +44,8 @@ mod refuse_reason;
 mod token_bucket;
 
 pub use access_list::{AccessList, Verdict};
+pub use gate::AdmissionConfig;
+pub(crate) use gate::Gate;
 pub use ip_net::{IpNet, IpNetError};
 pub use per_ip::{PerIpLimiter, DEFAULT_MAX_TRACKED_IPS};
 pub use refuse_reason::RefuseReason;

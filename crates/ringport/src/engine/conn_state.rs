@@ -37,6 +37,8 @@ pub(crate) struct ConnState<S> {
     pub connect_ops: u8,
     /// `on_open` has run (the connection counted as open).
     pub opened: bool,
+    /// Admitted by the engine's gate (released when it closes).
+    pub admitted: bool,
     /// Read EOF seen: the peer shut its write side.
     pub read_eof: bool,
     /// shutdown(SHUT_WR) has been submitted.
@@ -68,6 +70,7 @@ impl<S> ConnState<S> {
             sending: 0,
             connect_ops: 0,
             opened: false,
+            admitted: false,
             read_eof: false,
             write_shut: false,
             dirty: false,

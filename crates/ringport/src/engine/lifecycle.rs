@@ -10,7 +10,7 @@ use super::worker::Worker;
 use crate::codec::{Event, FrameReader, Next};
 use crate::conn::{CloseRequest, Conn, ConnId};
 use crate::error::CloseReason;
-use crate::handler::{Accept, Handler};
+use crate::handler::Handler;
 use crate::stats::{bump, WorkerStats};
 use crate::sys::{socket, Completion, Driver};
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 /// Run a user callback; a panic is caught and counted, and `None` returned.
-fn guard<R>(stats: &WorkerStats, f: impl FnOnce() -> R) -> Option<R> {
+pub(super) fn guard<R>(stats: &WorkerStats, f: impl FnOnce() -> R) -> Option<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => Some(r),
         Err(_) => {
@@ -82,55 +82,11 @@ fn deliver<H: Handler>(
     }
 }
 
-fn errno_of(result: i32) -> i32 {
+pub(super) fn errno_of(result: i32) -> i32 {
     -result
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {
-    pub(super) fn on_accept(&mut self, i: usize, c: Completion) {
-        if !c.more() {
-            self.listeners[i].armed = false;
-        }
-        if c.result >= 0 {
-            let fd = socket::adopt_accepted(c.result);
-            if self.shutdown.is_none() {
-                self.admit(fd);
-            }
-        } else {
-            match errno_of(c.result) {
-                libc::ECANCELED => {}
-                e => {
-                    // EMFILE, ENFILE, ENOMEM and the like: pause this listener briefly.
-                    tracing::warn!(worker = self.index, errno = e, "accept failed; pausing");
-                    self.listeners[i].paused_until =
-                        Some(Instant::now() + super::worker::worker_retry());
-                }
-            }
-        }
-        if self.shutdown.is_some() && !self.listeners[i].armed {
-            self.listeners[i].fd = None;
-        } else {
-            self.arm_accept(i);
-        }
-    }
-
-    /// Ask the handler, then open or reject an accepted socket.
-    fn admit(&mut self, fd: OwnedFd) {
-        let Some(peer) = socket::peer_addr(&fd) else {
-            return; // the peer already left; dropping the fd closes it
-        };
-        let handler = &self.handler;
-        let verdict = guard(&self.stats, || handler.on_accept(peer)).unwrap_or(Accept::Reject);
-        if verdict == Accept::Reject {
-            bump(&self.stats.rejected, 1);
-            self.io.close(fd, encode(OpKind::Ignore, 0, 0));
-            return;
-        }
-        bump(&self.stats.accepted, 1);
-        let (slot, gen) = self.insert(fd, peer, 0, false, Phase::Open);
-        self.opened(slot, gen);
-    }
-
     pub(super) fn insert(
         &mut self,
         fd: OwnedFd,
@@ -448,6 +404,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             let open = &self.stats.open;
             open.store(open.load(Relaxed).saturating_sub(1), Relaxed);
             bump(&self.stats.closed, 1);
+            bump(&self.stats.closed_by[reason.index()], 1);
+            if st.admitted {
+                self.gate.release(st.conn.peer.ip(), Instant::now());
+            }
             if let Some(session) = st.session.take() {
                 let (handler, conn) = (&self.handler, &st.conn);
                 guard(&self.stats, || handler.on_close(session, conn, reason));

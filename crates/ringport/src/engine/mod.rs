@@ -4,6 +4,7 @@
 //! `Engine` is the cross-thread face (start, connect, stats, shutdown); everything that
 //! touches a connection happens on its worker (see `worker`).
 
+mod accept;
 mod conn_state;
 mod lifecycle;
 pub(crate) mod mailbox;
@@ -13,6 +14,7 @@ mod stale_tests;
 pub(crate) mod user_data;
 mod worker;
 
+use crate::admission::{Gate, IpNet};
 use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::handler::Handler;
@@ -41,6 +43,7 @@ struct WorkerHandle {
 pub(crate) struct Engine<H> {
     workers: Vec<WorkerHandle>,
     backend: sys::Chosen,
+    gate: Arc<Gate>,
     stats: Vec<Arc<WorkerStats>>,
     next_connect: AtomicUsize,
     _handler: PhantomData<fn() -> H>,
@@ -61,11 +64,15 @@ impl<H: Handler> Engine<H> {
             config.inject_uring_probe_failure,
         )
         .map_err(Error::Backend)?;
+        let gate = Arc::new(
+            Gate::new(&config.admission).map_err(|e| Error::Config(format!("admission: {e}")))?,
+        );
         let (per_worker, bound) = bind_listeners(&config, addrs)?;
         let handler = Arc::new(handler);
         let mut engine = Engine {
             workers: Vec::new(),
             backend,
+            gate: gate.clone(),
             stats: Vec::new(),
             next_connect: AtomicUsize::new(0),
             _handler: PhantomData,
@@ -74,22 +81,21 @@ impl<H: Handler> Engine<H> {
         for (index, listeners) in per_worker.into_iter().enumerate() {
             let mailbox = Arc::new(Mailbox::new()?);
             let stats = Arc::new(WorkerStats::default());
-            let (cfg, h, mb, st, tx) = (
-                config.clone(),
-                handler.clone(),
-                mailbox.clone(),
-                stats.clone(),
-                ready_tx.clone(),
-            );
+            let setup = WorkerSetup {
+                index,
+                config: config.clone(),
+                handler: handler.clone(),
+                mailbox: mailbox.clone(),
+                stats: stats.clone(),
+                listeners,
+                gate: gate.clone(),
+                ready: ready_tx.clone(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("ringport-w{index}"))
                 .spawn(move || match backend {
-                    sys::Chosen::Uring => run_worker::<H, sys::uring::UringDriver>(
-                        index, &cfg, h, mb, st, listeners, tx,
-                    ),
-                    sys::Chosen::Poll => run_worker::<H, sys::poll::PollDriver>(
-                        index, &cfg, h, mb, st, listeners, tx,
-                    ),
+                    sys::Chosen::Uring => run_worker::<H, sys::uring::UringDriver>(setup),
+                    sys::Chosen::Poll => run_worker::<H, sys::poll::PollDriver>(setup),
                 })?;
             engine.workers.push(WorkerHandle {
                 mailbox,
@@ -128,6 +134,22 @@ impl<H: Handler> Engine<H> {
             .mailbox
             .post(Message::Connect { addr, token, bind })
             .map_err(|_| Error::Stopped)
+    }
+
+    /// Refuse `net` from now on (or for `for_how_long`).
+    pub(crate) fn deny(&self, net: IpNet, for_how_long: Option<Duration>) {
+        self.gate
+            .deny(net, for_how_long.map(|d| Instant::now() + d));
+    }
+
+    /// Allow `net` (once the allow list has entries, only they may connect).
+    pub(crate) fn allow(&self, net: IpNet) {
+        self.gate.allow(net);
+    }
+
+    /// Lift a deny entry or ban; true if there was one.
+    pub(crate) fn remove_deny(&self, net: IpNet) -> bool {
+        self.gate.remove_deny(net)
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -174,23 +196,37 @@ impl<H> Drop for Engine<H> {
     }
 }
 
-/// A worker thread's body: set up the backend, report readiness (or the error), run.
-fn run_worker<H: Handler, D: sys::Driver>(
+/// What a worker thread starts from.
+struct WorkerSetup<H> {
     index: usize,
-    config: &EngineConfig,
+    config: EngineConfig,
     handler: Arc<H>,
     mailbox: Arc<Mailbox>,
     stats: Arc<WorkerStats>,
     listeners: Vec<OwnedFd>,
+    gate: Arc<Gate>,
+    /// Told the backend's set-up name, or the error that stopped the worker.
     ready: mpsc::Sender<Result<&'static str, Error>>,
-) -> WorkerExit {
-    match Worker::<H, D>::new(index as u8, config, handler, mailbox, stats, listeners) {
+}
+
+/// A worker thread's body: set up the backend, report readiness (or the error), run.
+fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
+    let worker = Worker::<H, D>::new(
+        s.index as u8,
+        &s.config,
+        s.handler,
+        s.mailbox,
+        s.stats,
+        s.listeners,
+        s.gate,
+    );
+    match worker {
         Ok(mut w) => {
-            let _ = ready.send(Ok(w.setup_name()));
+            let _ = s.ready.send(Ok(w.setup_name()));
             w.run()
         }
         Err(e) => {
-            let _ = ready.send(Err(e));
+            let _ = s.ready.send(Err(e));
             WorkerExit::default()
         }
     }

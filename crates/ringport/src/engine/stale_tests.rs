@@ -52,6 +52,7 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
         mailbox,
         stats.clone(),
         vec![],
+        Arc::new(crate::admission::Gate::new(&Default::default()).unwrap()),
     )
     .unwrap();
     let peer = "127.0.0.1:1".parse().unwrap();

@@ -5,6 +5,7 @@ use super::conn_state::ConnState;
 use super::mailbox::{Mailbox, Message};
 use super::slab::Slab;
 use super::user_data::{decode, encode, OpKind};
+use crate::admission::Gate;
 use crate::codec::Codec;
 use crate::config::EngineConfig;
 use crate::error::Error;
@@ -62,6 +63,11 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) mailbox: Arc<Mailbox>,
     pub(super) stats: Arc<WorkerStats>,
     pub(super) config: EngineConfig,
+    /// Admission control, shared by the engine's workers.
+    pub(super) gate: Arc<Gate>,
+    /// When an accept error was last logged, and how many were not logged since.
+    pub(super) accept_error_logged: Option<Instant>,
+    pub(super) accept_errors_unlogged: u64,
     /// The codec every connection of this engine frames with (shared with its `Conn`s).
     pub(super) codec: Arc<Codec>,
     /// Connections to look at after the current batch (sends, closes, re-arms).
@@ -83,6 +89,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         mailbox: Arc<Mailbox>,
         stats: Arc<WorkerStats>,
         listeners: Vec<OwnedFd>,
+        gate: Arc<Gate>,
     ) -> Result<Worker<H, D>, Error> {
         let io = D::new(config.driver_config())
             .map_err(|e| Error::Backend(format!("backend set-up failed: {e}")))?;
@@ -104,6 +111,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             stats,
             config: config.clone(),
             codec: Arc::new(config.codec.clone()),
+            gate,
+            accept_error_logged: None,
+            accept_errors_unlogged: 0,
             dirty: Vec::new(),
             shutdown: None,
             deadline_hit: false,

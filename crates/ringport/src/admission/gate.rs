@@ -1,0 +1,144 @@
+//! `Gate`: the admission state one engine shares between its workers, and the settings
+//! (`AdmissionConfig`) it is built from.
+
+use super::{AccessList, IpNet, PerIpLimiter, RateLimitError, RefuseReason, TokenBucket, Verdict};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Admission settings of a server; everything is off by default. Checked at accept, in
+/// order: allow/deny lists, the connection cap, the per-address limits, the server-wide
+/// rate, then the handler's `on_accept`. A refused connection is closed at once, runs no
+/// callback and is counted under its [`RefuseReason`].
+#[derive(Debug, Clone, Default)]
+pub struct AdmissionConfig {
+    /// Most inbound connections open at once, over all workers.
+    pub max_connections: Option<u64>,
+    /// Most connections open at once from one address.
+    pub max_per_ip: Option<u32>,
+    /// Accepts per second over the whole server, and the burst allowed (a token bucket).
+    pub accept_rate: Option<(f64, u32)>,
+    /// Accepts per second from one address, and the burst.
+    pub accept_rate_per_ip: Option<(f64, u32)>,
+    /// If not empty, only these ranges may connect.
+    pub allow: Vec<IpNet>,
+    /// These ranges may not connect.
+    pub deny: Vec<IpNet>,
+}
+
+/// The admission state of one engine, shared by its workers (each check takes an
+/// uncontended lock at most; with nothing configured, none).
+#[derive(Debug)]
+pub(crate) struct Gate {
+    access: Mutex<AccessList>,
+    /// The access list has entries (else it is not consulted).
+    access_active: AtomicBool,
+    max_connections: Option<u64>,
+    /// Admitted inbound connections open now (counted only with a cap).
+    open: AtomicU64,
+    rate: Option<Mutex<TokenBucket>>,
+    per_ip: Option<Mutex<PerIpLimiter>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave it half-updated in a way
+    // that matters more than refusing to serve; take the data as it is.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gate {
+    pub(crate) fn new(cfg: &AdmissionConfig) -> Result<Gate, RateLimitError> {
+        let mut access = AccessList::new();
+        for net in &cfg.allow {
+            access.allow(*net);
+        }
+        for net in &cfg.deny {
+            access.deny(*net);
+        }
+        let per_ip = if cfg.max_per_ip.is_some() || cfg.accept_rate_per_ip.is_some() {
+            let mut limiter = PerIpLimiter::new(cfg.max_per_ip.unwrap_or(u32::MAX));
+            if let Some((rate, burst)) = cfg.accept_rate_per_ip {
+                limiter = limiter.with_rate(TokenBucket::new(rate, burst)?);
+            }
+            Some(Mutex::new(limiter))
+        } else {
+            None
+        };
+        let rate = match cfg.accept_rate {
+            Some((rate, burst)) => Some(Mutex::new(TokenBucket::new(rate, burst)?)),
+            None => None,
+        };
+        Ok(Gate {
+            access_active: AtomicBool::new(!cfg.allow.is_empty() || !cfg.deny.is_empty()),
+            access: Mutex::new(access),
+            max_connections: cfg.max_connections,
+            open: AtomicU64::new(0),
+            rate,
+            per_ip,
+        })
+    }
+
+    /// Admit a connection from `ip` (counting it) or say why not.
+    pub(crate) fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), RefuseReason> {
+        if self.access_active.load(Ordering::Relaxed) {
+            if let Verdict::Refuse(why) = lock(&self.access).check(ip, now) {
+                return Err(why);
+            }
+        }
+        if let Some(max) = self.max_connections {
+            if self.open.fetch_add(1, Ordering::AcqRel) >= max {
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                return Err(RefuseReason::MaxConnections);
+            }
+        }
+        if let Some(per_ip) = &self.per_ip {
+            if let Err(why) = lock(per_ip).try_open(ip, now) {
+                self.release_count();
+                return Err(why);
+            }
+        }
+        if let Some(rate) = &self.rate {
+            if !lock(rate).try_take(now) {
+                self.release(ip, now);
+                return Err(RefuseReason::RateLimited);
+            }
+        }
+        Ok(())
+    }
+
+    /// An admitted connection from `ip` closed (or was vetoed after admission).
+    pub(crate) fn release(&self, ip: IpAddr, now: Instant) {
+        self.release_count();
+        if let Some(per_ip) = &self.per_ip {
+            lock(per_ip).close(ip, now);
+        }
+    }
+
+    fn release_count(&self) {
+        if self.max_connections.is_some() {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Refuse `net` from now on, or until `until`.
+    pub(crate) fn deny(&self, net: IpNet, until: Option<Instant>) {
+        let mut access = lock(&self.access);
+        match until {
+            Some(t) => access.deny_until(net, t),
+            None => access.deny(net),
+        };
+        self.access_active.store(true, Ordering::Relaxed);
+    }
+
+    /// Add `net` to the allow list (once it has entries, only they may connect).
+    pub(crate) fn allow(&self, net: IpNet) {
+        lock(&self.access).allow(net);
+        self.access_active.store(true, Ordering::Relaxed);
+    }
+
+    /// Lift a deny entry or ban; true if there was one.
+    pub(crate) fn remove_deny(&self, net: IpNet) -> bool {
+        lock(&self.access).remove_deny(net)
+    }
+}

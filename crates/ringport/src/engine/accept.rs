@@ -1,0 +1,94 @@
+//! Accepting: the multishot accept's completions, admission control, and pausing a
+//! listener when accepting fails (out of descriptors or memory).
+
+use super::conn_state::Phase;
+use super::lifecycle::{errno_of, guard};
+use super::user_data::{encode, OpKind};
+use super::worker::Worker;
+use crate::admission::RefuseReason;
+use crate::handler::{Accept, Handler};
+use crate::stats::bump;
+use crate::sys::{socket, Completion, Driver};
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+/// Accept failures (EMFILE, ENFILE, ENOMEM) are logged at most this often per worker.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl<H: Handler, D: Driver> Worker<H, D> {
+    pub(super) fn on_accept(&mut self, i: usize, c: Completion) {
+        if !c.more() {
+            self.listeners[i].armed = false;
+        }
+        if c.result >= 0 {
+            let fd = socket::adopt_accepted(c.result);
+            if self.shutdown.is_none() {
+                self.admit(fd);
+            }
+        } else {
+            match errno_of(c.result) {
+                libc::ECANCELED => {}
+                e => self.pause_accepting(i, e),
+            }
+        }
+        if self.shutdown.is_some() && !self.listeners[i].armed {
+            self.listeners[i].fd = None;
+        } else {
+            self.arm_accept(i);
+        }
+    }
+
+    /// Out of descriptors (EMFILE, ENFILE), memory, or another accept error: stop
+    /// accepting on this listener briefly instead of spinning on the error; the timer
+    /// re-arms it. Counted every time, logged at most once a second.
+    fn pause_accepting(&mut self, i: usize, errno: i32) {
+        bump(&self.stats.accept_errors, 1);
+        let now = Instant::now();
+        if self
+            .accept_error_logged
+            .map_or(true, |t| now.duration_since(t) >= ACCEPT_ERROR_LOG_EVERY)
+        {
+            let suppressed = std::mem::take(&mut self.accept_errors_unlogged);
+            tracing::warn!(
+                worker = self.index,
+                error = %std::io::Error::from_raw_os_error(errno),
+                suppressed,
+                "accept failed; pausing this listener"
+            );
+            self.accept_error_logged = Some(now);
+        } else {
+            self.accept_errors_unlogged += 1;
+        }
+        self.listeners[i].paused_until = Some(now + super::worker::worker_retry());
+    }
+
+    /// Admission control, then the handler's veto, then open; or refuse at once.
+    fn admit(&mut self, fd: OwnedFd) {
+        let Some(peer) = socket::peer_addr(&fd) else {
+            return; // the peer already left; dropping the fd closes it
+        };
+        let now = Instant::now();
+        if let Err(why) = self.gate.admit(peer.ip(), now) {
+            return self.refuse(fd, why);
+        }
+        let handler = &self.handler;
+        let verdict = guard(&self.stats, || handler.on_accept(peer)).unwrap_or(Accept::Reject);
+        if verdict == Accept::Reject {
+            self.gate.release(peer.ip(), now);
+            bump(&self.stats.rejected, 1);
+            return self.refuse(fd, RefuseReason::HandlerVeto);
+        }
+        bump(&self.stats.accepted, 1);
+        let (slot, gen) = self.insert(fd, peer, 0, false, Phase::Open);
+        if let Some(st) = self.conns.get_mut(slot, gen) {
+            st.admitted = true;
+        }
+        self.opened(slot, gen);
+    }
+
+    /// Close a refused connection at once and count why.
+    fn refuse(&mut self, fd: OwnedFd, why: RefuseReason) {
+        bump(&self.stats.refused[why.index()], 1);
+        self.io.close(fd, encode(OpKind::Ignore, 0, 0));
+    }
+}
