@@ -54,6 +54,18 @@ impl ClientBuilder {
         self
     }
 
+    /// Connection timeouts (first data, idle, read, write; default: none).
+    pub fn timeouts(mut self, timeouts: crate::Timeouts) -> Self {
+        self.config.timeouts = timeouts;
+        self
+    }
+
+    /// Send-queue water marks, hard cap and engine-wide budget.
+    pub fn send_queue(mut self, limits: crate::SendQueueLimits) -> Self {
+        self.config.send_queue = limits;
+        self
+    }
+
     /// Replace every engine setting at once.
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;

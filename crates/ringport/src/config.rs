@@ -40,9 +40,69 @@ pub struct EngineConfig {
     pub backend: Backend,
     /// Admission control at accept (caps, rates, allow/deny lists). Default: none.
     pub admission: AdmissionConfig,
+    /// Connection timeouts (first data, idle, read, write). Default: none.
+    pub timeouts: Timeouts,
+    /// Send-queue water marks, cap and engine-wide budget. Default: marks at 256 KiB /
+    /// 64 KiB, no cap, no budget.
+    pub send_queue: SendQueueLimits,
     /// Tests only: make the io_uring probe fail, as on a kernel or container without it.
     #[doc(hidden)]
     pub inject_uring_probe_failure: bool,
+}
+
+/// Connection timeouts, each off when `None`. A connection closes with
+/// [`crate::CloseReason::Timeout`] naming the one that fired; queued bytes are dropped
+/// and counted as undelivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connected but nothing received for this long.
+    pub first_data: Option<Duration>,
+    /// Nothing received and nothing sent for this long.
+    pub idle: Option<Duration>,
+    /// With a framing codec: a frame started and not finished within this long (a
+    /// slowloris defence). With the raw codec: nothing received for this long.
+    pub read: Option<Duration>,
+    /// Queued bytes made no progress for this long (the peer stopped reading).
+    pub write: Option<Duration>,
+}
+
+impl Timeouts {
+    pub(crate) fn any(&self) -> bool {
+        self.first_data.is_some()
+            || self.idle.is_some()
+            || self.read.is_some()
+            || self.write.is_some()
+    }
+}
+
+/// Send-queue limits, in bytes of a connection's queue (what `send` accepted and the
+/// kernel has not taken yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendQueueLimits {
+    /// Above this, `Handler::on_writable(false)` is called once.
+    pub high_water: usize,
+    /// Back at or below this, `Handler::on_writable(true)` is called once.
+    pub low_water: usize,
+    /// Above this the connection closes with [`crate::CloseReason::SlowReader`].
+    pub max: Option<usize>,
+    /// Stop reading from a connection while its queue is above the high mark (an echo or
+    /// proxy then pushes back on its peer instead of buffering).
+    pub pause_reading: bool,
+    /// Queued bytes allowed over the whole engine; when exceeded, a connection above its
+    /// low mark closes as a slow reader.
+    pub budget: Option<usize>,
+}
+
+impl Default for SendQueueLimits {
+    fn default() -> Self {
+        SendQueueLimits {
+            high_water: 256 * 1024,
+            low_water: 64 * 1024,
+            max: None,
+            pause_reading: false,
+            budget: None,
+        }
+    }
 }
 
 /// The I/O backend of an engine.
@@ -75,6 +135,8 @@ impl Default for EngineConfig {
             codec: Codec::Raw,
             backend: Backend::Auto,
             admission: AdmissionConfig::default(),
+            timeouts: Timeouts::default(),
+            send_queue: SendQueueLimits::default(),
             inject_uring_probe_failure: false,
         }
     }
@@ -100,6 +162,9 @@ impl EngineConfig {
         }
         if self.recv_buffer_size < 64 {
             return bad("recv_buffer_size must be at least 64 bytes");
+        }
+        if self.send_queue.low_water > self.send_queue.high_water {
+            return bad("send_queue.low_water must not be above high_water");
         }
         if self.ring_entries < 8 || self.cq_entries < self.ring_entries {
             return bad("ring_entries must be >= 8 and cq_entries >= ring_entries");

@@ -66,7 +66,10 @@ pub struct Conn {
     /// The engine's codec (for `send_frame`).
     pub(crate) codec: Arc<Codec>,
     /// An exact read asked for and not yet handed to the frame reader: (length, progress).
-    pub(crate) exact: Option<(usize, bool)>,
+    pub(crate) exact: Option<(u32, bool)>,
+    /// Timers asked for in this callback, armed by the worker after it: (delay, token).
+    #[allow(clippy::box_collection)] // 8 bytes per connection instead of 24
+    pub(crate) timers: Option<Box<Vec<(std::time::Duration, u64)>>>,
 }
 
 impl Conn {
@@ -92,6 +95,7 @@ impl Conn {
             shutdown_write: false,
             codec,
             exact: None,
+            timers: None,
         }
     }
 
@@ -182,8 +186,15 @@ impl Conn {
                 max: max as u64,
             });
         }
-        self.exact = Some((len, progress));
+        // Exact reads are at most u32::MAX bytes (the reader's limit is lower anyway).
+        self.exact = Some((len.min(u32::MAX as usize) as u32, progress));
         Ok(())
+    }
+
+    /// Call [`crate::Handler::on_timer`] with `token` after `delay` (once), unless the
+    /// connection has closed by then.
+    pub fn set_timer(&mut self, delay: std::time::Duration, token: u64) {
+        self.timers.get_or_insert_with(Default::default).push((delay, token));
     }
 
     /// Bytes queued and not yet handed to the kernel.

@@ -50,6 +50,13 @@ pub trait Handler: Send + Sync + 'static {
     ) {
     }
 
+    /// A timer set with [`Conn::set_timer`] fired (`token` is the one given).
+    fn on_timer(&self, _session: &mut Self::Session, _conn: &mut Conn, _token: u64) {}
+
+    /// The send queue crossed a water mark: `false` once it rose above the high mark,
+    /// `true` once it fell back to the low mark (see [`crate::SendQueueLimits`]).
+    fn on_writable(&self, _session: &mut Self::Session, _conn: &mut Conn, _writable: bool) {}
+
     /// The peer shut its write side (read EOF). Default: finish sending, then close.
     fn on_eof(&self, _session: &mut Self::Session, conn: &mut Conn) {
         conn.close();

@@ -48,7 +48,7 @@ pub use admission::AdmissionConfig;
 pub use bytes::Bytes;
 pub use client::{Client, ClientBuilder};
 pub use codec::{Codec, FrameError};
-pub use config::{Backend, EngineConfig};
+pub use config::{Backend, EngineConfig, SendQueueLimits, Timeouts};
 pub use conn::{Conn, ConnId, ConnRef};
 pub use error::{CloseReason, Error, SendError, Timeout};
 pub use handler::{Accept, Handler};

@@ -78,17 +78,10 @@ impl Chunk {
 }
 
 /// The unsent bytes of a connection, oldest first.
-///
-/// The front chunk lives inline (in the connection's own state, which the worker touches
-/// anyway); only a second and later chunk go to the heap deque. With many connections the
-/// usual queue is zero or one chunk, so sending touches no extra cold cache line.
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
-    /// The oldest chunk; `None` only when the queue is empty.
-    front: Option<Chunk>,
-    /// The chunks after `front`, oldest first.
-    rest: VecDeque<Chunk>,
-    /// Unsent bytes queued here (not counting a send in flight).
+    chunks: VecDeque<Chunk>,
+    /// Unsent bytes in `chunks` (not counting a send in flight).
     len: usize,
 }
 
@@ -96,11 +89,7 @@ impl Outbound {
     /// Queue a copy of `data`, gathering it with the copies before it when it fits.
     pub(crate) fn push_copy(&mut self, data: &[u8]) {
         self.len += data.len();
-        let back = match self.rest.back_mut() {
-            Some(c) => Some(c),
-            None => self.front.as_mut(),
-        };
-        if let Some(Chunk::Copied { buf, .. }) = back {
+        if let Some(Chunk::Copied { buf, .. }) = self.chunks.back_mut() {
             if buf.len() + data.len() <= GATHER_MAX.max(buf.capacity()) {
                 buf.extend_from_slice(data);
                 return;
@@ -108,33 +97,13 @@ impl Outbound {
         }
         let mut buf = spare_buf(data.len());
         buf.extend_from_slice(data);
-        self.push_back(Chunk::Copied { buf, start: 0 });
+        self.chunks.push_back(Chunk::Copied { buf, start: 0 });
     }
 
     /// Queue shared bytes without a copy.
     pub(crate) fn push_shared(&mut self, data: Bytes) {
         self.len += data.len();
-        self.push_back(Chunk::Shared(data));
-    }
-
-    fn push_back(&mut self, c: Chunk) {
-        if self.front.is_none() {
-            self.front = Some(c);
-        } else {
-            self.rest.push_back(c);
-        }
-    }
-
-    fn pop_front(&mut self) -> Option<Chunk> {
-        let c = self.front.take()?;
-        self.front = self.rest.pop_front();
-        Some(c)
-    }
-
-    fn push_front(&mut self, c: Chunk) {
-        if let Some(old) = self.front.replace(c) {
-            self.rest.push_front(old);
-        }
+        self.chunks.push_back(Chunk::Shared(data));
     }
 
     /// Unsent bytes waiting here.
@@ -150,7 +119,7 @@ impl Outbound {
     pub(crate) fn take_front(&mut self, max: usize, into: &mut Vec<Chunk>) -> usize {
         let mut bytes = 0;
         while into.len() < max {
-            let Some(c) = self.pop_front() else {
+            let Some(c) = self.chunks.pop_front() else {
                 break;
             };
             bytes += c.as_slice().len();
@@ -178,7 +147,7 @@ impl Outbound {
         }
         for c in chunks.drain(first_unsent..).rev() {
             self.len += c.as_slice().len();
-            self.push_front(c);
+            self.chunks.push_front(c);
         }
         for c in chunks.drain(..) {
             if let Chunk::Copied { buf, .. } = c {
@@ -209,11 +178,7 @@ mod tests {
         out.push_copy(b"cd");
         out.push_shared(Bytes::from_static(b"EF"));
         out.push_copy(b"gh");
-        assert_eq!(
-            out.rest.len() + 1,
-            3,
-            "the two first copies share one chunk"
-        );
+        assert_eq!(out.chunks.len(), 3, "the two first copies share one chunk");
         assert_eq!(out.len(), 8);
         assert_eq!(drain_all(&mut out), b"abcdEFgh");
         assert!(out.is_empty());

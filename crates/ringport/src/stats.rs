@@ -52,6 +52,14 @@ pub struct Stats {
     pub closed_by: Vec<(&'static str, u64)>,
     /// Accept calls that failed (EMFILE, ENFILE, ...) and paused a listener.
     pub accept_errors: u64,
+    /// Connections closed by one of their timeouts.
+    pub timeouts_fired: u64,
+    /// Handler timers (`Conn::set_timer`) that fired.
+    pub timers_fired: u64,
+    /// Connections closed as slow readers (send queue over its cap or the budget).
+    pub slow_readers: u64,
+    /// Bytes queued for sending over all connections now (not yet taken by the kernel).
+    pub queued_bytes: u64,
 }
 
 /// One worker's counters.
@@ -78,6 +86,11 @@ pub(crate) struct WorkerStats {
     /// By `CloseReason::index`.
     pub closed_by: [AtomicU64; CloseReason::NAMES.len()],
     pub accept_errors: AtomicU64,
+    pub timeouts_fired: AtomicU64,
+    pub timers_fired: AtomicU64,
+    pub slow_readers: AtomicU64,
+    /// Bytes queued on this worker's connections (its own plain counter).
+    pub queued_bytes: AtomicU64,
 }
 
 /// Add `n` to a counter only its worker writes (a plain load and store, no locked op).
@@ -132,6 +145,10 @@ impl Stats {
             s.protocol_errors += w.protocol_errors.load(Relaxed);
             s.frames_discarded += w.frames_discarded.load(Relaxed);
             s.accept_errors += w.accept_errors.load(Relaxed);
+            s.timeouts_fired += w.timeouts_fired.load(Relaxed);
+            s.timers_fired += w.timers_fired.load(Relaxed);
+            s.slow_readers += w.slow_readers.load(Relaxed);
+            s.queued_bytes += w.queued_bytes.load(Relaxed);
             for (i, c) in w.refused.iter().enumerate() {
                 refused[i] += c.load(Relaxed);
             }

@@ -141,7 +141,8 @@ impl LengthCodec {
         let len = value as i128 + self.adjustment as i128 - header_len;
         if len < 0 {
             return Err(FrameError::LengthBelowHeader {
-                value: value as i128 + self.adjustment as i128,
+                value: (value as i128 + self.adjustment as i128)
+                    .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
                 header: self.width,
             });
         }

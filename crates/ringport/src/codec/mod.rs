@@ -51,8 +51,8 @@ pub enum FrameError {
     /// A length field (after adjustment) is smaller than the header it says it includes.
     #[error("length field value {value} is smaller than the {header}-byte header")]
     LengthBelowHeader {
-        /// The length field's value after adjustment (may be negative).
-        value: i128,
+        /// The length field's value after adjustment (may be negative; saturated).
+        value: i64,
         /// The header length.
         header: u8,
     },

@@ -68,13 +68,13 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return; // the peer already left; dropping the fd closes it
         };
         let now = Instant::now();
-        if let Err(why) = self.gate.admit(peer.ip(), now) {
+        if let Err(why) = self.shared.gate.admit(peer.ip(), now) {
             return self.refuse(fd, why);
         }
         let handler = &self.handler;
         let verdict = guard(&self.stats, || handler.on_accept(peer)).unwrap_or(Accept::Reject);
         if verdict == Accept::Reject {
-            self.gate.release(peer.ip(), now);
+            self.shared.gate.release(peer.ip(), now);
             bump(&self.stats.rejected, 1);
             return self.refuse(fd, RefuseReason::HandlerVeto);
         }

@@ -1,5 +1,6 @@
 //! What a worker keeps per connection besides the user-facing `Conn`.
 
+use super::timeouts::ConnTiming;
 use crate::codec::{FrameDecoder, FrameReader};
 use crate::conn::Conn;
 use crate::error::CloseReason;
@@ -39,6 +40,14 @@ pub(crate) struct ConnState<S> {
     pub opened: bool,
     /// Admitted by the engine's gate (released when it closes).
     pub admitted: bool,
+    /// Activity stamps and the timeout watch (only with timeouts configured).
+    pub timing: Option<Box<ConnTiming>>,
+    /// The send queue is above its high water mark.
+    pub above_high: bool,
+    /// The queue size last counted in the engine's send budget.
+    pub queued_reported: usize,
+    /// A receive was cancelled to pause reading (backpressure).
+    pub read_pause_cancelled: bool,
     /// Read EOF seen: the peer shut its write side.
     pub read_eof: bool,
     /// shutdown(SHUT_WR) has been submitted.
@@ -49,7 +58,9 @@ pub(crate) struct ConnState<S> {
     pub cancelled: bool,
     /// Cuts received bytes into deliveries (holds memory only for a frame that spans
     /// receives).
-    pub reader: FrameReader<FrameDecoder>,
+    /// Created on the first receive that needs it (a framing codec, an exact read); the
+    /// raw codec hands receives straight to the handler without one.
+    pub reader: Option<Box<FrameReader<FrameDecoder>>>,
 }
 
 impl<S> ConnState<S> {
@@ -57,7 +68,6 @@ impl<S> ConnState<S> {
         conn: Conn,
         fd: OwnedFd,
         phase: Phase,
-        reader: FrameReader<FrameDecoder>,
     ) -> ConnState<S> {
         ConnState {
             conn,
@@ -71,15 +81,30 @@ impl<S> ConnState<S> {
             connect_ops: 0,
             opened: false,
             admitted: false,
+            timing: None,
+            above_high: false,
+            queued_reported: 0,
+            read_pause_cancelled: false,
             read_eof: false,
             write_shut: false,
             dirty: false,
             cancelled: false,
-            reader,
+            reader: None,
         }
     }
 
     pub(crate) fn is_open(&self) -> bool {
         self.phase == Phase::Open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// An idle connection's whole state must stay small (the idle-memory target is
+    /// 256 bytes of RSS per connection, kernel socket excluded).
+    #[test]
+    fn connection_state_stays_small() {
+        let size = std::mem::size_of::<super::ConnState<()>>();
+        assert!(size <= 256, "ConnState<()> is {size} bytes");
     }
 }

@@ -7,7 +7,7 @@
 use super::conn_state::{ConnState, Phase};
 use super::user_data::{encode, OpKind};
 use super::worker::Worker;
-use crate::codec::{Event, FrameReader, Next};
+use crate::codec::{Codec, Event, FrameDecoder, FrameReader, Next};
 use crate::conn::{CloseRequest, Conn, ConnId};
 use crate::error::CloseReason;
 use crate::handler::Handler;
@@ -44,14 +44,30 @@ fn deliver<H: Handler>(
         return;
     };
     let conn = &mut st.conn;
+    if st.reader.is_none() {
+        if *conn.codec == Codec::Raw && conn.exact.is_none() {
+            // Raw bytes, no exact read asked: straight to the handler, no reader needed.
+            if guard(stats, || handler.on_data(session, conn, data)).is_none() {
+                conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+            }
+            if conn.exact.is_none() {
+                return;
+            }
+            // The handler asked for an exact read: the next receive goes through a reader.
+            st.reader = Some(new_reader(&conn.codec));
+            return;
+        }
+        st.reader = Some(new_reader(&conn.codec));
+    }
+    let reader = st.reader.as_deref_mut().expect("created above");
     if let Some((len, progress)) = conn.exact.take() {
-        if let Err(e) = st.reader.read_exact(len, progress) {
+        if let Err(e) = reader.read_exact(len as usize, progress) {
             conn.close = CloseRequest::Now(CloseReason::from_frame_error(e));
             return;
         }
     }
-    let discarded = st.reader.discarded_frames();
-    let result = st.reader.feed(data, &mut |event| {
+    let discarded = reader.discarded_frames();
+    let result = reader.feed(data, &mut |event| {
         let ok = match event {
             Event::Frame(frame) => guard(stats, || handler.on_data(session, conn, frame)),
             Event::Progress { received, total } => guard(stats, || {
@@ -65,11 +81,14 @@ fn deliver<H: Handler>(
             return Next::Stop;
         }
         match conn.exact.take() {
-            Some((len, progress)) => Next::ReadExact { len, progress },
+            Some((len, progress)) => Next::ReadExact {
+                len: len as usize,
+                progress,
+            },
             None => Next::Continue,
         }
     });
-    let skipped = st.reader.discarded_frames() - discarded;
+    let skipped = reader.discarded_frames() - discarded;
     if skipped > 0 {
         bump(&stats.frames_discarded, skipped);
     }
@@ -80,6 +99,14 @@ fn deliver<H: Handler>(
             conn.close = CloseRequest::Now(CloseReason::from_frame_error(e));
         }
     }
+}
+
+/// A connection's frame reader, made when its first receive needs one.
+fn new_reader(codec: &Codec) -> Box<FrameReader<FrameDecoder>> {
+    Box::new(FrameReader::with_exact_max(
+        codec.decoder(),
+        codec.max_exact_read(),
+    ))
 }
 
 pub(super) fn errno_of(result: i32) -> i32 {
@@ -99,12 +126,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.conns.insert_with(|slot, gen| {
             let id = ConnId::new(index, slot, gen);
             let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            let reader = FrameReader::with_exact_max(codec.decoder(), codec.max_exact_read());
             ConnState::new(
                 Conn::new(id, token, peer, raw, outbound, mailbox, codec),
                 fd,
                 phase,
-                reader,
             )
         })
     }
@@ -123,6 +148,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Some(session) => st.session = Some(session),
             None => st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic),
         }
+        self.timing_opened(slot, gen);
         self.mark_dirty(slot, gen);
     }
 
@@ -208,6 +234,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_recv(&mut self, slot: u32, gen: u32, c: Completion) {
+        let now = self.now_ms();
         let Some(st) = self.conns.get_mut(slot, gen) else {
             if c.result > 0 {
                 if let Some(id) = self.io.claim_recv(&c) {
@@ -218,6 +245,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         };
         if !c.more() {
             st.recv_armed = false;
+            st.read_pause_cancelled = false;
             st.inflight -= 1;
         }
         if c.result > 0 {
@@ -229,6 +257,16 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             bump(&self.stats.bytes_in, c.result as u64);
             if st.is_open() && st.conn.close == CloseRequest::None {
                 deliver(&*self.handler, &self.stats, st, self.io.recv_bytes(&id));
+            }
+            let buffered = st.reader.as_ref().map_or(0, |r| r.buffered());
+            if let Some(t) = st.timing.as_deref_mut() {
+                t.last_read = now;
+                t.got_data = true;
+                if buffered == 0 {
+                    t.partial_since = None;
+                } else if t.partial_since.is_none() {
+                    t.partial_since = Some(now);
+                }
             }
             self.io.recycle(id);
         } else if c.result == 0 {
@@ -261,12 +299,18 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_send(&mut self, slot: u32, gen: u32, c: Completion) {
+        let now = self.now_ms();
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return self.stale();
         };
         let sent = c.result.max(0) as usize;
         self.io.finish_send(slot, sent, &mut st.conn.out);
         st.conn.queued -= sent;
+        if let (Some(t), true) = (st.timing.as_deref_mut(), sent > 0) {
+            // Progress: the write timeout counts from here.
+            t.last_write = now;
+            t.write_since = (st.conn.queued > 0).then_some(now);
+        }
         debug_assert!(st.conn.out.len() <= st.conn.queued);
         st.inflight -= 1;
         st.sending = 0;
@@ -332,6 +376,23 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if let CloseRequest::Now(reason) = st.conn.close {
             return self.begin_close(slot, gen, reason);
         }
+        if !self.check_send_queue(slot, gen) {
+            return self.service(slot, gen); // now closing: begin the close
+        }
+        let now = self.now_ms();
+        self.arm_user_timers(slot, gen);
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        Self::stamp_queue(st, now);
+        self.watch(slot, gen);
+        let paused = self
+            .conns
+            .get_mut(slot, gen)
+            .is_some_and(|st| self.config.send_queue.pause_reading && st.above_high);
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
         if st.sending == 0 && !st.conn.out.is_empty() && !st.write_shut {
             let ud = encode(OpKind::Send, slot, gen);
             st.sending = self.io.send(slot, st.raw_fd, &mut st.conn.out, ud);
@@ -357,7 +418,15 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.io
                 .shutdown_write(st.raw_fd, encode(OpKind::Shutdown, slot, gen));
         }
-        if !st.recv_armed && !st.read_eof {
+        if paused {
+            if st.recv_armed && !st.read_pause_cancelled {
+                st.read_pause_cancelled = true;
+                self.io.cancel(
+                    encode(OpKind::Recv, slot, gen),
+                    encode(OpKind::Ignore, 0, 0),
+                );
+            }
+        } else if !st.recv_armed && !st.read_eof {
             st.recv_armed = true;
             st.inflight += 1;
             self.io
@@ -374,6 +443,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         }
         st.phase = Phase::Closing(reason);
+        self.unwatch(slot, gen);
+        self.release_budget(slot, gen);
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
         let ignore = encode(OpKind::Ignore, 0, 0);
         if st.recv_armed {
             self.io.cancel(encode(OpKind::Recv, slot, gen), ignore);
@@ -406,7 +480,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             bump(&self.stats.closed, 1);
             bump(&self.stats.closed_by[reason.index()], 1);
             if st.admitted {
-                self.gate.release(st.conn.peer.ip(), Instant::now());
+                self.shared.gate.release(st.conn.peer.ip(), Instant::now());
             }
             if let Some(session) = st.session.take() {
                 let (handler, conn) = (&self.handler, &st.conn);

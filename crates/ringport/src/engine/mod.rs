@@ -5,12 +5,14 @@
 //! touches a connection happens on its worker (see `worker`).
 
 mod accept;
+mod backpressure;
 mod conn_state;
 mod lifecycle;
 pub(crate) mod mailbox;
 mod slab;
 #[cfg(test)]
 mod stale_tests;
+mod timeouts;
 pub(crate) mod user_data;
 mod worker;
 
@@ -31,6 +33,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use worker::{Worker, WorkerExit};
 
+/// What an engine's workers share besides the handler: admission control and the
+/// budget of queued send bytes.
+#[derive(Debug)]
+pub(crate) struct EngineShared {
+    pub gate: Gate,
+    pub budget: backpressure::SendBudget,
+}
+
 /// What a worker thread returns.
 type Joined = std::thread::Result<WorkerExit>;
 
@@ -43,7 +53,7 @@ struct WorkerHandle {
 pub(crate) struct Engine<H> {
     workers: Vec<WorkerHandle>,
     backend: sys::Chosen,
-    gate: Arc<Gate>,
+    shared: Arc<EngineShared>,
     stats: Vec<Arc<WorkerStats>>,
     next_connect: AtomicUsize,
     _handler: PhantomData<fn() -> H>,
@@ -64,15 +74,23 @@ impl<H: Handler> Engine<H> {
             config.inject_uring_probe_failure,
         )
         .map_err(Error::Backend)?;
-        let gate = Arc::new(
-            Gate::new(&config.admission).map_err(|e| Error::Config(format!("admission: {e}")))?,
-        );
+        let shared = Arc::new(EngineShared {
+            gate: Gate::new(&config.admission)
+                .map_err(|e| Error::Config(format!("admission: {e}")))?,
+            budget: backpressure::SendBudget {
+                limit: config
+                    .send_queue
+                    .budget
+                    .map(|b| b.min(i64::MAX as usize) as i64),
+                queued: Default::default(),
+            },
+        });
         let (per_worker, bound) = bind_listeners(&config, addrs)?;
         let handler = Arc::new(handler);
         let mut engine = Engine {
             workers: Vec::new(),
             backend,
-            gate: gate.clone(),
+            shared: shared.clone(),
             stats: Vec::new(),
             next_connect: AtomicUsize::new(0),
             _handler: PhantomData,
@@ -88,7 +106,7 @@ impl<H: Handler> Engine<H> {
                 mailbox: mailbox.clone(),
                 stats: stats.clone(),
                 listeners,
-                gate: gate.clone(),
+                shared: shared.clone(),
                 ready: ready_tx.clone(),
             };
             let thread = std::thread::Builder::new()
@@ -138,18 +156,19 @@ impl<H: Handler> Engine<H> {
 
     /// Refuse `net` from now on (or for `for_how_long`).
     pub(crate) fn deny(&self, net: IpNet, for_how_long: Option<Duration>) {
-        self.gate
+        self.shared
+            .gate
             .deny(net, for_how_long.map(|d| Instant::now() + d));
     }
 
     /// Allow `net` (once the allow list has entries, only they may connect).
     pub(crate) fn allow(&self, net: IpNet) {
-        self.gate.allow(net);
+        self.shared.gate.allow(net);
     }
 
     /// Lift a deny entry or ban; true if there was one.
     pub(crate) fn remove_deny(&self, net: IpNet) -> bool {
-        self.gate.remove_deny(net)
+        self.shared.gate.remove_deny(net)
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -204,7 +223,7 @@ struct WorkerSetup<H> {
     mailbox: Arc<Mailbox>,
     stats: Arc<WorkerStats>,
     listeners: Vec<OwnedFd>,
-    gate: Arc<Gate>,
+    shared: Arc<EngineShared>,
     /// Told the backend's set-up name, or the error that stopped the worker.
     ready: mpsc::Sender<Result<&'static str, Error>>,
 }
@@ -218,7 +237,7 @@ fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
         s.mailbox,
         s.stats,
         s.listeners,
-        s.gate,
+        s.shared,
     );
     match worker {
         Ok(mut w) => {

@@ -52,7 +52,10 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
         mailbox,
         stats.clone(),
         vec![],
-        Arc::new(crate::admission::Gate::new(&Default::default()).unwrap()),
+        Arc::new(super::EngineShared {
+            gate: crate::admission::Gate::new(&Default::default()).unwrap(),
+            budget: Default::default(),
+        }),
     )
     .unwrap();
     let peer = "127.0.0.1:1".parse().unwrap();

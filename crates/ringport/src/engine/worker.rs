@@ -4,15 +4,18 @@
 use super::conn_state::ConnState;
 use super::mailbox::{Mailbox, Message};
 use super::slab::Slab;
+use super::timeouts::TimerEntry;
 use super::user_data::{decode, encode, OpKind};
-use crate::admission::Gate;
+use super::EngineShared;
 use crate::codec::Codec;
 use crate::config::EngineConfig;
+use crate::config::Timeouts;
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::stats::{bump, WorkerStats};
 use crate::sys::Completion;
 use crate::sys::Driver;
+use crate::timer::TimerWheel;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +23,11 @@ use std::time::{Duration, Instant};
 /// Pause before re-arming an accept that failed (EMFILE and the like), so a listener
 /// never spins.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Timing-wheel resolution and size: 10 ms ticks, 1024 slots (a 10 s revolution; later
+/// deadlines wait out whole revolutions).
+const WHEEL_TICK: Duration = Duration::from_millis(10);
+const WHEEL_SLOTS: usize = 1024;
 
 /// The most completions a worker waits to gather before running callbacks.
 const MAX_BATCH_WANT: u32 = 256;
@@ -63,8 +71,17 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) mailbox: Arc<Mailbox>,
     pub(super) stats: Arc<WorkerStats>,
     pub(super) config: EngineConfig,
-    /// Admission control, shared by the engine's workers.
-    pub(super) gate: Arc<Gate>,
+    /// Admission control and the send budget, shared by the engine's workers.
+    pub(super) shared: Arc<EngineShared>,
+    /// The time as of this loop iteration, and when the worker started.
+    pub(super) now: Instant,
+    pub(super) epoch: Instant,
+    /// Timeouts and handler timers.
+    pub(super) wheel: TimerWheel<TimerEntry>,
+    pub(super) fired: Vec<TimerEntry>,
+    pub(super) timeouts: Timeouts,
+    /// The codec frames (read timeouts then watch partial frames).
+    pub(super) framed: bool,
     /// When an accept error was last logged, and how many were not logged since.
     pub(super) accept_error_logged: Option<Instant>,
     pub(super) accept_errors_unlogged: u64,
@@ -89,8 +106,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         mailbox: Arc<Mailbox>,
         stats: Arc<WorkerStats>,
         listeners: Vec<OwnedFd>,
-        gate: Arc<Gate>,
+        shared: Arc<EngineShared>,
     ) -> Result<Worker<H, D>, Error> {
+        let now = Instant::now();
         let io = D::new(config.driver_config())
             .map_err(|e| Error::Backend(format!("backend set-up failed: {e}")))?;
         tracing::debug!(worker = index, setup = io.setup_name(), "worker set up");
@@ -111,7 +129,13 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             stats,
             config: config.clone(),
             codec: Arc::new(config.codec.clone()),
-            gate,
+            shared,
+            now,
+            epoch: now,
+            wheel: TimerWheel::new(WHEEL_TICK, WHEEL_SLOTS, now),
+            fired: Vec::new(),
+            timeouts: config.timeouts,
+            framed: config.codec != Codec::Raw,
             accept_error_logged: None,
             accept_errors_unlogged: 0,
             dirty: Vec::new(),
@@ -148,6 +172,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 tracing::error!(worker = self.index, error = %e, "waiting for completions failed; worker stops");
                 break;
             }
+            self.now = Instant::now();
             if self.io.drain(&mut batch) {
                 bump(&self.stats.cq_overflows, 1);
             }
@@ -269,14 +294,18 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     fn next_wakeup(&self) -> Option<Instant> {
         let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
         let deadline = self.shutdown.filter(|_| !self.deadline_hit);
-        match (paused, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [paused, deadline, self.wheel_wakeup()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
+        if !self.wheel.is_empty() {
+            self.poll_wheel();
+            self.service_dirty();
+        }
         for i in 0..self.listeners.len() {
             if self.listeners[i].paused_until.is_some_and(|t| t <= now) {
                 self.listeners[i].paused_until = None;

@@ -5,12 +5,9 @@
 //! to `poll`, and sleeps at most until `next_deadline` (or `next_wakeup`, to batch a
 //! tick's timers into one wake-up).
 #![forbid(unsafe_code)]
-// Nothing uses the wheel yet: the engine wires it in with the timeouts issue.
-#![allow(dead_code)]
 
 mod wheel;
 
-#[allow(unused_imports)] // Unused until the engine arms timeouts (see above).
 pub(crate) use wheel::{TimerKey, TimerWheel};
 
 #[cfg(test)]

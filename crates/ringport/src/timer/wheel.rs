@@ -46,6 +46,7 @@ struct Node<T> {
 #[derive(Debug)]
 pub(crate) struct TimerWheel<T> {
     start: Instant,
+    #[cfg_attr(not(test), allow(dead_code))]
     tick: Duration,
     tick_nanos: u128,
     /// Head node of each slot's list.
@@ -85,11 +86,15 @@ impl<T> TimerWheel<T> {
         }
     }
 
+    // Used by the tests (and handy when debugging); the engine needs only next_wakeup.
+    #[cfg_attr(not(test), allow(dead_code))]
     /// The tick length.
     pub(crate) fn tick(&self) -> Duration {
         self.tick
     }
 
+    // Used by the tests (and handy when debugging); the engine needs only next_wakeup.
+    #[cfg_attr(not(test), allow(dead_code))]
     /// Armed timers.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -158,11 +163,15 @@ impl<T> TimerWheel<T> {
         true
     }
 
+    // Used by the tests (and handy when debugging); the engine needs only next_wakeup.
+    #[cfg_attr(not(test), allow(dead_code))]
     /// The deadline of an armed timer.
     pub(crate) fn deadline(&self, key: TimerKey) -> Option<Instant> {
         self.armed(key).map(|i| self.nodes[i as usize].deadline)
     }
 
+    // Used by the tests (and handy when debugging); the engine needs only next_wakeup.
+    #[cfg_attr(not(test), allow(dead_code))]
     /// A time no later than the earliest armed deadline (`None` if no timer is armed), for
     /// the worker's wait: exact after a `poll` that did work, and possibly earlier after a
     /// timer was cancelled or moved later (the next poll then does the work and corrects

@@ -1,0 +1,236 @@
+//! Connection timeouts and handler timers on the worker's timing wheel.
+//!
+//! Each connection with a timeout configured has at most one wheel entry (its "watch"),
+//! set for the earliest of its deadlines. Activity does not touch the wheel: reads and
+//! writes only stamp times in the connection's `ConnTiming`. When a watch fires, the
+//! deadlines are computed again from the stamps; if one has really passed the
+//! connection closes with that timeout as its reason, else the watch is set again. A
+//! deadline that moves earlier (a frame starts, data queues up) resets the watch.
+
+use super::conn_state::ConnState;
+use super::worker::Worker;
+use crate::config::Timeouts;
+use crate::conn::CloseRequest;
+use crate::error::{CloseReason, Timeout};
+use crate::handler::Handler;
+use crate::sys::Driver;
+use crate::timer::TimerKey;
+use std::time::{Duration, Instant};
+
+/// What a wheel entry is for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TimerEntry {
+    /// Check the connection's timeouts.
+    Watch { slot: u32, gen: u32 },
+    /// A timer the handler set with `Conn::set_timer`.
+    User { slot: u32, gen: u32, token: u64 },
+}
+
+/// A connection's activity stamps, in milliseconds since its worker started.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ConnTiming {
+    pub opened: u64,
+    pub last_read: u64,
+    pub last_write: u64,
+    /// A byte has arrived.
+    pub got_data: bool,
+    /// A frame has been partly received since then (framing codecs).
+    pub partial_since: Option<u64>,
+    /// Bytes have been waiting to go out, without progress, since then.
+    pub write_since: Option<u64>,
+    /// The wheel entry and the deadline it is set for.
+    pub watch: Option<(TimerKey, u64)>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+/// The earliest deadline among the configured timeouts, and which one it is.
+fn earliest(t: &ConnTiming, c: &Timeouts, framed: bool) -> Option<(u64, Timeout)> {
+    let mut best: Option<(u64, Timeout)> = None;
+    let mut consider = |at: u64, kind| {
+        if best.map_or(true, |(b, _)| at < b) {
+            best = Some((at, kind));
+        }
+    };
+    if let (Some(d), false) = (c.first_data, t.got_data) {
+        consider(t.opened + ms(d), Timeout::FirstData);
+    }
+    if let Some(d) = c.idle {
+        consider(t.last_read.max(t.last_write) + ms(d), Timeout::Idle);
+    }
+    if let Some(d) = c.read {
+        // With a framing codec: a started frame must finish in time (slowloris). Raw
+        // bytes have no frames: then nothing may be received for that long.
+        let since = if framed {
+            t.partial_since
+        } else {
+            Some(t.last_read)
+        };
+        if let Some(s) = since {
+            consider(s + ms(d), Timeout::Read);
+        }
+    }
+    if let (Some(d), Some(s)) = (c.write, t.write_since) {
+        consider(s + ms(d), Timeout::Write);
+    }
+    best
+}
+
+impl<H: Handler, D: Driver> Worker<H, D> {
+    /// Milliseconds since the worker started, as of the current loop iteration.
+    pub(super) fn now_ms(&self) -> u64 {
+        ms(self.now.saturating_duration_since(self.epoch))
+    }
+
+    /// Stamp a newly opened connection and watch it.
+    pub(super) fn timing_opened(&mut self, slot: u32, gen: u32) {
+        if !self.timeouts.any() {
+            return;
+        }
+        let now = self.now_ms();
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        st.timing = Some(Box::new(ConnTiming {
+            opened: now,
+            last_read: now,
+            last_write: now,
+            ..ConnTiming::default()
+        }));
+        self.watch(slot, gen);
+    }
+
+    /// Set or move the connection's watch to its earliest deadline if that is earlier
+    /// than the one set (never later: a watch firing early just sets itself again).
+    pub(super) fn watch(&mut self, slot: u32, gen: u32) {
+        if !self.timeouts.any() {
+            return;
+        }
+        let framed = self.framed;
+        let Some(t) = self
+            .conns
+            .get_mut(slot, gen)
+            .and_then(|st| st.timing.as_deref_mut())
+        else {
+            return;
+        };
+        let Some((at, _)) = earliest(t, &self.timeouts, framed) else {
+            return;
+        };
+        match t.watch {
+            Some((_, set_for)) if set_for <= at => {}
+            Some((key, _)) => {
+                let when = self.epoch + Duration::from_millis(at);
+                self.wheel.reset(key, when);
+                t.watch = Some((key, at));
+            }
+            None => {
+                let when = self.epoch + Duration::from_millis(at);
+                let key = self.wheel.insert(when, TimerEntry::Watch { slot, gen });
+                t.watch = Some((key, at));
+            }
+        }
+    }
+
+    /// Keep the write stamps in step with the queue (after callbacks and sends).
+    pub(super) fn stamp_queue(st: &mut ConnState<H::Session>, now: u64) {
+        let queued = st.conn.queued;
+        let Some(t) = st.timing.as_deref_mut() else {
+            return;
+        };
+        if queued == 0 {
+            t.write_since = None;
+        } else if t.write_since.is_none() {
+            t.write_since = Some(now);
+        }
+    }
+
+    /// Fire due timers: timeouts close their connection; handler timers call `on_timer`.
+    pub(super) fn poll_wheel(&mut self) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.poll(self.now, |e| fired.push(e));
+        for e in fired.drain(..) {
+            match e {
+                TimerEntry::Watch { slot, gen } => self.on_watch(slot, gen),
+                TimerEntry::User { slot, gen, token } => self.on_user_timer(slot, gen, token),
+            }
+        }
+        self.fired = fired;
+    }
+
+    fn on_watch(&mut self, slot: u32, gen: u32) {
+        let now = self.now_ms();
+        let framed = self.framed;
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let Some(t) = st.timing.as_deref_mut() else {
+            return;
+        };
+        t.watch = None;
+        if !st.is_open() {
+            return;
+        }
+        match earliest(st.timing.as_deref().expect("checked"), &self.timeouts, framed) {
+            Some((at, kind)) if at <= now => {
+                crate::stats::bump(&self.stats.timeouts_fired, 1);
+                if !matches!(st.conn.close, CloseRequest::Now(_)) {
+                    st.conn.close = CloseRequest::Now(CloseReason::Timeout(kind));
+                }
+                self.mark_dirty(slot, gen);
+            }
+            Some(_) => self.watch(slot, gen),
+            None => {}
+        }
+    }
+
+    /// Arm the timers the handler asked for during its callbacks.
+    pub(super) fn arm_user_timers(&mut self, slot: u32, gen: u32) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let Some(asked) = st.conn.timers.take() else {
+            return;
+        };
+        for (after, token) in *asked {
+            let when = self.now + after;
+            self.wheel
+                .insert(when, TimerEntry::User { slot, gen, token });
+        }
+    }
+
+    fn on_user_timer(&mut self, slot: u32, gen: u32, token: u64) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if !st.is_open() || st.conn.close != CloseRequest::None {
+            return;
+        }
+        crate::stats::bump(&self.stats.timers_fired, 1);
+        if let Some(session) = st.session.as_mut() {
+            let (handler, conn) = (&self.handler, &mut st.conn);
+            if super::lifecycle::guard(&self.stats, || handler.on_timer(session, conn, token))
+                .is_none()
+            {
+                st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+            }
+        }
+        self.mark_dirty(slot, gen);
+    }
+
+    /// Drop a closing connection's watch.
+    pub(super) fn unwatch(&mut self, slot: u32, gen: u32) {
+        if let Some(st) = self.conns.get_mut(slot, gen) {
+            if let Some((key, _)) = st.timing.as_deref_mut().and_then(|t| t.watch.take()) {
+                self.wheel.cancel(key);
+            }
+        }
+    }
+
+    /// The next instant a timer is due, for the wait's timeout.
+    pub(super) fn wheel_wakeup(&self) -> Option<Instant> {
+        self.wheel.next_wakeup()
+    }
+}
