@@ -194,7 +194,9 @@ impl Conn {
     /// Call [`crate::Handler::on_timer`] with `token` after `delay` (once), unless the
     /// connection has closed by then.
     pub fn set_timer(&mut self, delay: std::time::Duration, token: u64) {
-        self.timers.get_or_insert_with(Default::default).push((delay, token));
+        self.timers
+            .get_or_insert_with(Default::default)
+            .push((delay, token));
     }
 
     /// Bytes queued and not yet handed to the kernel.

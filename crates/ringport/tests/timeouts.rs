@@ -75,20 +75,27 @@ fn a_thousand_silent_connections_close_on_the_first_data_timeout() {
             (s, before, None)
         })
         .collect();
-    wait_until(Duration::from_secs(10), "every client saw its close", || {
-        let now = Instant::now();
-        for (s, _, closed) in clients.iter_mut().filter(|c| c.2.is_none()) {
-            let mut b = [0u8; 1];
-            match std::io::Read::read(s, &mut b) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                _ => *closed = Some(now),
+    wait_until(
+        Duration::from_secs(10),
+        "every client saw its close",
+        || {
+            let now = Instant::now();
+            for (s, _, closed) in clients.iter_mut().filter(|c| c.2.is_none()) {
+                let mut b = [0u8; 1];
+                match std::io::Read::read(s, &mut b) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    _ => *closed = Some(now),
+                }
             }
-        }
-        clients.iter().all(|c| c.2.is_some())
-    });
+            clients.iter().all(|c| c.2.is_some())
+        },
+    );
     for (_, connected, closed) in &clients {
         let lived = closed.unwrap() - *connected;
-        assert!(lived >= t && lived <= t + Duration::from_secs(1), "closed after {lived:?}");
+        assert!(
+            lived >= t && lived <= t + Duration::from_secs(1),
+            "closed after {lived:?}"
+        );
     }
     wait_for_value(WAIT, "closes", || state.closes.lock().unwrap().len(), 1000);
     for (reason, _) in state.closes.lock().unwrap().iter() {

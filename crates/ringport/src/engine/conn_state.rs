@@ -64,11 +64,7 @@ pub(crate) struct ConnState<S> {
 }
 
 impl<S> ConnState<S> {
-    pub(crate) fn new(
-        conn: Conn,
-        fd: OwnedFd,
-        phase: Phase,
-    ) -> ConnState<S> {
+    pub(crate) fn new(conn: Conn, fd: OwnedFd, phase: Phase) -> ConnState<S> {
         ConnState {
             conn,
             session: None,

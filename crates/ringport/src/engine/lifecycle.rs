@@ -234,7 +234,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_recv(&mut self, slot: u32, gen: u32, c: Completion) {
-        let now = self.now_ms();
+        let now = self.now_us();
         let Some(st) = self.conns.get_mut(slot, gen) else {
             if c.result > 0 {
                 if let Some(id) = self.io.claim_recv(&c) {
@@ -299,7 +299,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_send(&mut self, slot: u32, gen: u32, c: Completion) {
-        let now = self.now_ms();
+        let now = self.now_us();
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return self.stale();
         };
@@ -379,7 +379,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if !self.check_send_queue(slot, gen) {
             return self.service(slot, gen); // now closing: begin the close
         }
-        let now = self.now_ms();
+        let now = self.now_us();
         self.arm_user_timers(slot, gen);
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;

@@ -26,7 +26,7 @@ pub(crate) enum TimerEntry {
     User { slot: u32, gen: u32, token: u64 },
 }
 
-/// A connection's activity stamps, in milliseconds since its worker started.
+/// A connection's activity stamps, in microseconds since its worker started.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ConnTiming {
     pub opened: u64,
@@ -42,8 +42,9 @@ pub(crate) struct ConnTiming {
     pub watch: Option<(TimerKey, u64)>,
 }
 
-fn ms(d: Duration) -> u64 {
-    d.as_millis().min(u64::MAX as u128) as u64
+/// Microseconds, rounded up: stamps and deadlines must never come out early.
+fn us(d: Duration) -> u64 {
+    d.as_nanos().div_ceil(1000).min(u64::MAX as u128) as u64
 }
 
 /// The earliest deadline among the configured timeouts, and which one it is.
@@ -55,10 +56,10 @@ fn earliest(t: &ConnTiming, c: &Timeouts, framed: bool) -> Option<(u64, Timeout)
         }
     };
     if let (Some(d), false) = (c.first_data, t.got_data) {
-        consider(t.opened + ms(d), Timeout::FirstData);
+        consider(t.opened + us(d), Timeout::FirstData);
     }
     if let Some(d) = c.idle {
-        consider(t.last_read.max(t.last_write) + ms(d), Timeout::Idle);
+        consider(t.last_read.max(t.last_write) + us(d), Timeout::Idle);
     }
     if let Some(d) = c.read {
         // With a framing codec: a started frame must finish in time (slowloris). Raw
@@ -69,19 +70,19 @@ fn earliest(t: &ConnTiming, c: &Timeouts, framed: bool) -> Option<(u64, Timeout)
             Some(t.last_read)
         };
         if let Some(s) = since {
-            consider(s + ms(d), Timeout::Read);
+            consider(s + us(d), Timeout::Read);
         }
     }
     if let (Some(d), Some(s)) = (c.write, t.write_since) {
-        consider(s + ms(d), Timeout::Write);
+        consider(s + us(d), Timeout::Write);
     }
     best
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {
-    /// Milliseconds since the worker started, as of the current loop iteration.
-    pub(super) fn now_ms(&self) -> u64 {
-        ms(self.now.saturating_duration_since(self.epoch))
+    /// Microseconds since the worker started, as of the current loop iteration.
+    pub(super) fn now_us(&self) -> u64 {
+        us(self.now.saturating_duration_since(self.epoch))
     }
 
     /// Stamp a newly opened connection and watch it.
@@ -89,7 +90,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if !self.timeouts.any() {
             return;
         }
-        let now = self.now_ms();
+        // A fresh reading, not the loop's: the loop's time can precede this connection's
+        // accept, and a timeout must never fire early.
+        let now = us(Instant::now().saturating_duration_since(self.epoch));
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
@@ -122,12 +125,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         match t.watch {
             Some((_, set_for)) if set_for <= at => {}
             Some((key, _)) => {
-                let when = self.epoch + Duration::from_millis(at);
+                let when = self.epoch + Duration::from_micros(at);
                 self.wheel.reset(key, when);
                 t.watch = Some((key, at));
             }
             None => {
-                let when = self.epoch + Duration::from_millis(at);
+                let when = self.epoch + Duration::from_micros(at);
                 let key = self.wheel.insert(when, TimerEntry::Watch { slot, gen });
                 t.watch = Some((key, at));
             }
@@ -161,7 +164,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     fn on_watch(&mut self, slot: u32, gen: u32) {
-        let now = self.now_ms();
+        let now = self.now_us();
         let framed = self.framed;
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
@@ -173,7 +176,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if !st.is_open() {
             return;
         }
-        match earliest(st.timing.as_deref().expect("checked"), &self.timeouts, framed) {
+        match earliest(
+            st.timing.as_deref().expect("checked"),
+            &self.timeouts,
+            framed,
+        ) {
             Some((at, kind)) if at <= now => {
                 crate::stats::bump(&self.stats.timeouts_fired, 1);
                 if !matches!(st.conn.close, CloseRequest::Now(_)) {
