@@ -26,6 +26,9 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         recv_buffer_size: None,
         codec: ringport::Codec::Raw,
         backend: ringport::Backend::Auto,
+        defences: Default::default(),
+        metrics: None,
+        stats: false,
     })?;
     let addr = *server
         .local_addrs()

@@ -1,7 +1,12 @@
 //! The echo server: every byte received is sent straight back.
 
+use crate::defences::DefenceArgs;
+use crate::live_stats::Ticker;
 use anyhow::Context;
+use ringport::metrics::MetricsServer;
 use ringport::{CloseReason, Conn, Handler, Server};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Echo handler: `on_data` sends the data back on the same connection.
@@ -42,6 +47,12 @@ pub struct EchoOptions {
     /// Framing: frames are echoed back whole.
     pub codec: ringport::Codec,
     pub backend: ringport::Backend,
+    /// Admission control, timeouts, send-queue cap.
+    pub defences: DefenceArgs,
+    /// Serve Prometheus metrics on this address (`run` only).
+    pub metrics: Option<SocketAddr>,
+    /// Print a stats line every second (`run` only).
+    pub stats: bool,
 }
 
 /// Bind and start an echo server (not waiting for anything).
@@ -62,6 +73,7 @@ pub fn start(opts: &EchoOptions) -> anyhow::Result<Server<Echo>> {
             .listen(addr.as_str())
             .with_context(|| format!("bad listen address {addr:?}"))?;
     }
+    builder = opts.defences.apply(builder)?;
     let framed = opts.codec != ringport::Codec::Raw;
     builder
         .start(Echo { framed })
@@ -70,13 +82,42 @@ pub fn start(opts: &EchoOptions) -> anyhow::Result<Server<Echo>> {
 
 /// The `echo-server` command: serve until SIGINT/SIGTERM, then shut down gracefully.
 pub fn run(opts: EchoOptions) -> anyhow::Result<()> {
-    let server = start(&opts)?;
+    let termination = crate::signal::Termination::install()?;
+    let server = Arc::new(start(&opts)?);
     for addr in server.local_addrs() {
         println!("listening on {addr}");
     }
     println!("backend {}", server.stats().backend);
-    crate::signal::wait_for_termination()?;
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            // A weak reference: the endpoint never keeps the server from shutting down.
+            let source = Arc::downgrade(&server);
+            let metrics = MetricsServer::start(addr, move || {
+                source.upgrade().map(|s| s.stats()).unwrap_or_default()
+            })
+            .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+            println!("metrics on {}", metrics.local_addr());
+            Some(metrics)
+        }
+        None => None,
+    };
+    let ticker = if opts.stats {
+        let source = Arc::clone(&server);
+        Some(Ticker::start(move || source.stats())?)
+    } else {
+        None
+    };
+    let waited = termination.wait();
+    if let Some(ticker) = ticker {
+        ticker.stop();
+    }
+    if let Some(metrics) = metrics {
+        metrics.shutdown();
+    }
+    waited?;
     println!("shutting down");
+    let server = Arc::try_unwrap(server)
+        .map_err(|_| anyhow::anyhow!("the server is still shared after stopping its users"))?;
     let report = server.shutdown(Duration::from_secs(5));
     println!(
         "shutdown: {} connections open, {} forced, {} bytes undelivered",

@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod defences;
 mod demo;
 mod echo_server;
+mod live_stats;
 mod pattern;
 mod report;
 mod signal;
@@ -47,6 +49,16 @@ enum Command {
         /// I/O backend: auto (io_uring if available, else poll), uring or poll.
         #[arg(long, default_value = "auto", value_parser = parse_backend)]
         backend: ringport::Backend,
+        #[command(flatten)]
+        defences: defences::DefenceArgs,
+        /// Serve Prometheus metrics (GET /metrics) on this address; port 0 picks a free
+        /// port, printed as "metrics on ADDR".
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+        /// Print a summary line every second: connections open, accepted, refused and
+        /// closed, bytes in and out per second, bytes queued, timeouts, slow readers.
+        #[arg(long)]
+        stats: bool,
     },
     /// Load an echo server and verify every echoed byte.
     ///
@@ -205,6 +217,9 @@ fn main() -> anyhow::Result<()> {
             recv_buffer_size,
             codec,
             backend,
+            defences,
+            metrics,
+            stats,
         } => echo_server::run(echo_server::EchoOptions {
             listen,
             workers: workers_or_default(workers),
@@ -212,6 +227,13 @@ fn main() -> anyhow::Result<()> {
             recv_buffer_size,
             codec: codec.build()?,
             backend,
+            defences,
+            metrics: metrics
+                .as_deref()
+                .map(resolve)
+                .transpose()
+                .context("--metrics")?,
+            stats,
         }),
         Command::Bench(args) => {
             let report = bench::run(bench::BenchOptions {

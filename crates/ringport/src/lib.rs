@@ -38,6 +38,7 @@ mod conn;
 mod engine;
 mod error;
 mod handler;
+pub mod metrics;
 mod outbound;
 mod server;
 mod stats;

@@ -33,14 +33,19 @@ pub fn spawn(args: &[&str]) -> Running {
 
 /// As `spawn`, with extra environment variables.
 pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).envs(env.iter().copied());
+    spawn_command(cmd)
+}
+
+/// Run `cmd` (any program, e.g. a shell that execs `ringport`) as a [`Running`] child.
+pub fn spawn_command(mut cmd: Command) -> Running {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn ringport");
+        .expect("spawn the child process");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let (tx, lines) = mpsc::channel();
@@ -114,6 +119,23 @@ pub fn echo_server_with(extra: &[&str], env: &[(&str, &str)]) -> (Running, Strin
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .to_string();
     (server, addr)
+}
+
+/// The next stdout line starting with `prefix` (earlier lines are skipped), with the
+/// prefix removed; panics if none comes within `limit`.
+pub fn line_starting(run: &Running, prefix: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match run.lines.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return rest.to_string();
+                }
+            }
+            Err(e) => panic!("no stdout line starting with {prefix:?} within {limit:?} ({e})"),
+        }
+    }
 }
 
 /// Stop a server with SIGTERM and wait for a clean exit; returns its stdout and stderr.

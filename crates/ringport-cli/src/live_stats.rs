@@ -1,0 +1,110 @@
+//! `echo-server --stats`: one summary line per second on stdout, from a thread that
+//! stops when asked.
+
+use ringport::Stats;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Time between two lines.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// The printing thread; [`Ticker::stop`] ends it.
+pub struct Ticker {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Ticker {
+    /// Print a line every second with what `source` reports.
+    pub fn start(source: impl Fn() -> Stats + Send + 'static) -> anyhow::Result<Ticker> {
+        let (stop, stopped) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("stats".into())
+            .spawn(move || tick(&source, &stopped))?;
+        Ok(Ticker { stop, thread })
+    }
+
+    /// Stop printing (no line follows this call) and wait for the thread.
+    pub fn stop(self) {
+        // Dropping the sender would do as well; sending says it outright.
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+fn tick(source: &dyn Fn() -> Stats, stopped: &mpsc::Receiver<()>) {
+    let mut before = source();
+    let mut at = Instant::now();
+    let mut next = at + EVERY;
+    loop {
+        match stopped.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        let stats = source();
+        println!("{}", line(&before, &stats, now.duration_since(at)));
+        before = stats;
+        at = now;
+        // On schedule, but never a burst of catch-up lines after a stall.
+        next = (next + EVERY).max(now + EVERY / 2);
+    }
+}
+
+/// `stats: open=.. accepted=.. refused=.. closed=.. in=..B/s out=..B/s queued=..B
+/// timeouts=.. slow_readers=..`: totals since start, except the byte rates (over
+/// `elapsed` since `before`) and the two gauges.
+pub fn line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let per_sec = |new: u64, old: u64| (new.saturating_sub(old) as f64 / secs).round() as u64;
+    format!(
+        "stats: open={} accepted={} refused={} closed={} in={}B/s out={}B/s queued={}B \
+         timeouts={} slow_readers={}",
+        now.open,
+        now.accepted,
+        now.refused,
+        now.closed,
+        per_sec(now.bytes_in, before.bytes_in),
+        per_sec(now.bytes_out, before.bytes_out),
+        now.queued_bytes,
+        now.timeouts_fired,
+        now.slow_readers,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_has_totals_and_rates() {
+        // Stats is non-exhaustive: built by assignment outside its crate.
+        let mut before = Stats::default();
+        before.bytes_in = 1000;
+        before.bytes_out = 500;
+        let mut now = before.clone();
+        now.open = 3;
+        now.accepted = 10;
+        now.refused = 2;
+        now.closed = 7;
+        now.bytes_in = 3000;
+        now.bytes_out = 4500;
+        now.queued_bytes = 64;
+        now.timeouts_fired = 4;
+        now.slow_readers = 1;
+        assert_eq!(
+            line(&before, &now, Duration::from_secs(2)),
+            "stats: open=3 accepted=10 refused=2 closed=7 in=1000B/s out=2000B/s queued=64B \
+             timeouts=4 slow_readers=1"
+        );
+    }
+
+    #[test]
+    fn a_stopped_ticker_returns_at_once() {
+        let ticker = Ticker::start(Stats::default).unwrap();
+        let t = Instant::now();
+        ticker.stop();
+        assert!(t.elapsed() < Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,479 @@
+//! Live counters for Prometheus: [`render`] writes a [`Stats`] snapshot in the text
+//! exposition format (version 0.0.4), and [`MetricsServer`] answers `GET /metrics` with
+//! it, on a one-worker ringport server of its own.
+//!
+//! ```no_run
+//! use ringport::metrics::MetricsServer;
+//! use ringport::{CloseReason, Conn, Handler, Server};
+//! use std::sync::Arc;
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     type Session = ();
+//!     fn on_open(&self, _conn: &mut Conn) {}
+//!     fn on_data(&self, _s: &mut (), conn: &mut Conn, data: &[u8]) {
+//!         conn.send(data);
+//!     }
+//!     fn on_close(&self, _s: (), _conn: &Conn, _why: CloseReason) {}
+//! }
+//!
+//! # fn main() -> Result<(), ringport::Error> {
+//! let server = Arc::new(Server::builder().listen("127.0.0.1:7007")?.start(Echo)?);
+//! let source = Arc::clone(&server);
+//! let metrics = MetricsServer::start("127.0.0.1:9090".parse().unwrap(), move || source.stats())?;
+//! // curl http://127.0.0.1:9090/metrics
+//! metrics.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every counter of [`Stats`] is a `ringport_..._total` counter; `open` and
+//! `queued_bytes` are gauges; refusals and closes are one series per reason
+//! (`ringport_refused_total{reason="max_connections"}`, zeros included), and the backend
+//! is `ringport_backend_info{backend="uring"} 1`.
+
+mod endpoint;
+
+pub use endpoint::{MetricsServer, MAX_REQUEST_HEAD};
+
+use crate::stats::Stats;
+use std::fmt::{self, Write as _};
+
+/// The `Content-Type` of the exposition format [`render`] writes.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// How a metric behaves over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One unlabelled metric taken from one `Stats` field.
+struct Scalar {
+    /// The `Stats` field it comes from (checked by the coverage test).
+    #[cfg_attr(not(test), allow(dead_code))]
+    field: &'static str,
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    get: fn(&Stats) -> u64,
+}
+
+/// The unlabelled metrics, in output order.
+const SCALARS: &[Scalar] = &[
+    Scalar {
+        field: "open",
+        name: "ringport_open_connections",
+        kind: Kind::Gauge,
+        help: "Connections open now.",
+        get: |s| s.open,
+    },
+    Scalar {
+        field: "queued_bytes",
+        name: "ringport_queued_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes queued for sending and not yet taken by the kernel.",
+        get: |s| s.queued_bytes,
+    },
+    Scalar {
+        field: "accepted",
+        name: "ringport_accepted_total",
+        kind: Kind::Counter,
+        help: "Inbound connections accepted.",
+        get: |s| s.accepted,
+    },
+    Scalar {
+        field: "rejected",
+        name: "ringport_rejected_total",
+        kind: Kind::Counter,
+        help: "Inbound connections the handler vetoed.",
+        get: |s| s.rejected,
+    },
+    Scalar {
+        field: "connected",
+        name: "ringport_connected_total",
+        kind: Kind::Counter,
+        help: "Outbound connects that succeeded.",
+        get: |s| s.connected,
+    },
+    Scalar {
+        field: "connect_failed",
+        name: "ringport_connect_failed_total",
+        kind: Kind::Counter,
+        help: "Outbound connects that failed.",
+        get: |s| s.connect_failed,
+    },
+    Scalar {
+        field: "bytes_in",
+        name: "ringport_received_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes received.",
+        get: |s| s.bytes_in,
+    },
+    Scalar {
+        field: "bytes_out",
+        name: "ringport_sent_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes sent.",
+        get: |s| s.bytes_out,
+    },
+    Scalar {
+        field: "undelivered_bytes",
+        name: "ringport_undelivered_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes accepted for sending that were never sent.",
+        get: |s| s.undelivered_bytes,
+    },
+    Scalar {
+        field: "accept_errors",
+        name: "ringport_accept_errors_total",
+        kind: Kind::Counter,
+        help: "Accept calls that failed (EMFILE, ENFILE, ...) and paused a listener.",
+        get: |s| s.accept_errors,
+    },
+    Scalar {
+        field: "timeouts_fired",
+        name: "ringport_timeouts_fired_total",
+        kind: Kind::Counter,
+        help: "Connections closed by one of their timeouts.",
+        get: |s| s.timeouts_fired,
+    },
+    Scalar {
+        field: "timers_fired",
+        name: "ringport_timers_fired_total",
+        kind: Kind::Counter,
+        help: "Handler timers that fired.",
+        get: |s| s.timers_fired,
+    },
+    Scalar {
+        field: "slow_readers",
+        name: "ringport_slow_readers_total",
+        kind: Kind::Counter,
+        help: "Connections closed as slow readers.",
+        get: |s| s.slow_readers,
+    },
+    Scalar {
+        field: "protocol_errors",
+        name: "ringport_protocol_errors_total",
+        kind: Kind::Counter,
+        help: "Connections closed because their bytes could not be framed.",
+        get: |s| s.protocol_errors,
+    },
+    Scalar {
+        field: "frames_discarded",
+        name: "ringport_frames_discarded_total",
+        kind: Kind::Counter,
+        help: "Oversized frames skipped by a codec in discard mode.",
+        get: |s| s.frames_discarded,
+    },
+    Scalar {
+        field: "handler_panics",
+        name: "ringport_handler_panics_total",
+        kind: Kind::Counter,
+        help: "Handler callbacks that panicked.",
+        get: |s| s.handler_panics,
+    },
+    Scalar {
+        field: "late_sends",
+        name: "ringport_late_sends_total",
+        kind: Kind::Counter,
+        help: "Sends through a connection handle after the connection had closed.",
+        get: |s| s.late_sends,
+    },
+    Scalar {
+        field: "enobufs",
+        name: "ringport_enobufs_total",
+        kind: Kind::Counter,
+        help: "Receives that found the provided-buffer ring empty.",
+        get: |s| s.enobufs,
+    },
+    Scalar {
+        field: "stale_completions",
+        name: "ringport_stale_completions_total",
+        kind: Kind::Counter,
+        help: "Completions for a connection slot that had been reused.",
+        get: |s| s.stale_completions,
+    },
+    Scalar {
+        field: "cq_overflows",
+        name: "ringport_cq_overflows_total",
+        kind: Kind::Counter,
+        help: "Wake-ups that found the completion queue overflowed.",
+        get: |s| s.cq_overflows,
+    },
+];
+
+/// `Stats` fields rendered as labelled series rather than through [`SCALARS`]: the
+/// totals `refused` and `closed` are the sums of their per-reason series.
+#[cfg_attr(not(test), allow(dead_code))]
+const LABELLED_FIELDS: [&str; 5] = ["refused", "refused_by", "closed", "closed_by", "backend"];
+
+/// `stats` in the Prometheus text exposition format 0.0.4: a `# HELP` and a `# TYPE`
+/// line per metric family, then its samples, one per line.
+pub fn render(stats: &Stats) -> String {
+    let mut out = String::with_capacity(4096);
+    for m in SCALARS {
+        family_head(&mut out, m.name, m.kind, m.help);
+        let _ = writeln!(out, "{} {}", m.name, (m.get)(stats));
+    }
+    labelled(
+        &mut out,
+        "ringport_refused_total",
+        "Inbound connections refused at accept, by reason.",
+        &stats.refused_by,
+    );
+    labelled(
+        &mut out,
+        "ringport_closed_total",
+        "Connections closed, by reason.",
+        &stats.closed_by,
+    );
+    family_head(
+        &mut out,
+        "ringport_backend_info",
+        Kind::Gauge,
+        "The I/O backend serving (always 1).",
+    );
+    let _ = writeln!(
+        out,
+        "ringport_backend_info{{backend=\"{}\"}} 1",
+        LabelValue(stats.backend)
+    );
+    out
+}
+
+fn family_head(out: &mut String, name: &str, kind: Kind, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {}", HelpText(help));
+    let _ = writeln!(out, "# TYPE {name} {}", kind.name());
+}
+
+/// A counter family with one series per reason.
+fn labelled(out: &mut String, name: &str, help: &str, by_reason: &[(&str, u64)]) {
+    family_head(out, name, Kind::Counter, help);
+    for (reason, count) in by_reason {
+        let _ = writeln!(out, "{name}{{reason=\"{}\"}} {count}", LabelValue(reason));
+    }
+}
+
+/// A label value, escaped as the format requires: `\` → `\\`, `"` → `\"`, newline → `\n`.
+struct LabelValue<'a>(&'a str);
+
+impl fmt::Display for LabelValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '"' => f.write_str("\\\"")?,
+                '\n' => f.write_str("\\n")?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `# HELP` text, escaped: `\` → `\\`, newline → `\n`.
+struct HelpText<'a>(&'a str);
+
+impl fmt::Display for HelpText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::RefuseReason;
+    use crate::error::CloseReason;
+    use std::collections::HashSet;
+
+    /// A snapshot whose every counter holds a distinct value (field `i` holds `1000 + i`).
+    fn numbered() -> Stats {
+        let mut s = Stats {
+            backend: "uring",
+            refused_by: RefuseReason::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.name(), 500 + i as u64))
+                .collect(),
+            closed_by: CloseReason::NAMES
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (*n, 700 + i as u64))
+                .collect(),
+            ..Stats::default()
+        };
+        let fields: [&mut u64; 20] = [
+            &mut s.open,
+            &mut s.queued_bytes,
+            &mut s.accepted,
+            &mut s.rejected,
+            &mut s.connected,
+            &mut s.connect_failed,
+            &mut s.bytes_in,
+            &mut s.bytes_out,
+            &mut s.undelivered_bytes,
+            &mut s.accept_errors,
+            &mut s.timeouts_fired,
+            &mut s.timers_fired,
+            &mut s.slow_readers,
+            &mut s.protocol_errors,
+            &mut s.frames_discarded,
+            &mut s.handler_panics,
+            &mut s.late_sends,
+            &mut s.enobufs,
+            &mut s.stale_completions,
+            &mut s.cq_overflows,
+        ];
+        for (i, f) in fields.into_iter().enumerate() {
+            *f = 1000 + i as u64;
+        }
+        s
+    }
+
+    /// The field names of `Stats`, read from its `Debug` output (so a field added later
+    /// shows up here without anyone listing it).
+    fn stats_field_names() -> Vec<String> {
+        let text = format!("{:?}", Stats::default());
+        let inner = text
+            .strip_prefix("Stats { ")
+            .and_then(|t| t.strip_suffix(" }"))
+            .expect("Debug of Stats is `Stats { .. }`");
+        // Values are numbers, "" or []: no nested ", " to trip over.
+        inner
+            .split(", ")
+            .map(|kv| kv.split_once(": ").expect("name: value").0.to_string())
+            .collect()
+    }
+
+    /// The value of the sample line `series` (name with its labels) in `text`.
+    fn sample(text: &str, series: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.parse().expect("an integer sample value"))
+    }
+
+    #[test]
+    fn every_stats_field_is_exported() {
+        let covered: HashSet<&str> = SCALARS
+            .iter()
+            .map(|m| m.field)
+            .chain(LABELLED_FIELDS)
+            .collect();
+        let fields = stats_field_names();
+        assert!(fields.len() > 20, "parsed {fields:?}");
+        for f in &fields {
+            assert!(
+                covered.contains(f.as_str()),
+                "Stats::{f} is not rendered by metrics::render"
+            );
+        }
+        assert_eq!(covered.len(), SCALARS.len() + LABELLED_FIELDS.len());
+    }
+
+    #[test]
+    fn every_value_lands_on_its_own_metric() {
+        let s = numbered();
+        let text = render(&s);
+        for m in SCALARS {
+            assert_eq!(sample(&text, m.name), Some((m.get)(&s)), "{}", m.name);
+        }
+        assert_eq!(sample(&text, "ringport_accepted_total"), Some(s.accepted));
+        assert_eq!(sample(&text, "ringport_open_connections"), Some(s.open));
+        for (name, n) in &s.refused_by {
+            let series = format!("ringport_refused_total{{reason=\"{name}\"}}");
+            assert_eq!(sample(&text, &series), Some(*n), "{series}");
+        }
+        for (name, n) in &s.closed_by {
+            let series = format!("ringport_closed_total{{reason=\"{name}\"}}");
+            assert_eq!(sample(&text, &series), Some(*n), "{series}");
+        }
+        assert_eq!(
+            sample(&text, "ringport_backend_info{backend=\"uring\"}"),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn the_output_is_well_formed_exposition_text() {
+        let text = render(&numbered());
+        assert!(text.ends_with('\n'));
+        let mut declared: Vec<String> = Vec::new();
+        let mut current: Option<(String, String)> = None; // (name, type)
+        let mut pending_help: Option<String> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(!declared.contains(&name), "{name} declared twice");
+                pending_help = Some(name);
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert_eq!(
+                    pending_help.take().as_deref(),
+                    Some(name),
+                    "HELP before TYPE"
+                );
+                assert!(kind == "counter" || kind == "gauge", "{line}");
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "counter {name} without _total");
+                }
+                declared.push(name.to_string());
+                current = Some((name.to_string(), kind.to_string()));
+            } else {
+                let (series, value) = line.rsplit_once(' ').expect("series value");
+                value.parse::<u64>().expect("integer value");
+                let name = series.split('{').next().unwrap();
+                let (family, _) = current.as_ref().expect("a sample after its TYPE");
+                assert_eq!(name, family, "sample outside its family: {line}");
+                assert!(name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()));
+                assert!(name.starts_with("ringport_"));
+            }
+        }
+        assert_eq!(declared.len(), SCALARS.len() + 3);
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        assert_eq!(
+            LabelValue("a\"b\\c\nd").to_string(),
+            "a\\\"b\\\\c\\nd",
+            "quote, backslash, newline"
+        );
+        assert_eq!(HelpText("x\\y\nz \"q\"").to_string(), "x\\\\y\\nz \"q\"");
+        let s = Stats {
+            backend: "we\"ird\\\nname",
+            refused_by: vec![("odd\"reason", 2)],
+            ..Stats::default()
+        };
+        let text = render(&s);
+        assert!(
+            text.contains("ringport_backend_info{backend=\"we\\\"ird\\\\\\nname\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("ringport_refused_total{reason=\"odd\\\"reason\"} 2\n"));
+        // Every sample stays on one line.
+        assert!(text
+            .lines()
+            .all(|l| l.starts_with('#') || l.ends_with(|c: char| c.is_ascii_digit())));
+    }
+}
