@@ -38,6 +38,14 @@ impl std::fmt::Display for ConnId {
     }
 }
 
+/// What every connection of a worker shares: its mailbox (for `ConnRef`) and the
+/// engine's codec (for `send_frame`).
+#[derive(Debug)]
+pub(crate) struct ConnContext {
+    pub mailbox: Arc<Mailbox>,
+    pub codec: Codec,
+}
+
 /// What the handler asked the engine to do with the connection's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CloseRequest {
@@ -56,15 +64,14 @@ pub struct Conn {
     pub(crate) peer: SocketAddr,
     pub(crate) fd: std::os::fd::RawFd,
     pub(crate) outbound: bool,
-    pub(crate) mailbox: Arc<Mailbox>,
+    /// The worker's mailbox and the engine's codec (one shared pointer per connection).
+    pub(crate) ctx: Arc<ConnContext>,
     /// Bytes waiting to be sent (the in-flight send has moved its chunks out).
     pub(crate) out: Outbound,
     /// Bytes accepted by `send` and not yet sent: `out` plus the in-flight send.
     pub(crate) queued: usize,
     pub(crate) close: CloseRequest,
     pub(crate) shutdown_write: bool,
-    /// The engine's codec (for `send_frame`).
-    pub(crate) codec: Arc<Codec>,
     /// An exact read asked for and not yet handed to the frame reader: (length, progress).
     pub(crate) exact: Option<(u32, bool)>,
     /// Timers asked for in this callback, armed by the worker after it: (delay, token).
@@ -79,8 +86,7 @@ impl Conn {
         peer: SocketAddr,
         fd: std::os::fd::RawFd,
         outbound: bool,
-        mailbox: Arc<Mailbox>,
-        codec: Arc<Codec>,
+        ctx: Arc<ConnContext>,
     ) -> Conn {
         Conn {
             id,
@@ -88,12 +94,11 @@ impl Conn {
             peer,
             fd,
             outbound,
-            mailbox,
+            ctx,
             out: Outbound::default(),
             queued: 0,
             close: CloseRequest::None,
             shutdown_write: false,
-            codec,
             exact: None,
             timers: None,
         }
@@ -151,7 +156,7 @@ impl Conn {
         if self.aborted() {
             return Ok(());
         }
-        let parts = self.codec.parts(payload)?;
+        let parts = self.ctx.codec.parts(payload)?;
         for piece in [parts.header(), payload, parts.trailer()] {
             if !piece.is_empty() {
                 self.out.push_copy(piece);
@@ -176,7 +181,7 @@ impl Conn {
     }
 
     fn ask_exact(&mut self, len: usize, progress: bool) -> Result<(), FrameError> {
-        let max = self.codec.max_exact_read();
+        let max = self.ctx.codec.max_exact_read();
         if len == 0 {
             return Err(FrameError::WrongSize { len: 0, size: 1 });
         }
@@ -229,8 +234,7 @@ impl Conn {
     pub fn handle(&self) -> ConnRef {
         ConnRef {
             id: self.id,
-            mailbox: self.mailbox.clone(),
-            codec: self.codec.clone(),
+            ctx: self.ctx.clone(),
         }
     }
 
@@ -248,8 +252,7 @@ impl Conn {
 #[derive(Debug, Clone)]
 pub struct ConnRef {
     id: ConnId,
-    mailbox: Arc<Mailbox>,
-    codec: Arc<Codec>,
+    ctx: Arc<ConnContext>,
 }
 
 impl ConnRef {
@@ -261,19 +264,19 @@ impl ConnRef {
     /// Queue `data` for sending. If the connection has closed by the time the worker
     /// reads the message, the bytes are counted in `Stats::late_sends`.
     pub fn send(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
-        self.mailbox.post(Message::Send(self.id, data.into()))
+        self.ctx.mailbox.post(Message::Send(self.id, data.into()))
     }
 
     /// Queue `payload` framed by the connection's codec, as [`Conn::send_frame`] (the
     /// frame is encoded on the calling thread).
     pub fn send_frame(&self, payload: &[u8]) -> Result<(), SendError> {
         let mut frame = Vec::new();
-        self.codec.encode(payload, &mut frame)?;
+        self.ctx.codec.encode(payload, &mut frame)?;
         self.send(frame)
     }
 
     /// Close gracefully (flush, then close), as [`Conn::close`].
     pub fn close(&self) -> Result<(), SendError> {
-        self.mailbox.post(Message::Close(self.id))
+        self.ctx.mailbox.post(Message::Close(self.id))
     }
 }

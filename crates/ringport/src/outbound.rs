@@ -81,14 +81,11 @@ impl Chunk {
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
     chunks: VecDeque<Chunk>,
-    /// Unsent bytes in `chunks` (not counting a send in flight).
-    len: usize,
 }
 
 impl Outbound {
     /// Queue a copy of `data`, gathering it with the copies before it when it fits.
     pub(crate) fn push_copy(&mut self, data: &[u8]) {
-        self.len += data.len();
         if let Some(Chunk::Copied { buf, .. }) = self.chunks.back_mut() {
             if buf.len() + data.len() <= GATHER_MAX.max(buf.capacity()) {
                 buf.extend_from_slice(data);
@@ -102,17 +99,18 @@ impl Outbound {
 
     /// Queue shared bytes without a copy.
     pub(crate) fn push_shared(&mut self, data: Bytes) {
-        self.len += data.len();
         self.chunks.push_back(Chunk::Shared(data));
     }
 
     /// Unsent bytes waiting here.
+    /// (Sums the chunks: for checks and tests, not the hot path.)
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.chunks.iter().map(|c| c.as_slice().len()).sum()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        // Chunks are never empty: sends of no bytes are not queued.
+        self.chunks.is_empty()
     }
 
     /// Move up to `max` chunks from the front into `into` (for a send).
@@ -125,7 +123,6 @@ impl Outbound {
             bytes += c.as_slice().len();
             into.push(c);
         }
-        self.len -= bytes;
         bytes
     }
 
@@ -146,7 +143,6 @@ impl Outbound {
             break;
         }
         for c in chunks.drain(first_unsent..).rev() {
-            self.len += c.as_slice().len();
             self.chunks.push_front(c);
         }
         for c in chunks.drain(..) {

@@ -45,7 +45,7 @@ fn deliver<H: Handler>(
     };
     let conn = &mut st.conn;
     if st.reader.is_none() {
-        if *conn.codec == Codec::Raw && conn.exact.is_none() {
+        if conn.ctx.codec == Codec::Raw && conn.exact.is_none() {
             // Raw bytes, no exact read asked: straight to the handler, no reader needed.
             if guard(stats, || handler.on_data(session, conn, data)).is_none() {
                 conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
@@ -54,10 +54,10 @@ fn deliver<H: Handler>(
                 return;
             }
             // The handler asked for an exact read: the next receive goes through a reader.
-            st.reader = Some(new_reader(&conn.codec));
+            st.reader = Some(new_reader(&conn.ctx.codec));
             return;
         }
-        st.reader = Some(new_reader(&conn.codec));
+        st.reader = Some(new_reader(&conn.ctx.codec));
     }
     let reader = st.reader.as_deref_mut().expect("created above");
     if let Some((len, progress)) = conn.exact.take() {
@@ -122,15 +122,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         outbound: bool,
         phase: Phase,
     ) -> (u32, u32) {
-        let (index, mailbox, codec) = (self.index, self.mailbox.clone(), self.codec.clone());
+        let (index, ctx) = (self.index, self.ctx.clone());
         self.conns.insert_with(|slot, gen| {
             let id = ConnId::new(index, slot, gen);
             let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            ConnState::new(
-                Conn::new(id, token, peer, raw, outbound, mailbox, codec),
-                fd,
-                phase,
-            )
+            ConnState::new(Conn::new(id, token, peer, raw, outbound, ctx), fd, phase)
         })
     }
 
@@ -353,7 +349,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         }
         match st.phase {
-            Phase::Closing(_) => self.finish_close(slot, gen),
+            Phase::Closing => self.finish_close(slot, gen),
             Phase::Closed => {
                 self.conns.remove(slot, gen);
             }
@@ -407,6 +403,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 st.cancelled = true;
                 self.io.cancel(
                     encode(OpKind::Recv, slot, gen),
+                    st.raw_fd,
                     encode(OpKind::Ignore, 0, 0),
                 );
             }
@@ -423,6 +420,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 st.read_pause_cancelled = true;
                 self.io.cancel(
                     encode(OpKind::Recv, slot, gen),
+                    st.raw_fd,
                     encode(OpKind::Ignore, 0, 0),
                 );
             }
@@ -439,10 +437,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        if matches!(st.phase, Phase::Closing(_) | Phase::Closed) {
+        if matches!(st.phase, Phase::Closing | Phase::Closed) {
             return;
         }
-        st.phase = Phase::Closing(reason);
+        st.phase = Phase::Closing;
+        st.conn.close = CloseRequest::Now(reason);
         self.unwatch(slot, gen);
         self.release_budget(slot, gen);
         let Some(st) = self.conns.get_mut(slot, gen) else {
@@ -450,13 +449,16 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         };
         let ignore = encode(OpKind::Ignore, 0, 0);
         if st.recv_armed {
-            self.io.cancel(encode(OpKind::Recv, slot, gen), ignore);
+            self.io
+                .cancel(encode(OpKind::Recv, slot, gen), st.raw_fd, ignore);
         }
         if st.sending > 0 {
-            self.io.cancel(encode(OpKind::Send, slot, gen), ignore);
+            self.io
+                .cancel(encode(OpKind::Send, slot, gen), st.raw_fd, ignore);
         }
         if st.connect_ops > 0 {
-            self.io.cancel(encode(OpKind::Connect, slot, gen), ignore);
+            self.io
+                .cancel(encode(OpKind::Connect, slot, gen), st.raw_fd, ignore);
         }
         self.op_done(slot, gen);
     }
@@ -466,7 +468,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        let Phase::Closing(reason) = st.phase else {
+        let (Phase::Closing, CloseRequest::Now(reason)) = (st.phase, st.conn.close) else {
             return;
         };
         st.phase = Phase::Closed;

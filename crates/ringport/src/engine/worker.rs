@@ -10,6 +10,7 @@ use super::EngineShared;
 use crate::codec::Codec;
 use crate::config::EngineConfig;
 use crate::config::Timeouts;
+use crate::conn::ConnContext;
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::stats::{bump, WorkerStats};
@@ -28,6 +29,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// deadlines wait out whole revolutions).
 const WHEEL_TICK: Duration = Duration::from_millis(10);
 const WHEEL_SLOTS: usize = 1024;
+
+/// Completion and work lists shrink back to this capacity after a burst.
+pub(crate) const KEEP_BATCH_CAPACITY: usize = 1024;
 
 /// The most completions a worker waits to gather before running callbacks.
 const MAX_BATCH_WANT: u32 = 256;
@@ -86,7 +90,7 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) accept_error_logged: Option<Instant>,
     pub(super) accept_errors_unlogged: u64,
     /// The codec every connection of this engine frames with (shared with its `Conn`s).
-    pub(super) codec: Arc<Codec>,
+    pub(super) ctx: Arc<ConnContext>,
     /// Connections to look at after the current batch (sends, closes, re-arms).
     pub(super) dirty: Vec<(u32, u32)>,
     /// Set once a shutdown message arrived: flush until this instant.
@@ -109,6 +113,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         shared: Arc<EngineShared>,
     ) -> Result<Worker<H, D>, Error> {
         let now = Instant::now();
+        let ctx = Arc::new(ConnContext {
+            mailbox: mailbox.clone(),
+            codec: config.codec.clone(),
+        });
         let io = D::new(config.driver_config())
             .map_err(|e| Error::Backend(format!("backend set-up failed: {e}")))?;
         tracing::debug!(worker = index, setup = io.setup_name(), "worker set up");
@@ -128,7 +136,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             mailbox,
             stats,
             config: config.clone(),
-            codec: Arc::new(config.codec.clone()),
+            ctx,
             shared,
             now,
             epoch: now,
@@ -184,6 +192,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             want = (external as u32).clamp(1, MAX_BATCH_WANT);
             for c in batch.drain(..) {
                 self.dispatch(c);
+            }
+            // Do not keep memory sized by a past burst (10,000 connects at once).
+            if batch.capacity() > KEEP_BATCH_CAPACITY {
+                batch.shrink_to(KEEP_BATCH_CAPACITY);
             }
             self.service_dirty();
             self.on_timers();
@@ -276,6 +288,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 self.service(slot, gen);
             }
         }
+        if self.dirty.capacity() > KEEP_BATCH_CAPACITY {
+            self.dirty.shrink_to(KEEP_BATCH_CAPACITY);
+        }
     }
 
     /// Re-arm a listener's multishot accept unless shutting down or paused.
@@ -330,9 +345,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.exit.connections_at_shutdown = self.conns.len() as u64;
         for (i, l) in self.listeners.iter_mut().enumerate() {
             l.paused_until = None;
-            if l.armed {
+            if let (true, Some(fd)) = (l.armed, l.fd.as_ref()) {
                 self.io.cancel(
                     encode(OpKind::Accept, i as u32, 0),
+                    fd.as_raw_fd(),
                     encode(OpKind::Ignore, 0, 0),
                 );
             } else {
@@ -358,8 +374,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         self.exiting = true;
         if self.io.doorbell_armed() {
-            self.io
-                .cancel(encode(OpKind::Doorbell, 0, 0), encode(OpKind::Ignore, 0, 0));
+            self.io.cancel(
+                encode(OpKind::Doorbell, 0, 0),
+                self.mailbox.doorbell().raw(),
+                encode(OpKind::Ignore, 0, 0),
+            );
         }
     }
 }

@@ -71,9 +71,10 @@ pub(crate) trait Driver: Sized {
     /// Release what the connect named `key` held.
     fn finish_connect(&mut self, key: u32);
 
-    /// Cancel the operation named `target` (it completes with -ECANCELED unless it had
-    /// already finished); the cancel itself completes with `user_data`.
-    fn cancel(&mut self, target: u64, user_data: u64);
+    /// Cancel the operation named `target`, started on `fd` (it completes with
+    /// -ECANCELED unless it had already finished); the cancel itself completes with
+    /// `user_data`.
+    fn cancel(&mut self, target: u64, fd: RawFd, user_data: u64);
 
     /// Shut the write side of a socket (send FIN).
     fn shutdown_write(&mut self, fd: RawFd, user_data: u64);

@@ -4,14 +4,17 @@
 
 use std::os::fd::RawFd;
 
-/// A connect waiting for the socket to become writable.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct PendingConnect {
-    pub user_data: u64,
-    pub timeout_user_data: u64,
+/// What a listener, the doorbell or a connecting socket waits for (an fd is only ever
+/// one of these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WaitKind {
+    Accept,
+    Doorbell,
+    Connect,
 }
 
-/// One descriptor's state. Default: unknown to the backend.
+/// One descriptor's state, 32 bytes (there is one per connection). Default: unknown to
+/// the backend.
 #[derive(Debug, Default)]
 pub(super) struct FdState {
     /// Added to the epoll set.
@@ -25,22 +28,67 @@ pub(super) struct FdState {
     pub writable: bool,
     /// In the backend's list of descriptors to serve.
     pub queued: bool,
-    /// An armed multishot accept.
-    pub accept: Option<u64>,
-    /// An armed multishot receive.
-    pub recv: Option<u64>,
-    /// The key of a send waiting for writability.
-    pub send: Option<u32>,
-    pub connect: Option<PendingConnect>,
-    /// The doorbell wait's name, while armed.
-    pub doorbell: Option<u64>,
+    has_recv: bool,
+    has_send: bool,
+    /// An armed accept, doorbell wait or connect (`None`: nothing).
+    wait_kind: Option<WaitKind>,
+    recv_ud: u64,
+    wait_ud: u64,
+    send_key: u32,
 }
 
 impl FdState {
+    fn waiting(&self, kind: WaitKind) -> Option<u64> {
+        (self.wait_kind == Some(kind)).then_some(self.wait_ud)
+    }
+
+    pub fn accept(&self) -> Option<u64> {
+        self.waiting(WaitKind::Accept)
+    }
+
+    pub fn doorbell(&self) -> Option<u64> {
+        self.waiting(WaitKind::Doorbell)
+    }
+
+    pub fn connect(&self) -> Option<u64> {
+        self.waiting(WaitKind::Connect)
+    }
+
+    pub fn wait_for(&mut self, kind: WaitKind, user_data: u64) {
+        self.wait_kind = Some(kind);
+        self.wait_ud = user_data;
+    }
+
+    pub fn clear_wait(&mut self) {
+        self.wait_kind = None;
+    }
+
+    /// The armed multishot receive's name.
+    pub fn recv(&self) -> Option<u64> {
+        self.has_recv.then_some(self.recv_ud)
+    }
+
+    pub fn set_recv(&mut self, user_data: Option<u64>) {
+        self.has_recv = user_data.is_some();
+        self.recv_ud = user_data.unwrap_or(0);
+    }
+
+    /// The key of a send waiting for writability.
+    pub fn send(&self) -> Option<u32> {
+        self.has_send.then_some(self.send_key)
+    }
+
+    pub fn set_send(&mut self, key: Option<u32>) {
+        self.has_send = key.is_some();
+        self.send_key = key.unwrap_or(0);
+    }
+
     /// Something asked of this fd can make progress now.
     pub fn has_work(&self) -> bool {
-        (self.readable && (self.accept.is_some() || self.recv.is_some() || self.doorbell.is_some()))
-            || (self.writable && (self.send.is_some() || self.connect.is_some()))
+        let wants_read =
+            self.has_recv || matches!(self.wait_kind, Some(WaitKind::Accept | WaitKind::Doorbell));
+        let wants_write = self.has_send || self.wait_kind == Some(WaitKind::Connect);
+        (self.readable && wants_read) || (self.writable && wants_write)
     }
 }
 
@@ -68,5 +116,13 @@ impl FdTable {
         if let Some(s) = self.states.get_mut(fd as usize) {
             *s = FdState::default();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn descriptor_state_stays_small() {
+        assert!(std::mem::size_of::<super::FdState>() <= 32);
     }
 }

@@ -15,10 +15,9 @@ mod syscalls;
 use super::driver::{Driver, DriverConfig};
 use super::Completion;
 use crate::outbound::{Chunk, Outbound};
-use fd_table::{FdTable, PendingConnect};
+use fd_table::{FdTable, WaitKind};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -27,6 +26,8 @@ use syscalls::Outcome;
 
 /// Most chunks one send gathers.
 const IOV_MAX: usize = 1024;
+/// Completion and work lists shrink back to this capacity after a burst.
+const KEEP_CAPACITY: usize = 1024;
 /// Largest single read.
 const READ_MAX: usize = 64 * 1024;
 /// Reads of one socket per pass before others get their turn.
@@ -62,16 +63,14 @@ pub(crate) struct PollDriver {
     work: Vec<RawFd>,
     /// Completions waiting to be drained.
     ready: Vec<Completion>,
-    /// Armed accepts, receives, connects and the doorbell, by name (for cancel).
-    named: HashMap<u64, RawFd>,
     sends: Vec<SendOp>,
     iov: Vec<libc::iovec>,
     /// Receive memory of the current batch, and the (start, len) of each read in it.
     arena: Box<[u8]>,
     arena_used: usize,
     slices: Vec<(usize, usize)>,
-    /// Connect deadlines: (deadline, fd, connect's name).
-    deadlines: Vec<(Instant, RawFd, u64)>,
+    /// Pending connects: (deadline, fd, the connect's name, its timeout's name).
+    deadlines: Vec<(Instant, RawFd, u64, u64)>,
     doorbell_armed: bool,
 }
 
@@ -125,7 +124,7 @@ impl PollDriver {
 
     fn serve(&mut self, fd: RawFd) {
         let st = self.fds.get_mut(fd);
-        if let (Some(ud), true) = (st.doorbell, st.readable) {
+        if let (Some(ud), true) = (st.doorbell(), st.readable) {
             let result = match syscalls::read_counter(fd) {
                 Outcome::Done(n) => n as i32,
                 Outcome::WouldBlock => 0,
@@ -135,35 +134,33 @@ impl PollDriver {
             if result == 0 {
                 st.readable = false;
             } else {
-                st.doorbell = None;
-                self.named.remove(&ud);
+                st.clear_wait();
                 self.push(ud, result, false);
             }
         }
         let st = self.fds.get_mut(fd);
-        if st.accept.is_some() && st.readable {
+        if st.accept().is_some() && st.readable {
             self.accept_some(fd);
         }
         let st = self.fds.get_mut(fd);
-        if st.recv.is_some() && st.readable {
+        if st.recv().is_some() && st.readable {
             self.recv_some(fd);
         }
         let st = self.fds.get_mut(fd);
-        if let (Some(c), true) = (st.connect, st.writable) {
-            st.connect = None;
-            self.named.remove(&c.user_data);
+        if let (Some(ud), true) = (st.connect(), st.writable) {
+            st.clear_wait();
             let err = syscalls::take_error(fd);
-            self.push(c.user_data, -err, false);
-            self.push(c.timeout_user_data, -libc::ECANCELED, false);
+            self.push(ud, -err, false);
+            self.end_connect(fd, ud, -libc::ECANCELED);
         }
         let st = self.fds.get_mut(fd);
-        if let (Some(key), true) = (st.send, st.writable) {
+        if let (Some(key), true) = (st.send(), st.writable) {
             self.write(fd, key);
         }
     }
 
     fn accept_some(&mut self, fd: RawFd) {
-        let Some(ud) = self.fds.get_mut(fd).accept else {
+        let Some(ud) = self.fds.get_mut(fd).accept() else {
             return;
         };
         for _ in 0..ACCEPTS_PER_PASS {
@@ -178,7 +175,6 @@ impl PollDriver {
                 Outcome::Failed(e) => {
                     // EMFILE and the like end the accept, as on io_uring; the engine
                     // pauses and re-arms. Leave the epoll set so a re-arm starts fresh.
-                    self.named.remove(&ud);
                     self.deregister(fd);
                     self.push(ud, -e, false);
                     return;
@@ -188,7 +184,7 @@ impl PollDriver {
     }
 
     fn recv_some(&mut self, fd: RawFd) {
-        let Some(ud) = self.fds.get_mut(fd).recv else {
+        let Some(ud) = self.fds.get_mut(fd).recv() else {
             return;
         };
         for _ in 0..READS_PER_PASS {
@@ -200,8 +196,7 @@ impl PollDriver {
             let want = room.min(READ_MAX);
             match syscalls::recv(fd, &mut self.arena[start..start + want]) {
                 Outcome::Done(0) => {
-                    self.fds.get_mut(fd).recv = None;
-                    self.named.remove(&ud);
+                    self.fds.get_mut(fd).set_recv(None);
                     self.push(ud, 0, false);
                     return;
                 }
@@ -224,8 +219,7 @@ impl PollDriver {
                     return;
                 }
                 Outcome::Failed(e) => {
-                    self.fds.get_mut(fd).recv = None;
-                    self.named.remove(&ud);
+                    self.fds.get_mut(fd).set_recv(None);
                     self.push(ud, -e, false);
                     return;
                 }
@@ -240,7 +234,7 @@ impl PollDriver {
             done_or_failed => {
                 op.pending = false;
                 let ud = op.user_data;
-                self.fds.get_mut(fd).send = None;
+                self.fds.get_mut(fd).set_send(None);
                 let result = match done_or_failed {
                     Outcome::Done(n) => n as i32,
                     Outcome::Failed(e) => -e,
@@ -253,26 +247,28 @@ impl PollDriver {
 
     /// Fail the connects whose deadline passed (as io_uring's linked timeout does).
     fn expire_connects(&mut self, now: Instant) {
-        if self.deadlines.is_empty() {
-            return;
-        }
-        let mut expired = Vec::new();
-        self.deadlines.retain(|&(deadline, fd, ud)| {
-            if deadline <= now {
-                expired.push((fd, ud));
-                false
-            } else {
-                true
-            }
-        });
-        for (fd, ud) in expired {
+        let due: Vec<(RawFd, u64)> = self
+            .deadlines
+            .iter()
+            .filter(|d| d.0 <= now)
+            .map(|d| (d.1, d.2))
+            .collect();
+        for (fd, ud) in due {
             let st = self.fds.get_mut(fd);
-            if let Some(c) = st.connect.filter(|c| c.user_data == ud) {
-                st.connect = None;
-                self.named.remove(&ud);
-                self.push(c.user_data, -libc::ECANCELED, false);
-                self.push(c.timeout_user_data, -libc::ETIME, false);
+            if st.connect() == Some(ud) {
+                st.clear_wait();
+                self.push(ud, -libc::ECANCELED, false);
             }
+            self.end_connect(fd, ud, -libc::ETIME);
+        }
+    }
+
+    /// A connect ended (completed, failed, cancelled or timed out): post its timeout's
+    /// completion with `result` and forget the deadline.
+    fn end_connect(&mut self, fd: RawFd, ud: u64, result: i32) {
+        if let Some(i) = self.deadlines.iter().position(|d| d.1 == fd && d.2 == ud) {
+            let (_, _, _, timeout_ud) = self.deadlines.swap_remove(i);
+            self.push(timeout_ud, result, false);
         }
     }
 
@@ -296,7 +292,6 @@ impl Driver for PollDriver {
             fds: FdTable::default(),
             work: Vec::new(),
             ready: Vec::new(),
-            named: HashMap::new(),
             sends: Vec::new(),
             iov: Vec::new(),
             arena: vec![0u8; arena].into_boxed_slice(),
@@ -317,8 +312,9 @@ impl Driver for PollDriver {
         if let Err(e) = armed {
             return self.fail_arm(user_data, e);
         }
-        self.fds.get_mut(listener).accept = Some(user_data);
-        self.named.insert(user_data, listener);
+        self.fds
+            .get_mut(listener)
+            .wait_for(WaitKind::Accept, user_data);
         self.queue(listener);
     }
 
@@ -326,8 +322,7 @@ impl Driver for PollDriver {
         if let Err(e) = self.register(fd, Interest::READABLE | Interest::WRITABLE, true) {
             return self.fail_arm(user_data, e);
         }
-        self.fds.get_mut(fd).recv = Some(user_data);
-        self.named.insert(user_data, fd);
+        self.fds.get_mut(fd).set_recv(Some(user_data));
         self.queue(fd);
     }
 
@@ -359,7 +354,7 @@ impl Driver for PollDriver {
             self.fail_arm(user_data, e);
             return total;
         }
-        self.fds.get_mut(fd).send = Some(key);
+        self.fds.get_mut(fd).set_send(Some(key));
         self.queue(fd);
         total
     }
@@ -392,12 +387,9 @@ impl Driver for PollDriver {
                 match self.register(fd, interest, false) {
                     Ok(()) => {
                         let deadline = Instant::now() + timeout;
-                        self.fds.get_mut(fd).connect = Some(PendingConnect {
-                            user_data,
-                            timeout_user_data,
-                        });
-                        self.named.insert(user_data, fd);
-                        self.deadlines.push((deadline, fd, user_data));
+                        self.fds.get_mut(fd).wait_for(WaitKind::Connect, user_data);
+                        self.deadlines
+                            .push((deadline, fd, user_data, timeout_user_data));
                         self.queue(fd);
                         return;
                     }
@@ -411,34 +403,29 @@ impl Driver for PollDriver {
 
     fn finish_connect(&mut self, _key: u32) {}
 
-    fn cancel(&mut self, target: u64, user_data: u64) {
+    fn cancel(&mut self, target: u64, fd: RawFd, user_data: u64) {
+        let st = self.fds.get_mut(fd);
         let mut found = true;
-        if let Some(fd) = self.named.remove(&target) {
-            let st = self.fds.get_mut(fd);
-            if st.accept == Some(target) {
-                self.deregister(fd);
-                self.push(target, -libc::ECANCELED, false);
-            } else if st.recv == Some(target) {
-                st.recv = None;
-                self.push(target, -libc::ECANCELED, false);
-            } else if st.doorbell == Some(target) {
-                st.doorbell = None;
-                self.push(target, -libc::ECANCELED, false);
-            } else if let Some(c) = st.connect.filter(|c| c.user_data == target) {
-                st.connect = None;
-                self.push(target, -libc::ECANCELED, false);
-                self.push(c.timeout_user_data, -libc::ECANCELED, false);
-            } else {
-                found = false;
-            }
-        } else if let Some(op) = self
-            .sends
-            .iter_mut()
-            .find(|op| op.pending && op.user_data == target)
-        {
-            op.pending = false;
-            let fd = op.fd;
-            self.fds.get_mut(fd).send = None;
+        if st.accept() == Some(target) {
+            self.deregister(fd);
+            self.push(target, -libc::ECANCELED, false);
+        } else if st.recv() == Some(target) {
+            st.set_recv(None);
+            self.push(target, -libc::ECANCELED, false);
+        } else if st.doorbell() == Some(target) {
+            st.clear_wait();
+            self.push(target, -libc::ECANCELED, false);
+        } else if st.connect() == Some(target) {
+            st.clear_wait();
+            self.push(target, -libc::ECANCELED, false);
+            self.end_connect(fd, target, -libc::ECANCELED);
+        } else if let Some(key) = st.send().filter(|&k| {
+            self.sends
+                .get(k as usize)
+                .is_some_and(|op| op.user_data == target)
+        }) {
+            st.set_send(None);
+            self.sends[key as usize].pending = false;
             self.push(target, -libc::ECANCELED, false);
         } else {
             found = false;
@@ -469,8 +456,9 @@ impl Driver for PollDriver {
             return self.fail_arm(user_data, e);
         }
         self.doorbell_armed = true;
-        self.fds.get_mut(efd).doorbell = Some(user_data);
-        self.named.insert(user_data, efd);
+        self.fds
+            .get_mut(efd)
+            .wait_for(WaitKind::Doorbell, user_data);
         self.queue(efd);
     }
 
@@ -534,6 +522,13 @@ impl Driver for PollDriver {
 
     fn drain(&mut self, out: &mut Vec<Completion>) -> bool {
         out.append(&mut self.ready);
+        // Do not keep memory sized by a past burst.
+        if self.ready.capacity() > KEEP_CAPACITY {
+            self.ready.shrink_to(KEEP_CAPACITY);
+        }
+        if self.work.capacity() > KEEP_CAPACITY && self.work.len() < KEEP_CAPACITY {
+            self.work.shrink_to(KEEP_CAPACITY);
+        }
         false
     }
 

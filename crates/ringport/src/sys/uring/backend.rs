@@ -93,7 +93,7 @@ impl Driver for UringDriver {
         self.ring.finish_connect(key)
     }
 
-    fn cancel(&mut self, target: u64, user_data: u64) {
+    fn cancel(&mut self, target: u64, _fd: RawFd, user_data: u64) {
         self.ring.cancel(target, user_data)
     }
 
