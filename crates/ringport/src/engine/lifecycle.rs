@@ -230,7 +230,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_recv(&mut self, slot: u32, gen: u32, c: Completion) {
-        let now = self.now_us();
+        let now = if self.timeouts.any() {
+            self.now_us()
+        } else {
+            0
+        };
         let Some(st) = self.conns.get_mut(slot, gen) else {
             if c.result > 0 {
                 if let Some(id) = self.io.claim_recv(&c) {
@@ -295,7 +299,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_send(&mut self, slot: u32, gen: u32, c: Completion) {
-        let now = self.now_us();
+        let now = if self.timeouts.any() {
+            self.now_us()
+        } else {
+            0
+        };
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return self.stale();
         };
@@ -375,20 +383,26 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if !self.check_send_queue(slot, gen) {
             return self.service(slot, gen); // now closing: begin the close
         }
-        let now = self.now_us();
-        self.arm_user_timers(slot, gen);
-        let Some(st) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
-        Self::stamp_queue(st, now);
-        self.watch(slot, gen);
-        let paused = self
+        // Timers and timeouts: nothing to do (and no clock read) unless in use.
+        if self
             .conns
             .get_mut(slot, gen)
-            .is_some_and(|st| self.config.send_queue.pause_reading && st.above_high);
+            .is_some_and(|st| st.conn.timers.is_some())
+        {
+            self.arm_user_timers(slot, gen);
+        }
+        if self.timeouts.any() {
+            let now = self.now_us();
+            if let Some(st) = self.conns.get_mut(slot, gen) {
+                Self::stamp_queue(st, now);
+            }
+            self.watch(slot, gen);
+        }
+        let pause_reading = self.config.send_queue.pause_reading;
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
+        let paused = pause_reading && st.above_high;
         if st.sending == 0 && !st.conn.out.is_empty() && !st.write_shut {
             let ud = encode(OpKind::Send, slot, gen);
             st.sending = self.io.send(slot, st.raw_fd, &mut st.conn.out, ud);

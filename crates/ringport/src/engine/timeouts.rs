@@ -44,7 +44,10 @@ pub(crate) struct ConnTiming {
 
 /// Microseconds, rounded up: stamps and deadlines must never come out early.
 fn us(d: Duration) -> u64 {
-    d.as_nanos().div_ceil(1000).min(u64::MAX as u128) as u64
+    // No 128-bit arithmetic: this runs on every receive and send while timeouts are on.
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(d.subsec_nanos().div_ceil(1000) as u64)
 }
 
 /// The earliest deadline among the configured timeouts, and which one it is.

@@ -81,6 +81,21 @@ pub(super) fn accept(listener: RawFd) -> Outcome {
 /// Send the chunks, in order, with one sendmsg (no SIGPIPE, no blocking). `iov` is
 /// scratch space.
 pub(super) fn send_chunks(fd: RawFd, chunks: &[Chunk], iov: &mut Vec<libc::iovec>) -> Outcome {
+    if let [one] = chunks {
+        // One chunk (the usual case): plain send, no message header to build and copy in.
+        let bytes = one.as_slice();
+        return retry(|| {
+            // SAFETY: reads at most `bytes.len()` bytes from `bytes`, borrowed for the call.
+            unsafe {
+                libc::send(
+                    fd,
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            }
+        });
+    }
     iov.clear();
     iov.extend(chunks.iter().map(|c| libc::iovec {
         iov_base: c.as_slice().as_ptr() as *mut libc::c_void,
