@@ -1,11 +1,13 @@
 //! The TCP client: outbound connections on the same engine as the server.
 
 use crate::config::EngineConfig;
-use crate::engine::Engine;
+use crate::conn::{ConnId, ConnInfo, ConnRef};
+use crate::engine::{Engine, REGISTRY_WAIT};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::server::ShutdownReport;
 use crate::stats::Stats;
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -32,6 +34,20 @@ impl ClientBuilder {
     /// Set TCP_NODELAY on connections (default: true).
     pub fn nodelay(mut self, on: bool) -> Self {
         self.config.nodelay = on;
+        self
+    }
+
+    /// TCP keepalive: probe after `idle` without traffic, then every `idle` (see
+    /// [`EngineConfig::tcp_keepalive`]; default: off).
+    pub fn tcp_keepalive(mut self, idle: Duration) -> Self {
+        self.config.tcp_keepalive = Some(idle);
+        self
+    }
+
+    /// TCP_USER_TIMEOUT: drop a connection whose sent data stays unacknowledged this long
+    /// (see [`EngineConfig::tcp_user_timeout`]; default: the system's).
+    pub fn tcp_user_timeout(mut self, timeout: Duration) -> Self {
+        self.config.tcp_user_timeout = Some(timeout);
         self
     }
 
@@ -122,6 +138,21 @@ impl<H: Handler> Client<H> {
     /// Live counters.
     pub fn stats(&self) -> Stats {
         self.engine.stats()
+    }
+
+    /// A snapshot of the open connections, oldest first (as [`crate::Server::connections`]).
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        self.engine.connections(REGISTRY_WAIT)
+    }
+
+    /// A handle to the connection `id` if it is open (as [`crate::Server::connection`]).
+    pub fn connection(&self, id: ConnId) -> Option<ConnRef> {
+        self.engine.connection(id, REGISTRY_WAIT)
+    }
+
+    /// Queue `data` on every open connection (as [`crate::Server::broadcast`]).
+    pub fn broadcast(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.engine.broadcast(None, data.into())
     }
 
     /// Flush every queue until `deadline` has passed, close everything, stop the workers.

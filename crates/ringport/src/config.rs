@@ -22,6 +22,18 @@ pub struct EngineConfig {
     pub recv_buffer_size: u32,
     /// Set TCP_NODELAY on every connection. Default: true.
     pub nodelay: bool,
+    /// TCP keepalive: SO_KEEPALIVE on, and the first probe after this long without
+    /// traffic, then one probe per this interval (TCP_KEEPIDLE and TCP_KEEPINTVL, whole
+    /// seconds, 1 s to 32767 s; the probe count stays the system's, 9 by default).
+    /// Set on listeners (accepted connections inherit it) and outbound sockets.
+    /// Default: none (off).
+    pub tcp_keepalive: Option<Duration>,
+    /// TCP_USER_TIMEOUT: sent data may stay unacknowledged this long before the kernel
+    /// drops the connection (the handler then sees an error close, usually
+    /// `CloseReason::Io(ETIMEDOUT)`); with keepalive on, it also bounds how long
+    /// unanswered probes keep a dead peer's connection open. Milliseconds, rounded up. Set
+    /// on listeners (inherited) and outbound sockets. Default: none (the system's).
+    pub tcp_user_timeout: Option<Duration>,
     /// Listen backlog. Default: 1024.
     pub backlog: i32,
     /// Time an outbound connect may take before it fails with
@@ -129,6 +141,8 @@ impl Default for EngineConfig {
             recv_buffers: 1024,
             recv_buffer_size: 4096,
             nodelay: true,
+            tcp_keepalive: None,
+            tcp_user_timeout: None,
             backlog: 1024,
             connect_timeout: Duration::from_secs(10),
             batch_wait: Duration::from_micros(50),
@@ -152,6 +166,14 @@ impl EngineConfig {
         }
     }
 
+    pub(crate) fn sock_opts(&self) -> crate::sys::socket::SockOpts {
+        crate::sys::socket::SockOpts {
+            nodelay: self.nodelay,
+            keepalive: self.tcp_keepalive,
+            user_timeout: self.tcp_user_timeout,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), crate::Error> {
         let bad = |m: &str| Err(crate::Error::Config(m.to_string()));
         if self.workers == 0 || self.workers > 255 {
@@ -168,6 +190,16 @@ impl EngineConfig {
         }
         if self.ring_entries < 8 || self.cq_entries < self.ring_entries {
             return bad("ring_entries must be >= 8 and cq_entries >= ring_entries");
+        }
+        if let Some(d) = self.tcp_keepalive {
+            if d.is_zero() || d > Duration::from_secs(32767) {
+                return bad("tcp_keepalive must be between 1 s and 32767 s");
+            }
+        }
+        if let Some(d) = self.tcp_user_timeout {
+            if d.is_zero() || d > Duration::from_millis(i32::MAX as u64) {
+                return bad("tcp_user_timeout must be above zero and below 24 days");
+            }
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use crate::outbound::Outbound;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Identifies a connection: its worker, slot and slot generation. Never reused while the
 /// connection lives, and a later connection in the same slot gets a new generation.
@@ -38,6 +39,38 @@ impl std::fmt::Display for ConnId {
     }
 }
 
+/// `Conn::listener` of an outbound connection.
+pub(crate) const NO_LISTENER: u16 = u16::MAX;
+
+/// One open connection as [`crate::Server::connections`] lists it: a snapshot taken on its
+/// worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnInfo {
+    /// The connection's id (look it up with [`crate::Server::connection`]).
+    pub id: ConnId,
+    /// The remote address.
+    pub peer: SocketAddr,
+    /// For an inbound connection, the index of the listener that accepted it (in the
+    /// order of [`crate::ServerBuilder::listen`] calls, as in
+    /// [`crate::Server::local_addrs`]); `None` for an outbound one.
+    pub listener: Option<usize>,
+    /// For an outbound connection, the token given to `connect`; 0 for inbound ones.
+    pub token: u64,
+    /// When it was accepted (or its connect began), to within 10 ms.
+    pub opened: Instant,
+    /// Bytes queued for sending and not yet taken by the kernel, when the snapshot was
+    /// taken.
+    pub queued_bytes: usize,
+}
+
+impl ConnInfo {
+    /// How long the connection has been open.
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+}
+
 /// What every connection of a worker shares: its mailbox (for `ConnRef`) and the
 /// engine's codec (for `send_frame`).
 #[derive(Debug)]
@@ -64,6 +97,9 @@ pub struct Conn {
     pub(crate) peer: SocketAddr,
     pub(crate) fd: std::os::fd::RawFd,
     pub(crate) outbound: bool,
+    /// The index of the listener that accepted it; [`NO_LISTENER`] for outbound ones (kept
+    /// in what was padding).
+    pub(crate) listener: u16,
     /// The worker's mailbox and the engine's codec (one shared pointer per connection).
     pub(crate) ctx: Arc<ConnContext>,
     /// Bytes waiting to be sent (the in-flight send has moved its chunks out).
@@ -94,6 +130,7 @@ impl Conn {
             peer,
             fd,
             outbound,
+            listener: NO_LISTENER,
             ctx,
             out: Outbound::default(),
             queued: 0,
@@ -101,6 +138,18 @@ impl Conn {
             shutdown_write: false,
             exact: None,
             timers: None,
+        }
+    }
+
+    /// A snapshot for the registry; `opened` is computed by the worker.
+    pub(crate) fn info(&self, opened: Instant) -> ConnInfo {
+        ConnInfo {
+            id: self.id,
+            peer: self.peer,
+            listener: self.listener(),
+            token: self.token,
+            opened,
+            queued_bytes: self.queued,
         }
     }
 
@@ -122,6 +171,25 @@ impl Conn {
     /// The remote address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// For an inbound connection, the index of the listener that accepted it (the order
+    /// of the `listen` calls, as in [`crate::Server::local_addrs`]); `None` for an outbound
+    /// one.
+    pub fn listener(&self) -> Option<usize> {
+        (self.listener != NO_LISTENER).then_some(self.listener as usize)
+    }
+
+    /// The keepalive idle time (TCP_KEEPIDLE) if SO_KEEPALIVE is on (asked of the OS on
+    /// each call; see [`crate::EngineConfig::tcp_keepalive`]).
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        crate::sys::socket::keepalive_of(self.fd)
+    }
+
+    /// The TCP_USER_TIMEOUT if one is set (asked of the OS on each call; see
+    /// [`crate::EngineConfig::tcp_user_timeout`]).
+    pub fn tcp_user_timeout(&self) -> Option<Duration> {
+        crate::sys::socket::user_timeout_of(self.fd)
     }
 
     /// The local address (asked of the OS on each call; None if it would not say).
@@ -256,6 +324,10 @@ pub struct ConnRef {
 }
 
 impl ConnRef {
+    pub(crate) fn new(id: ConnId, ctx: Arc<ConnContext>) -> ConnRef {
+        ConnRef { id, ctx }
+    }
+
     /// The connection's id.
     pub fn id(&self) -> ConnId {
         self.id

@@ -183,6 +183,9 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// No listener has this index (see [`crate::Server::local_addrs`]).
+    #[error("no listener has index {0}")]
+    NoListener(usize),
 }
 
 /// Why a [`crate::ConnRef`] could not take a message.

@@ -2,10 +2,12 @@
 
 use crate::admission::IpNet;
 use crate::config::EngineConfig;
-use crate::engine::Engine;
+use crate::conn::{ConnId, ConnInfo, ConnRef};
+use crate::engine::{Engine, REGISTRY_WAIT};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::stats::Stats;
+use bytes::Bytes;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -57,6 +59,20 @@ impl ServerBuilder {
     /// Set TCP_NODELAY on connections (default: true).
     pub fn nodelay(mut self, on: bool) -> Self {
         self.config.nodelay = on;
+        self
+    }
+
+    /// TCP keepalive: probe after `idle` without traffic, then every `idle` (see
+    /// [`EngineConfig::tcp_keepalive`]; default: off).
+    pub fn tcp_keepalive(mut self, idle: Duration) -> Self {
+        self.config.tcp_keepalive = Some(idle);
+        self
+    }
+
+    /// TCP_USER_TIMEOUT: drop a connection whose sent data stays unacknowledged this long
+    /// (see [`EngineConfig::tcp_user_timeout`]; default: the system's).
+    pub fn tcp_user_timeout(mut self, timeout: Duration) -> Self {
+        self.config.tcp_user_timeout = Some(timeout);
         self
     }
 
@@ -147,6 +163,9 @@ impl ServerBuilder {
                 "a server needs at least one listen address".into(),
             ));
         }
+        if self.addrs.len() >= usize::from(crate::conn::NO_LISTENER) {
+            return Err(Error::Config("too many listen addresses".into()));
+        }
         let (engine, addrs) = Engine::start(self.config, &self.addrs, handler)?;
         Ok(Server { engine, addrs })
     }
@@ -196,6 +215,45 @@ impl<H: Handler> Server<H> {
     /// Lift a deny entry or ban on exactly `net`; true if there was one.
     pub fn remove_deny(&self, net: IpNet) -> bool {
         self.engine.remove_deny(net)
+    }
+
+    /// A snapshot of the open connections (inbound and outbound), oldest first: id, peer,
+    /// listener, open time and queued bytes.
+    ///
+    /// Each worker is asked through its mailbox and lists its own connections on its
+    /// thread (a scan of its connection table), so this costs a round trip to every
+    /// worker and nothing while connections open, close or send. A worker that does not
+    /// answer within a second (stuck in a callback) is left out. Called from one of this
+    /// server's callbacks, the calling worker cannot answer and its connections are left
+    /// out.
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        self.engine.connections(REGISTRY_WAIT)
+    }
+
+    /// A handle to the connection `id` (of this server) if it is open, asked of its
+    /// worker. A send through it after the connection closes is counted in
+    /// [`Stats::late_sends`]. Called from a callback running on that connection's worker
+    /// (which cannot answer then), the handle is returned without the check.
+    pub fn connection(&self, id: ConnId) -> Option<ConnRef> {
+        self.engine.connection(id, REGISTRY_WAIT)
+    }
+
+    /// Queue `data` on every open connection, inbound and outbound, that has not been
+    /// asked to close. Posts one message per worker; each worker queues the same bytes
+    /// (shared, not copied) on each of its connections. Ordered with other sends posted
+    /// from the same thread (through [`ConnRef`] or broadcasts): a connection gets them
+    /// in the order they were posted.
+    pub fn broadcast(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.engine.broadcast(None, data.into())
+    }
+
+    /// As [`Server::broadcast`], to the connections accepted by listener `listener` only
+    /// (an index into [`Server::local_addrs`]).
+    pub fn broadcast_to(&self, listener: usize, data: impl Into<Bytes>) -> Result<(), Error> {
+        if listener >= self.addrs.len() {
+            return Err(Error::NoListener(listener));
+        }
+        self.engine.broadcast(Some(listener as u16), data.into())
     }
 
     /// Stop accepting, flush every queue until `deadline` has passed, close everything,

@@ -23,7 +23,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if c.result >= 0 {
             let fd = socket::adopt_accepted(c.result);
             if self.shutdown.is_none() {
-                self.admit(fd);
+                self.admit(fd, i);
             }
         } else {
             match errno_of(c.result) {
@@ -62,8 +62,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.listeners[i].paused_until = Some(now + super::worker::worker_retry());
     }
 
-    /// Admission control, then the handler's veto, then open; or refuse at once.
-    fn admit(&mut self, fd: OwnedFd) {
+    /// Admission control, then the handler's veto, then open (remembering which listener
+    /// accepted); or refuse at once.
+    fn admit(&mut self, fd: OwnedFd, listener: usize) {
         let Some(peer) = socket::peer_addr(&fd) else {
             return; // the peer already left; dropping the fd closes it
         };
@@ -82,6 +83,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let (slot, gen) = self.insert(fd, peer, 0, false, Phase::Open);
         if let Some(st) = self.conns.get_mut(slot, gen) {
             st.admitted = true;
+            // Fewer than u16::MAX listeners (checked at start).
+            st.conn.listener = listener as u16;
         }
         self.opened(slot, gen);
     }

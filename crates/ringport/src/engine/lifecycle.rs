@@ -153,7 +153,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.connect_failed(token, addr, CloseReason::Shutdown);
             return;
         }
-        let fd = match socket::for_connect(addr, bind, self.config.nodelay) {
+        let fd = match socket::for_connect(addr, bind, &self.config.sock_opts()) {
             Ok(fd) => fd,
             Err(e) => {
                 let errno = e.raw_os_error().unwrap_or(libc::EIO);

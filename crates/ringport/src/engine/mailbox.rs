@@ -27,6 +27,10 @@ pub(crate) enum Message {
     },
     /// Stop accepting, flush until the instant, close all, exit.
     Shutdown(Instant),
+    /// Answer a question about the worker's connections.
+    Query(super::registry::Query),
+    /// Queue the bytes on every open connection (of one listener if given).
+    Broadcast { listener: Option<u16>, data: Bytes },
 }
 
 /// A multi-producer queue with an eventfd doorbell.

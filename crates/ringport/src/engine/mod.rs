@@ -9,6 +9,7 @@ mod backpressure;
 mod conn_state;
 mod lifecycle;
 pub(crate) mod mailbox;
+mod registry;
 mod slab;
 #[cfg(test)]
 mod stale_tests;
@@ -24,6 +25,7 @@ use crate::server::ShutdownReport;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys;
 use mailbox::{Mailbox, Message};
+pub(crate) use registry::REGISTRY_WAIT;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -241,6 +243,7 @@ fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
     );
     match worker {
         Ok(mut w) => {
+            registry::enter_worker(w.ctx.clone());
             let _ = s.ready.send(Ok(w.setup_name()));
             w.run()
         }
@@ -262,7 +265,7 @@ fn bind_listeners(
     for &addr in addrs {
         let mut actual = addr;
         for (w, list) in per_worker.iter_mut().enumerate() {
-            let sock = sys::socket::listener(actual, config.backlog, config.nodelay)?;
+            let sock = sys::socket::listener(actual, config.backlog, &config.sock_opts())?;
             if w == 0 {
                 actual = sock
                     .local_addr()?

@@ -6,6 +6,9 @@ use super::user_data::GEN_MASK;
 
 struct Entry<T> {
     gen: u32,
+    /// The slab's stamp when the value was inserted. It sits beside `gen` in what would
+    /// otherwise be padding, so it costs no memory.
+    stamp: u32,
     value: Option<T>,
 }
 
@@ -14,6 +17,8 @@ pub(crate) struct Slab<T> {
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
     len: usize,
+    /// Stamped on every value inserted (the worker keeps it at its clock's tick).
+    stamp: u32,
 }
 
 impl<T> Slab<T> {
@@ -22,6 +27,7 @@ impl<T> Slab<T> {
             entries: Vec::new(),
             free: Vec::new(),
             len: 0,
+            stamp: 0,
         }
     }
 
@@ -37,6 +43,7 @@ impl<T> Slab<T> {
             None => {
                 self.entries.push(Entry {
                     gen: 0,
+                    stamp: 0,
                     value: None,
                 });
                 (self.entries.len() - 1) as u32
@@ -45,6 +52,7 @@ impl<T> Slab<T> {
         let e = &mut self.entries[slot as usize];
         debug_assert!(e.value.is_none());
         e.value = Some(make(slot, e.gen));
+        e.stamp = self.stamp;
         self.len += 1;
         (slot, e.gen)
     }
@@ -70,6 +78,19 @@ impl<T> Slab<T> {
         self.free.push(slot);
         self.len -= 1;
         Some(v)
+    }
+
+    /// Stamp values inserted from now on with `stamp`.
+    pub(crate) fn set_stamp(&mut self, stamp: u32) {
+        self.stamp = stamp;
+    }
+
+    /// Every live value with its slot, generation and insertion stamp.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u32, u32, u32, &mut T)> {
+        self.entries
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i as u32, e.gen, e.stamp, e.value.as_mut()?)))
     }
 
     /// (slot, generation) of every live value.
@@ -99,6 +120,25 @@ mod tests {
         assert_eq!(s.get_mut(slot2, gen2).copied(), Some("second"));
         assert!(s.remove(slot, gen).is_none(), "a stale name frees nothing");
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn values_carry_the_stamp_of_their_insertion() {
+        let mut s = Slab::new();
+        s.set_stamp(7);
+        let a = s.insert_with(|_, _| 'a');
+        s.set_stamp(9);
+        let b = s.insert_with(|_, _| 'b');
+        let all: Vec<_> = s.iter_mut().map(|(sl, g, t, v)| (sl, g, t, *v)).collect();
+        assert_eq!(all, vec![(a.0, a.1, 7, 'a'), (b.0, b.1, 9, 'b')]);
+    }
+
+    #[test]
+    fn the_stamp_costs_no_memory() {
+        // gen and stamp share the 8 bytes that gen alone padded to.
+        type E = Entry<crate::engine::conn_state::ConnState<()>>;
+        let value = std::mem::size_of::<Option<crate::engine::conn_state::ConnState<()>>>();
+        assert_eq!(std::mem::size_of::<E>(), value + 8);
     }
 
     #[test]

@@ -181,6 +181,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 break;
             }
             self.now = Instant::now();
+            // Connections opened in this batch are stamped with its time (the registry's
+            // open times; no clock read of their own).
+            self.conns.set_stamp(super::registry::ticks(
+                self.now.saturating_duration_since(self.epoch),
+            ));
             if self.io.drain(&mut batch) {
                 bump(&self.stats.cq_overflows, 1);
             }
@@ -265,6 +270,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
             Message::Connect { addr, token, bind } => self.start_connect(addr, token, bind),
             Message::Shutdown(until) => self.begin_shutdown(until),
+            Message::Query(q) => self.on_query(q),
+            Message::Broadcast { listener, data } => self.on_broadcast(listener, data),
         }
     }
 

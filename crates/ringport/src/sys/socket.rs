@@ -1,22 +1,54 @@
-//! Socket creation and queries through socket2 (no unsafe needed here).
+//! Socket creation, options and queries through socket2.
 
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// The TCP options every connection of an engine gets (see `EngineConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SockOpts {
+    /// TCP_NODELAY.
+    pub nodelay: bool,
+    /// SO_KEEPALIVE with TCP_KEEPIDLE and TCP_KEEPINTVL both set to this (whole seconds,
+    /// rounded up).
+    pub keepalive: Option<Duration>,
+    /// TCP_USER_TIMEOUT (milliseconds, rounded up).
+    pub user_timeout: Option<Duration>,
+}
+
+impl SockOpts {
+    /// Set the options on `sock`. Accepted sockets inherit all of them from their
+    /// listener on Linux (TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL,
+    /// TCP_USER_TIMEOUT are copied when the kernel clones the listener's socket), so a
+    /// listener is set once and accepts cost no setsockopt call.
+    fn apply(&self, sock: &Socket) -> io::Result<()> {
+        sock.set_nodelay(self.nodelay)?;
+        if let Some(d) = self.keepalive {
+            let d = Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0));
+            sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(d).with_interval(d))?;
+        }
+        if let Some(d) = self.user_timeout {
+            let ms = d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as u64;
+            sock.set_tcp_user_timeout(Some(Duration::from_millis(ms)))?;
+        }
+        Ok(())
+    }
+}
 
 /// A listening socket for one worker. Every worker binds the same address with
 /// SO_REUSEPORT, so the kernel spreads new connections over the workers' accept queues.
-pub(crate) fn listener(addr: SocketAddr, backlog: i32, nodelay: bool) -> io::Result<Socket> {
+pub(crate) fn listener(addr: SocketAddr, backlog: i32, opts: &SockOpts) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
-    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: no per-connection
+    // Accepted sockets inherit these from the listener on Linux: no per-connection
     // setsockopt call.
-    sock.set_nodelay(nodelay)?;
+    opts.apply(&sock)?;
     sock.bind(&addr.into())?;
     sock.listen(backlog)?;
     Ok(sock)
@@ -26,10 +58,10 @@ pub(crate) fn listener(addr: SocketAddr, backlog: i32, nodelay: bool) -> io::Res
 pub(crate) fn for_connect(
     addr: SocketAddr,
     bind: Option<SocketAddr>,
-    nodelay: bool,
+    opts: &SockOpts,
 ) -> io::Result<OwnedFd> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_nodelay(nodelay)?;
+    opts.apply(&sock)?;
     if let Some(local) = bind {
         set_bind_address_no_port(&sock)?;
         sock.bind(&local.into())?;
@@ -48,6 +80,26 @@ pub(crate) fn local_addr_of(fd: RawFd) -> Option<SocketAddr> {
     // after its last callback, so the descriptor is open for this call.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     SockRef::from(&borrowed).local_addr().ok()?.as_socket()
+}
+
+/// The keepalive idle time of a socket the caller keeps open: `None` if SO_KEEPALIVE is
+/// off or the OS would not say.
+pub(crate) fn keepalive_of(fd: RawFd) -> Option<Duration> {
+    // SAFETY: as in `local_addr_of`: the fd of a live connection, open for this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock = SockRef::from(&borrowed);
+    match sock.keepalive() {
+        Ok(true) => sock.keepalive_time().ok(),
+        _ => None,
+    }
+}
+
+/// The TCP_USER_TIMEOUT of a socket the caller keeps open: `None` if unset (the system
+/// default) or the OS would not say.
+pub(crate) fn user_timeout_of(fd: RawFd) -> Option<Duration> {
+    // SAFETY: as in `local_addr_of`: the fd of a live connection, open for this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    SockRef::from(&borrowed).tcp_user_timeout().ok().flatten()
 }
 
 /// Take ownership of a descriptor an accept completion returned.
