@@ -18,75 +18,7 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Number of I/O workers (default: available parallelism).
-    pub fn workers(mut self, n: usize) -> Self {
-        self.config.workers = n;
-        self
-    }
-
-    /// Provided receive buffers per worker: `count` (a power of two) of `size` bytes.
-    pub fn recv_buffers(mut self, count: u16, size: u32) -> Self {
-        self.config.recv_buffers = count;
-        self.config.recv_buffer_size = size;
-        self
-    }
-
-    /// Set TCP_NODELAY on connections (default: true).
-    pub fn nodelay(mut self, on: bool) -> Self {
-        self.config.nodelay = on;
-        self
-    }
-
-    /// TCP keepalive: probe after `idle` without traffic, then every `idle` (see
-    /// [`EngineConfig::tcp_keepalive`]; default: off).
-    pub fn tcp_keepalive(mut self, idle: Duration) -> Self {
-        self.config.tcp_keepalive = Some(idle);
-        self
-    }
-
-    /// TCP_USER_TIMEOUT: drop a connection whose sent data stays unacknowledged this long
-    /// (see [`EngineConfig::tcp_user_timeout`]; default: the system's).
-    pub fn tcp_user_timeout(mut self, timeout: Duration) -> Self {
-        self.config.tcp_user_timeout = Some(timeout);
-        self
-    }
-
-    /// Time a connect may take before `on_connect_failed(.., ConnectTimeout)` (default 10 s).
-    pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.config.connect_timeout = d;
-        self
-    }
-
-    /// Frame received bytes with `codec`: `on_data` then gets whole frames and
-    /// [`crate::Conn::send_frame`] encodes with it (default: [`crate::Codec::Raw`]).
-    pub fn codec(mut self, codec: crate::Codec) -> Self {
-        self.config.codec = codec;
-        self
-    }
-
-    /// The I/O backend (default [`crate::Backend::Auto`]: io_uring when available).
-    pub fn backend(mut self, backend: crate::Backend) -> Self {
-        self.config.backend = backend;
-        self
-    }
-
-    /// Connection timeouts (first data, idle, read, write; default: none).
-    pub fn timeouts(mut self, timeouts: crate::Timeouts) -> Self {
-        self.config.timeouts = timeouts;
-        self
-    }
-
-    /// Send-queue water marks, hard cap and engine-wide budget.
-    pub fn send_queue(mut self, limits: crate::SendQueueLimits) -> Self {
-        self.config.send_queue = limits;
-        self
-    }
-
-    /// Replace every engine setting at once.
-    pub fn config(mut self, config: EngineConfig) -> Self {
-        self.config = config;
-        self
-    }
+    crate::config::engine_setters!();
 
     /// Start the workers; connections are then opened with [`Client::connect`].
     pub fn start<H: Handler>(self, handler: H) -> Result<Client<H>, Error> {
