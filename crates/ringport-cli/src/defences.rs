@@ -120,6 +120,7 @@ impl DefenceArgs {
             idle: self.idle_timeout,
             read: self.read_timeout,
             write: self.write_timeout,
+            heartbeat: None,
         };
         if timeouts != Timeouts::default() {
             builder = builder.timeouts(timeouts);

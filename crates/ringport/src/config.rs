@@ -76,6 +76,22 @@ pub struct Timeouts {
     pub read: Option<Duration>,
     /// Queued bytes made no progress for this long (the peer stopped reading).
     pub write: Option<Duration>,
+    /// Ping a silent peer, and close it when it stays silent (see [`Heartbeat`]).
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// An application heartbeat: when nothing has been received for `every`, send `ping`
+/// (framed by the connection's codec); any byte received resets the count; after
+/// `misses` pings without an answer, the next silent `every` closes the connection with
+/// [`crate::Timeout::Heartbeat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Silence before each ping.
+    pub every: Duration,
+    /// Pings sent without an answer before the connection is closed.
+    pub misses: u32,
+    /// The ping's payload.
+    pub ping: &'static [u8],
 }
 
 impl Timeouts {
@@ -84,6 +100,7 @@ impl Timeouts {
             || self.idle.is_some()
             || self.read.is_some()
             || self.write.is_some()
+            || self.heartbeat.is_some()
     }
 }
 

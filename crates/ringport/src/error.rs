@@ -56,11 +56,13 @@ pub enum Timeout {
     Read,
     /// Queued bytes made no progress within the write timeout.
     Write,
+    /// The peer answered none of the heartbeat's pings.
+    Heartbeat,
 }
 
 impl CloseReason {
     /// Every name [`CloseReason::name`] returns, in [`CloseReason::index`] order.
-    pub const NAMES: [&'static str; 17] = [
+    pub const NAMES: [&'static str; 18] = [
         "local",
         "aborted",
         "peer_closed",
@@ -78,6 +80,7 @@ impl CloseReason {
         "timeout_read",
         "timeout_write",
         "slow_reader",
+        "timeout_heartbeat",
     ];
 
     /// This reason's position in [`CloseReason::NAMES`] (for counter arrays).
@@ -100,6 +103,7 @@ impl CloseReason {
             CloseReason::Timeout(Timeout::Read) => 14,
             CloseReason::Timeout(Timeout::Write) => 15,
             CloseReason::SlowReader => 16,
+            CloseReason::Timeout(Timeout::Heartbeat) => 17,
         }
     }
 
@@ -129,6 +133,7 @@ impl CloseReason {
             CloseReason::Timeout(Timeout::Read) => "timeout_read",
             CloseReason::Timeout(Timeout::Write) => "timeout_write",
             CloseReason::SlowReader => "slow_reader",
+            CloseReason::Timeout(Timeout::Heartbeat) => "timeout_heartbeat",
         }
     }
 
@@ -223,6 +228,7 @@ mod tests {
             CloseReason::Timeout(Timeout::Read),
             CloseReason::Timeout(Timeout::Write),
             CloseReason::SlowReader,
+            CloseReason::Timeout(Timeout::Heartbeat),
         ];
         for (i, r) in all.iter().enumerate() {
             assert_eq!(r.index(), i);

@@ -49,7 +49,7 @@ pub use admission::AdmissionConfig;
 pub use bytes::Bytes;
 pub use client::{Client, ClientBuilder};
 pub use codec::{Codec, FrameError};
-pub use config::{Backend, EngineConfig, SendQueueLimits, Timeouts};
+pub use config::{Backend, EngineConfig, Heartbeat, SendQueueLimits, Timeouts};
 pub use conn::{Conn, ConnId, ConnInfo, ConnRef};
 pub use error::{CloseReason, Error, SendError, Timeout};
 pub use handler::{Accept, Handler};

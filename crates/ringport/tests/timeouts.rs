@@ -246,3 +246,50 @@ fn handler_timers_fire_in_order() {
     drop(s);
     server.shutdown(WAIT);
 }
+
+#[test]
+fn a_heartbeat_pings_a_silent_peer_then_closes_it() {
+    let _w = watchdog("heartbeat", TEST_LIMIT);
+    let every = Duration::from_millis(200);
+    let timeouts = Timeouts {
+        heartbeat: Some(ringport::Heartbeat {
+            every,
+            misses: 2,
+            ping: b"PING\n",
+        }),
+        ..Timeouts::default()
+    };
+    let (server, state) = start(timeouts, Codec::Raw);
+    let addr = server.local_addrs()[0];
+
+    // A peer that answers each ping stays open past several periods.
+    let mut lively = connect(addr);
+    let started = Instant::now();
+    while started.elapsed() < every * 6 {
+        assert_eq!(read_n(&mut lively, 5), b"PING\n");
+        write_all(&mut lively, b"pong"); // echoed back by the handler
+        assert_eq!(read_n(&mut lively, 4), b"pong");
+    }
+    assert!(state.closes.lock().unwrap().is_empty());
+
+    // A silent one gets two pings, then the close, after three periods.
+    let mut silent = connect(addr);
+    let opened = Instant::now();
+    let (ending, got) = wait_ended(&mut silent);
+    assert_eq!((ending, got), (Ending::Eof, b"PING\nPING\n".to_vec()));
+    assert!(
+        opened.elapsed() >= every * 3,
+        "closed after {:?}",
+        opened.elapsed()
+    );
+    // (The lively peer, silent from here on, may be closed the same way meanwhile.)
+    wait_until(WAIT, "a heartbeat close", || {
+        let closes = state.closes.lock().unwrap();
+        !closes.is_empty()
+            && closes
+                .iter()
+                .all(|c| c.0 == CloseReason::Timeout(Timeout::Heartbeat))
+    });
+    drop(lively);
+    server.shutdown(WAIT);
+}

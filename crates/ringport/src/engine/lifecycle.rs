@@ -262,6 +262,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             if let Some(t) = st.timing.as_deref_mut() {
                 t.last_read = now;
                 t.got_data = true;
+                t.pings = 0;
                 if buffered == 0 {
                     t.partial_since = None;
                 } else if t.partial_since.is_none() {

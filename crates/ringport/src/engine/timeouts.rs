@@ -38,6 +38,8 @@ pub(crate) struct ConnTiming {
     pub partial_since: Option<u64>,
     /// Bytes have been waiting to go out, without progress, since then.
     pub write_since: Option<u64>,
+    /// Heartbeat pings sent since the last byte received.
+    pub pings: u32,
     /// The wheel entry and the deadline it is set for.
     pub watch: Option<(TimerKey, u64)>,
 }
@@ -78,6 +80,14 @@ fn earliest(t: &ConnTiming, c: &Timeouts, framed: bool) -> Option<(u64, Timeout)
     }
     if let (Some(d), Some(s)) = (c.write, t.write_since) {
         consider(s + us(d), Timeout::Write);
+    }
+    if let Some(h) = c.heartbeat {
+        // The next ping (or, after `misses` of them, the close) is due one period after
+        // the last byte received plus one period per ping already sent.
+        consider(
+            t.last_read + us(h.every) * (u64::from(t.pings) + 1),
+            Timeout::Heartbeat,
+        );
     }
     best
 }
@@ -184,6 +194,27 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             &self.timeouts,
             framed,
         ) {
+            Some((at, Timeout::Heartbeat)) if at <= now => {
+                let hb = self
+                    .timeouts
+                    .heartbeat
+                    .expect("a heartbeat deadline needs one");
+                let t = st.timing.as_deref_mut().expect("checked");
+                if t.pings < hb.misses {
+                    t.pings += 1;
+                    if let Err(e) = st.conn.send_frame(hb.ping) {
+                        tracing::warn!(error = %e, "the heartbeat ping cannot be framed");
+                    }
+                    self.mark_dirty(slot, gen);
+                    self.watch(slot, gen);
+                } else {
+                    crate::stats::bump(&self.stats.timeouts_fired, 1);
+                    if !matches!(st.conn.close, CloseRequest::Now(_)) {
+                        st.conn.close = CloseRequest::Now(CloseReason::Timeout(Timeout::Heartbeat));
+                    }
+                    self.mark_dirty(slot, gen);
+                }
+            }
             Some((at, kind)) if at <= now => {
                 crate::stats::bump(&self.stats.timeouts_fired, 1);
                 if !matches!(st.conn.close, CloseRequest::Now(_)) {

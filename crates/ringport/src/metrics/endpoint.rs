@@ -56,6 +56,7 @@ impl MetricsServer {
                 idle: quiet,
                 read: None,
                 write: quiet,
+                heartbeat: None,
             })
             .max_connections(256)
             .start(Endpoint {
