@@ -54,13 +54,32 @@ fn tick(source: &dyn Fn() -> Stats, stopped: &mpsc::Receiver<()>) {
 
 /// `stats: open=.. accepted=.. refused=.. closed=.. in=..B/s out=..B/s queued=..B
 /// timeouts=.. slow_readers=..`: totals since start, except the byte rates (over
-/// `elapsed` since `before`) and the two gauges.
+/// `elapsed` since `before`) and the two gauges. With several listeners, each one's
+/// share follows: ` | NAME open=.. accepted=.. refused=.. in=..B/s out=..B/s`.
 pub fn line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
     let per_sec = |new: u64, old: u64| (new.saturating_sub(old) as f64 / secs).round() as u64;
+    let mut per_listener = String::new();
+    if now.listeners.len() > 1 {
+        for (i, l) in now.listeners.iter().enumerate() {
+            let (old_in, old_out) = before
+                .listeners
+                .get(i)
+                .map_or((0, 0), |b| (b.bytes_in, b.bytes_out));
+            per_listener += &format!(
+                " | {} open={} accepted={} refused={} in={}B/s out={}B/s",
+                l.name,
+                l.open,
+                l.accepted,
+                l.refused,
+                per_sec(l.bytes_in, old_in),
+                per_sec(l.bytes_out, old_out),
+            );
+        }
+    }
     format!(
         "stats: open={} accepted={} refused={} closed={} in={}B/s out={}B/s queued={}B \
-         timeouts={} slow_readers={}",
+         timeouts={} slow_readers={}{per_listener}",
         now.open,
         now.accepted,
         now.refused,
@@ -76,6 +95,7 @@ pub fn line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringport::ListenerStats;
 
     #[test]
     fn a_line_has_totals_and_rates() {
@@ -98,6 +118,30 @@ mod tests {
             "stats: open=3 accepted=10 refused=2 closed=7 in=1000B/s out=2000B/s queued=64B \
              timeouts=4 slow_readers=1"
         );
+    }
+
+    #[test]
+    fn several_listeners_add_their_shares() {
+        let before = Stats::default();
+        let mut now = Stats::default();
+        for (name, accepted) in [("game", 5), ("admin", 1)] {
+            let mut l = ListenerStats::default();
+            l.name = name.to_string();
+            l.open = accepted - 1;
+            l.accepted = accepted;
+            l.bytes_in = 100 * accepted;
+            now.listeners.push(l);
+        }
+        let text = line(&before, &now, Duration::from_secs(1));
+        assert!(
+            text.ends_with(
+                " | game open=4 accepted=5 refused=0 in=500B/s out=0B/s \
+                 | admin open=0 accepted=1 refused=0 in=100B/s out=0B/s"
+            ),
+            "{text}"
+        );
+        now.listeners.pop();
+        assert!(!line(&before, &now, Duration::from_secs(1)).contains('|'));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::handler::Handler;
 use crate::server::ShutdownReport;
 use crate::stats::Stats;
 use bytes::Bytes;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,14 +24,18 @@ impl ClientBuilder {
     /// Start the workers; connections are then opened with [`Client::connect`].
     pub fn start<H: Handler>(self, handler: H) -> Result<Client<H>, Error> {
         let (engine, _) = Engine::start(self.config, &[], handler)?;
-        Ok(Client { engine })
+        Ok(Client {
+            engine,
+            _handler: PhantomData,
+        })
     }
 }
 
 /// An engine with no listeners that opens outbound connections. Dropping it shuts it down
 /// with no flush deadline.
 pub struct Client<H> {
-    engine: Engine<H>,
+    engine: Engine,
+    _handler: PhantomData<fn() -> H>,
 }
 
 impl Client<()> {

@@ -14,6 +14,16 @@ pub enum Accept {
     Reject,
 }
 
+/// A connection waiting for [`Handler::on_accept`]'s verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Incoming {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The index of the listener that accepted it (see [`crate::Server::local_addrs`]).
+    pub listener: usize,
+}
+
 /// Per-connection callbacks, run on the connection's worker thread, one at a time, in
 /// event order.
 ///
@@ -24,8 +34,9 @@ pub trait Handler: Send + Sync + 'static {
     /// Per-connection user state (the "per-handle data" of the classic IOCP servers).
     type Session: 'static;
 
-    /// Veto a new inbound connection before any other callback. Default: accept.
-    fn on_accept(&self, _peer: SocketAddr) -> Accept {
+    /// Veto a new inbound connection before any other callback, after admission control
+    /// let it through. Default: accept.
+    fn on_accept(&self, _incoming: &Incoming) -> Accept {
         Accept::Accept
     }
 

@@ -30,13 +30,16 @@
 //! Every counter of [`Stats`] is a `ringport_..._total` counter; `open` and
 //! `queued_bytes` are gauges; refusals and closes are one series per reason
 //! (`ringport_refused_total{reason="max_connections"}`, zeros included), and the backend
-//! is `ringport_backend_info{backend="uring"} 1`.
+//! is `ringport_backend_info{backend="uring"} 1`. Each listener's share comes again as
+//! `ringport_listener_...` families labelled with its name
+//! (`ringport_listener_accepted_total{listener="admin"}`,
+//! `ringport_listener_closed_total{listener="admin",reason="idle_timeout"}`).
 
 mod endpoint;
 
 pub use endpoint::{MetricsServer, MAX_REQUEST_HEAD};
 
-use crate::stats::Stats;
+use crate::stats::{ListenerStats, Stats};
 use std::fmt::{self, Write as _};
 
 /// The `Content-Type` of the exposition format [`render`] writes.
@@ -216,7 +219,56 @@ const SCALARS: &[Scalar] = &[
 /// `Stats` fields rendered as labelled series rather than through [`SCALARS`]: the
 /// totals `refused` and `closed` are the sums of their per-reason series.
 #[cfg_attr(not(test), allow(dead_code))]
-const LABELLED_FIELDS: [&str; 5] = ["refused", "refused_by", "closed", "closed_by", "backend"];
+const LABELLED_FIELDS: [&str; 6] = [
+    "refused",
+    "refused_by",
+    "closed",
+    "closed_by",
+    "backend",
+    "listeners",
+];
+
+/// One per-listener metric family (label `listener`) taken from a `ListenerStats` field.
+struct PerListener {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    get: fn(&ListenerStats) -> u64,
+}
+
+/// The unlabelled per-listener families, in output order.
+const PER_LISTENER: &[PerListener] = &[
+    PerListener {
+        name: "ringport_listener_open_connections",
+        kind: Kind::Gauge,
+        help: "A listener's connections open now.",
+        get: |l| l.open,
+    },
+    PerListener {
+        name: "ringport_listener_accepted_total",
+        kind: Kind::Counter,
+        help: "Connections a listener accepted.",
+        get: |l| l.accepted,
+    },
+    PerListener {
+        name: "ringport_listener_bytes_in_total",
+        kind: Kind::Counter,
+        help: "Bytes received on a listener's connections.",
+        get: |l| l.bytes_in,
+    },
+    PerListener {
+        name: "ringport_listener_bytes_out_total",
+        kind: Kind::Counter,
+        help: "Bytes sent on a listener's connections.",
+        get: |l| l.bytes_out,
+    },
+    PerListener {
+        name: "ringport_listener_queued_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes queued for sending on a listener's connections now.",
+        get: |l| l.queued_bytes,
+    },
+];
 
 /// `stats` in the Prometheus text exposition format 0.0.4: a `# HELP` and a `# TYPE`
 /// line per metric family, then its samples, one per line.
@@ -249,7 +301,45 @@ pub fn render(stats: &Stats) -> String {
         "ringport_backend_info{{backend=\"{}\"}} 1",
         LabelValue(stats.backend)
     );
+    if !stats.listeners.is_empty() {
+        render_listeners(&mut out, &stats.listeners);
+    }
     out
+}
+
+/// The per-listener families: each listener's series labelled with its name.
+fn render_listeners(out: &mut String, listeners: &[ListenerStats]) {
+    for m in PER_LISTENER {
+        family_head(out, m.name, m.kind, m.help);
+        for l in listeners {
+            let name = LabelValue(&l.name);
+            let _ = writeln!(out, "{}{{listener=\"{name}\"}} {}", m.name, (m.get)(l));
+        }
+    }
+    for (family, help, get) in [
+        (
+            "ringport_listener_refused_total",
+            "Connections a listener refused at accept, by reason.",
+            (|l| &l.refused_by) as fn(&ListenerStats) -> &Vec<(&'static str, u64)>,
+        ),
+        (
+            "ringport_listener_closed_total",
+            "A listener's connections closed, by reason.",
+            |l| &l.closed_by,
+        ),
+    ] {
+        family_head(out, family, Kind::Counter, help);
+        for l in listeners {
+            for (reason, count) in get(l) {
+                let _ = writeln!(
+                    out,
+                    "{family}{{listener=\"{}\",reason=\"{}\"}} {count}",
+                    LabelValue(&l.name),
+                    LabelValue(reason)
+                );
+            }
+        }
+    }
 }
 
 fn family_head(out: &mut String, name: &str, kind: Kind, help: &str) {
@@ -346,6 +436,22 @@ mod tests {
         for (i, f) in fields.into_iter().enumerate() {
             *f = 1000 + i as u64;
         }
+        s.listeners = ["game", "ad\"min"]
+            .iter()
+            .zip([2000u64, 3000])
+            .map(|(name, base)| ListenerStats {
+                name: name.to_string(),
+                open: base + 1,
+                accepted: base + 2,
+                refused: base + 3,
+                refused_by: vec![("max_connections", base + 4), ("denied", base + 5)],
+                closed: base + 6,
+                closed_by: vec![("idle_timeout", base + 7)],
+                bytes_in: base + 8,
+                bytes_out: base + 9,
+                queued_bytes: base + 10,
+            })
+            .collect();
         s
     }
 
@@ -413,6 +519,35 @@ mod tests {
     }
 
     #[test]
+    fn each_listener_has_its_own_series() {
+        let s = numbered();
+        let text = render(&s);
+        for l in &s.listeners {
+            let label = format!("listener=\"{}\"", LabelValue(&l.name));
+            for m in PER_LISTENER {
+                let series = format!("{}{{{label}}}", m.name);
+                assert_eq!(sample(&text, &series), Some((m.get)(l)), "{series}");
+            }
+            for (reason, n) in &l.refused_by {
+                let series =
+                    format!("ringport_listener_refused_total{{{label},reason=\"{reason}\"}}");
+                assert_eq!(sample(&text, &series), Some(*n), "{series}");
+            }
+            for (reason, n) in &l.closed_by {
+                let series =
+                    format!("ringport_listener_closed_total{{{label},reason=\"{reason}\"}}");
+                assert_eq!(sample(&text, &series), Some(*n), "{series}");
+            }
+        }
+        assert!(text.contains("listener=\"ad\\\"min\""), "names are escaped");
+        let none = render(&Stats::default());
+        assert!(
+            !none.contains("ringport_listener_"),
+            "no listeners, no families"
+        );
+    }
+
+    #[test]
     fn the_output_is_well_formed_exposition_text() {
         let text = render(&numbered());
         assert!(text.ends_with('\n'));
@@ -449,7 +584,7 @@ mod tests {
                 assert!(name.starts_with("ringport_"));
             }
         }
-        assert_eq!(declared.len(), SCALARS.len() + 3);
+        assert_eq!(declared.len(), SCALARS.len() + 3 + PER_LISTENER.len() + 2);
     }
 
     #[test]

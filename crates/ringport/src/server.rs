@@ -6,8 +6,11 @@ use crate::conn::{ConnId, ConnInfo, ConnRef};
 use crate::engine::{Engine, REGISTRY_WAIT};
 use crate::error::Error;
 use crate::handler::Handler;
+use crate::listener::Listener;
+use crate::routing::Routed;
 use crate::stats::Stats;
 use bytes::Bytes;
+use std::marker::PhantomData;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -29,20 +32,22 @@ pub struct ShutdownReport {
 #[derive(Debug, Clone, Default)]
 pub struct ServerBuilder {
     config: EngineConfig,
-    addrs: Vec<SocketAddr>,
+    listeners: Vec<Listener>,
 }
 
 impl ServerBuilder {
     crate::config::engine_setters!();
 
-    /// Add a listener (IPv4 or IPv6; port 0 picks a free port). May be called many times.
-    pub fn listen<A: ToSocketAddrs + std::fmt::Debug>(mut self, addr: A) -> Result<Self, Error> {
-        let first = addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| Error::NoAddress(format!("{addr:?}")))?;
-        self.addrs.push(first);
-        Ok(self)
+    /// Add a listener with the server's settings (IPv4 or IPv6; port 0 picks a free
+    /// port). May be called many times.
+    pub fn listen<A: ToSocketAddrs + std::fmt::Debug>(self, addr: A) -> Result<Self, Error> {
+        Ok(self.listener(Listener::bind(addr)?))
+    }
+
+    /// Add a listener with its own settings: handler, codec, admission limits, name.
+    pub fn listener(mut self, listener: Listener) -> Self {
+        self.listeners.push(listener);
+        self
     }
 
     /// Listen backlog (default: 1024).
@@ -51,62 +56,39 @@ impl ServerBuilder {
         self
     }
 
-    /// At most `n` inbound connections open at once (over all workers); more are
-    /// refused at accept ([`crate::admission::RefuseReason::MaxConnections`]).
-    pub fn max_connections(mut self, n: u64) -> Self {
-        self.config.admission.max_connections = Some(n);
-        self
-    }
+    crate::admission::admission_setters!(config.admission);
 
-    /// At most `n` connections open at once from one address.
-    pub fn max_per_ip(mut self, n: u32) -> Self {
-        self.config.admission.max_per_ip = Some(n);
-        self
-    }
-
-    /// At most `rate` accepts per second over the server, in bursts of up to `burst`.
-    pub fn accept_rate(mut self, rate: f64, burst: u32) -> Self {
-        self.config.admission.accept_rate = Some((rate, burst));
-        self
-    }
-
-    /// At most `rate` accepts per second from one address, in bursts of up to `burst`.
-    pub fn accept_rate_per_ip(mut self, rate: f64, burst: u32) -> Self {
-        self.config.admission.accept_rate_per_ip = Some((rate, burst));
-        self
-    }
-
-    /// Allow `net` (once any range is allowed, only allowed ranges may connect).
-    pub fn allow(mut self, net: IpNet) -> Self {
-        self.config.admission.allow.push(net);
-        self
-    }
-
-    /// Refuse connections from `net`.
-    pub fn deny(mut self, net: IpNet) -> Self {
-        self.config.admission.deny.push(net);
-        self
-    }
-
-    /// Bind the listeners, start the workers and serve with `handler`.
+    /// Bind the listeners, start the workers and serve with `handler` (on every listener
+    /// that has no handler of its own, and on outbound connections).
     pub fn start<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
-        if self.addrs.is_empty() {
+        if self.listeners.is_empty() {
             return Err(Error::Config(
                 "a server needs at least one listen address".into(),
             ));
         }
-        if self.addrs.len() >= usize::from(crate::conn::NO_LISTENER) {
+        if self.listeners.len() >= usize::from(crate::conn::NO_LISTENER) {
             return Err(Error::Config("too many listen addresses".into()));
         }
-        let (engine, addrs) = Engine::start(self.config, &self.addrs, handler)?;
-        Ok(Server { engine, addrs })
+        let (specs, handlers): (Vec<_>, Vec<_>) =
+            self.listeners.into_iter().map(Listener::into_parts).unzip();
+        let (engine, addrs) = if handlers.iter().any(Option::is_some) {
+            Engine::start(self.config, &specs, Routed::new(handler, handlers))?
+        } else {
+            Engine::start(self.config, &specs, handler)?
+        };
+        Ok(Server {
+            engine,
+            addrs,
+            _handler: PhantomData,
+        })
     }
 }
 
 /// A running server. Dropping it shuts it down with no flush deadline.
 pub struct Server<H> {
-    engine: Engine<H>,
+    engine: Engine,
     addrs: Vec<SocketAddr>,
+    _handler: PhantomData<fn() -> H>,
 }
 
 impl Server<()> {
@@ -142,6 +124,26 @@ impl<H: Handler> Server<H> {
     /// Add `net` to the allow list while running.
     pub fn allow(&self, net: IpNet) {
         self.engine.allow(net)
+    }
+
+    /// As [`Server::deny`], on listener `listener` only (an index into
+    /// [`Server::local_addrs`]).
+    pub fn deny_on(
+        &self,
+        listener: usize,
+        net: IpNet,
+        for_how_long: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.engine
+            .listener_gate(listener)?
+            .deny(net, for_how_long.map(|d| std::time::Instant::now() + d));
+        Ok(())
+    }
+
+    /// As [`Server::allow`], on listener `listener` only.
+    pub fn allow_on(&self, listener: usize, net: IpNet) -> Result<(), Error> {
+        self.engine.listener_gate(listener)?.allow(net);
+        Ok(())
     }
 
     /// Lift a deny entry or ban on exactly `net`; true if there was one.

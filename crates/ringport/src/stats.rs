@@ -60,6 +60,48 @@ pub struct Stats {
     pub slow_readers: u64,
     /// Bytes queued for sending over all connections now (not yet taken by the kernel).
     pub queued_bytes: u64,
+    /// The same counters for each listener's connections, in listener order.
+    pub listeners: Vec<ListenerStats>,
+}
+
+/// One listener's share of a [`Stats`] snapshot (its inbound connections only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerStats {
+    /// The listener's name ([`crate::Listener::name`]), or its bound address.
+    pub name: String,
+    /// Its connections open now.
+    pub open: u64,
+    /// Connections it accepted.
+    pub accepted: u64,
+    /// Connections it refused at accept.
+    pub refused: u64,
+    /// The same, by [`crate::admission::RefuseReason`] name.
+    pub refused_by: Vec<(&'static str, u64)>,
+    /// Its connections closed.
+    pub closed: u64,
+    /// The same, by [`CloseReason`] name.
+    pub closed_by: Vec<(&'static str, u64)>,
+    /// Bytes received on its connections.
+    pub bytes_in: u64,
+    /// Bytes sent on its connections.
+    pub bytes_out: u64,
+    /// Bytes queued for sending on its connections now.
+    pub queued_bytes: u64,
+}
+
+/// One listener's counters on one worker.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerCounters {
+    pub open: AtomicU64,
+    pub accepted: AtomicU64,
+    /// By `RefuseReason::index`.
+    pub refused: [AtomicU64; RefuseReason::ALL.len()],
+    /// By `CloseReason::index`.
+    pub closed_by: [AtomicU64; CloseReason::NAMES.len()],
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub queued_bytes: AtomicU64,
 }
 
 /// One worker's counters.
@@ -91,6 +133,86 @@ pub(crate) struct WorkerStats {
     pub slow_readers: AtomicU64,
     /// Bytes queued on this worker's connections (its own plain counter).
     pub queued_bytes: AtomicU64,
+    /// By listener index.
+    pub listeners: Box<[ListenerCounters]>,
+}
+
+impl WorkerStats {
+    pub(crate) fn new(listeners: usize) -> WorkerStats {
+        WorkerStats {
+            listeners: (0..listeners)
+                .map(|_| ListenerCounters::default())
+                .collect(),
+            ..WorkerStats::default()
+        }
+    }
+
+    /// The counters of listener `index` (none for an outbound connection's
+    /// `conn::NO_LISTENER`).
+    #[inline]
+    pub(crate) fn listener(&self, index: u16) -> Option<&ListenerCounters> {
+        self.listeners.get(usize::from(index))
+    }
+}
+
+/// The count under `name` in a by-reason list (0 if absent).
+fn count_of(list: &[(&'static str, u64)], name: &str) -> u64 {
+    list.iter().find(|(n, _)| *n == name).map_or(0, |(_, c)| *c)
+}
+
+/// Sum per-reason counters over workers into (name, count) pairs, every name included.
+fn by_name<'a, const N: usize>(
+    names: impl Iterator<Item = (&'static str, usize)>,
+    counters: impl Iterator<Item = &'a [AtomicU64; N]>,
+) -> Vec<(&'static str, u64)> {
+    let mut sum = [0u64; N];
+    for c in counters {
+        for (i, v) in c.iter().enumerate() {
+            sum[i] += v.load(Relaxed);
+        }
+    }
+    names.map(|(name, i)| (name, sum[i])).collect()
+}
+
+fn refuse_names() -> impl Iterator<Item = (&'static str, usize)> {
+    RefuseReason::ALL.iter().map(|r| (r.name(), r.index()))
+}
+
+fn close_names() -> impl Iterator<Item = (&'static str, usize)> {
+    CloseReason::NAMES.iter().copied().zip(0..)
+}
+
+impl ListenerStats {
+    /// Connections of this listener closed with the reason named `name`.
+    pub fn closed_with(&self, name: &str) -> u64 {
+        count_of(&self.closed_by, name)
+    }
+
+    /// Connections this listener refused for the reason named `name`.
+    pub fn refused_for(&self, name: &str) -> u64 {
+        count_of(&self.refused_by, name)
+    }
+
+    fn sum(name: &str, index: usize, workers: &[&WorkerStats]) -> ListenerStats {
+        let each = || workers.iter().filter_map(|w| w.listeners.get(index));
+        let total = |f: fn(&ListenerCounters) -> &AtomicU64| {
+            each().map(|c| f(c).load(Relaxed)).sum::<u64>()
+        };
+        let refused_by = by_name(refuse_names(), each().map(|c| &c.refused));
+        let closed_by = by_name(close_names(), each().map(|c| &c.closed_by));
+        ListenerStats {
+            name: name.to_string(),
+            open: total(|c| &c.open),
+            accepted: total(|c| &c.accepted),
+            refused: refused_by.iter().map(|(_, n)| n).sum(),
+            refused_by,
+            closed: closed_by.iter().map(|(_, n)| n).sum(),
+            closed_by,
+            bytes_in: total(|c| &c.bytes_in),
+            bytes_out: total(|c| &c.bytes_out),
+            queued_bytes: total(|c| &c.queued_bytes),
+        }
+    }
 }
 
 /// Add `n` to a counter only its worker writes (a plain load and store, no locked op).
@@ -102,70 +224,61 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
 impl Stats {
     /// Connections closed with the reason named `name` (see [`CloseReason::NAMES`]).
     pub fn closed_with(&self, name: &str) -> u64 {
-        self.closed_by
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, c)| *c)
+        count_of(&self.closed_by, name)
     }
 
     /// Connections refused for the reason named `name` (see
     /// [`crate::admission::RefuseReason::name`]).
     pub fn refused_for(&self, name: &str) -> u64 {
-        self.refused_by
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, c)| *c)
+        count_of(&self.refused_by, name)
+    }
+
+    /// The counters of the listener named `name` (see [`crate::Listener::name`]).
+    pub fn listener(&self, name: &str) -> Option<&ListenerStats> {
+        self.listeners.iter().find(|l| l.name == name)
     }
 
     pub(crate) fn sum<'a>(
         backend: &'static str,
         workers: impl IntoIterator<Item = &'a WorkerStats>,
+        listener_names: &[String],
     ) -> Stats {
-        let mut s = Stats {
-            backend,
-            ..Stats::default()
+        let workers: Vec<&WorkerStats> = workers.into_iter().collect();
+        let total = |f: fn(&WorkerStats) -> &AtomicU64| {
+            workers.iter().map(|w| f(w).load(Relaxed)).sum::<u64>()
         };
-        let mut refused = [0u64; RefuseReason::ALL.len()];
-        let mut closed = [0u64; CloseReason::NAMES.len()];
-        for w in workers {
-            s.open += w.open.load(Relaxed);
-            s.accepted += w.accepted.load(Relaxed);
-            s.rejected += w.rejected.load(Relaxed);
-            s.connected += w.connected.load(Relaxed);
-            s.connect_failed += w.connect_failed.load(Relaxed);
-            s.closed += w.closed.load(Relaxed);
-            s.bytes_in += w.bytes_in.load(Relaxed);
-            s.bytes_out += w.bytes_out.load(Relaxed);
-            s.enobufs += w.enobufs.load(Relaxed);
-            s.stale_completions += w.stale_completions.load(Relaxed);
-            s.handler_panics += w.handler_panics.load(Relaxed);
-            s.undelivered_bytes += w.undelivered_bytes.load(Relaxed);
-            s.late_sends += w.late_sends.load(Relaxed);
-            s.cq_overflows += w.cq_overflows.load(Relaxed);
-            s.protocol_errors += w.protocol_errors.load(Relaxed);
-            s.frames_discarded += w.frames_discarded.load(Relaxed);
-            s.accept_errors += w.accept_errors.load(Relaxed);
-            s.timeouts_fired += w.timeouts_fired.load(Relaxed);
-            s.timers_fired += w.timers_fired.load(Relaxed);
-            s.slow_readers += w.slow_readers.load(Relaxed);
-            s.queued_bytes += w.queued_bytes.load(Relaxed);
-            for (i, c) in w.refused.iter().enumerate() {
-                refused[i] += c.load(Relaxed);
-            }
-            for (i, c) in w.closed_by.iter().enumerate() {
-                closed[i] += c.load(Relaxed);
-            }
+        let refused_by = by_name(refuse_names(), workers.iter().map(|w| &w.refused));
+        Stats {
+            backend,
+            open: total(|w| &w.open),
+            accepted: total(|w| &w.accepted),
+            rejected: total(|w| &w.rejected),
+            connected: total(|w| &w.connected),
+            connect_failed: total(|w| &w.connect_failed),
+            closed: total(|w| &w.closed),
+            bytes_in: total(|w| &w.bytes_in),
+            bytes_out: total(|w| &w.bytes_out),
+            enobufs: total(|w| &w.enobufs),
+            stale_completions: total(|w| &w.stale_completions),
+            handler_panics: total(|w| &w.handler_panics),
+            undelivered_bytes: total(|w| &w.undelivered_bytes),
+            late_sends: total(|w| &w.late_sends),
+            cq_overflows: total(|w| &w.cq_overflows),
+            protocol_errors: total(|w| &w.protocol_errors),
+            frames_discarded: total(|w| &w.frames_discarded),
+            refused: refused_by.iter().map(|(_, n)| n).sum(),
+            refused_by,
+            closed_by: by_name(close_names(), workers.iter().map(|w| &w.closed_by)),
+            accept_errors: total(|w| &w.accept_errors),
+            timeouts_fired: total(|w| &w.timeouts_fired),
+            timers_fired: total(|w| &w.timers_fired),
+            slow_readers: total(|w| &w.slow_readers),
+            queued_bytes: total(|w| &w.queued_bytes),
+            listeners: listener_names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| ListenerStats::sum(name, i, &workers))
+                .collect(),
         }
-        s.refused = refused.iter().sum();
-        s.refused_by = RefuseReason::ALL
-            .iter()
-            .map(|r| (r.name(), refused[r.index()]))
-            .collect();
-        s.closed_by = CloseReason::NAMES
-            .iter()
-            .zip(closed)
-            .map(|(n, c)| (*n, c))
-            .collect();
-        s
     }
 }

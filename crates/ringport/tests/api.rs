@@ -4,7 +4,9 @@
 
 mod util;
 
-use ringport::{Accept, Bytes, CloseReason, Conn, ConnRef, Error, Handler, SendError, Server};
+use ringport::{
+    Accept, Bytes, CloseReason, Conn, ConnRef, Error, Handler, Incoming, SendError, Server,
+};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -101,8 +103,9 @@ struct Picky {
 
 impl Handler for Shared<Picky> {
     type Session = ();
-    fn on_accept(&self, peer: SocketAddr) -> Accept {
-        self.seen_peers.lock().unwrap().push(peer);
+    fn on_accept(&self, incoming: &Incoming) -> Accept {
+        assert_eq!(incoming.listener, 0);
+        self.seen_peers.lock().unwrap().push(incoming.peer);
         let left = self.reject.load(Ordering::SeqCst);
         if left > 0 {
             self.reject.store(left - 1, Ordering::SeqCst);

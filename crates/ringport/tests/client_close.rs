@@ -1,7 +1,7 @@
 //! An outbound connection's full life: connect, echo, close by the client, `on_close`,
 //! slot freed, and a shutdown with nothing left to force.
 
-use ringport::{Accept, Client, CloseReason, Conn, Handler, Server};
+use ringport::{Accept, Client, CloseReason, Conn, Handler, Incoming, Server};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ struct Echo;
 
 impl Handler for Echo {
     type Session = ();
-    fn on_accept(&self, _peer: SocketAddr) -> Accept {
+    fn on_accept(&self, _incoming: &Incoming) -> Accept {
         Accept::Accept
     }
     fn on_open(&self, _conn: &mut Conn) {}

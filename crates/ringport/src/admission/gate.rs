@@ -142,3 +142,47 @@ impl Gate {
         lock(&self.access).remove_deny(net)
     }
 }
+
+/// The admission setters of a builder whose `AdmissionConfig` sits at `self.<path>`
+/// (the server builder's, server-wide; a listener's, for that listener only).
+macro_rules! admission_setters {
+    ($($field:ident).+) => {
+        /// At most `n` inbound connections open at once (over all workers); more are
+        /// refused at accept ([`crate::admission::RefuseReason::MaxConnections`]).
+        pub fn max_connections(mut self, n: u64) -> Self {
+            self.$($field).+.max_connections = Some(n);
+            self
+        }
+
+        /// At most `n` connections open at once from one address.
+        pub fn max_per_ip(mut self, n: u32) -> Self {
+            self.$($field).+.max_per_ip = Some(n);
+            self
+        }
+
+        /// At most `rate` accepts per second, in bursts of up to `burst`.
+        pub fn accept_rate(mut self, rate: f64, burst: u32) -> Self {
+            self.$($field).+.accept_rate = Some((rate, burst));
+            self
+        }
+
+        /// At most `rate` accepts per second from one address, in bursts of up to `burst`.
+        pub fn accept_rate_per_ip(mut self, rate: f64, burst: u32) -> Self {
+            self.$($field).+.accept_rate_per_ip = Some((rate, burst));
+            self
+        }
+
+        /// Allow `net` (once any range is allowed, only allowed ranges may connect).
+        pub fn allow(mut self, net: crate::admission::IpNet) -> Self {
+            self.$($field).+.allow.push(net);
+            self
+        }
+
+        /// Refuse connections from `net`.
+        pub fn deny(mut self, net: crate::admission::IpNet) -> Self {
+            self.$($field).+.deny.push(net);
+            self
+        }
+    };
+}
+pub(crate) use admission_setters;

@@ -45,7 +45,7 @@ mod token_bucket;
 
 pub use access_list::{AccessList, Verdict};
 pub use gate::AdmissionConfig;
-pub(crate) use gate::Gate;
+pub(crate) use gate::{admission_setters, Gate};
 pub use ip_net::{IpNet, IpNetError};
 pub use per_ip::{PerIpLimiter, DEFAULT_MAX_TRACKED_IPS};
 pub use refuse_reason::RefuseReason;

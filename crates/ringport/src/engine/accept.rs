@@ -6,7 +6,7 @@ use super::lifecycle::{errno_of, guard};
 use super::user_data::{encode, OpKind};
 use super::worker::Worker;
 use crate::admission::RefuseReason;
-use crate::handler::{Accept, Handler};
+use crate::handler::{Accept, Handler, Incoming};
 use crate::stats::bump;
 use crate::sys::{socket, Completion, Driver};
 use std::os::fd::OwnedFd;
@@ -62,36 +62,43 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.listeners[i].paused_until = Some(now + super::worker::worker_retry());
     }
 
-    /// Admission control, then the handler's veto, then open (remembering which listener
-    /// accepted); or refuse at once.
+    /// Admission control (the listener's, then the server's), then the handler's veto,
+    /// then open; or refuse at once.
     fn admit(&mut self, fd: OwnedFd, listener: usize) {
         let Some(peer) = socket::peer_addr(&fd) else {
             return; // the peer already left; dropping the fd closes it
         };
         let now = Instant::now();
-        if let Err(why) = self.shared.gate.admit(peer.ip(), now) {
-            return self.refuse(fd, why);
+        let (ip, shared) = (peer.ip(), &*self.shared);
+        let own = &shared.listener_gates[listener];
+        if let Err(why) = own.admit(ip, now) {
+            return self.refuse(fd, listener, why);
+        }
+        if let Err(why) = shared.gate.admit(ip, now) {
+            own.release(ip, now);
+            return self.refuse(fd, listener, why);
         }
         let handler = &self.handler;
-        let verdict = guard(&self.stats, || handler.on_accept(peer)).unwrap_or(Accept::Reject);
+        let incoming = Incoming { peer, listener };
+        let verdict = guard(&self.stats, || handler.on_accept(&incoming)).unwrap_or(Accept::Reject);
         if verdict == Accept::Reject {
-            self.shared.gate.release(peer.ip(), now);
+            self.shared.release(listener, ip, now);
             bump(&self.stats.rejected, 1);
-            return self.refuse(fd, RefuseReason::HandlerVeto);
+            return self.refuse(fd, listener, RefuseReason::HandlerVeto);
         }
         bump(&self.stats.accepted, 1);
-        let (slot, gen) = self.insert(fd, peer, 0, false, Phase::Open);
+        bump(&self.stats.listeners[listener].accepted, 1);
+        let (slot, gen) = self.insert(fd, peer, 0, Some(listener), Phase::Open);
         if let Some(st) = self.conns.get_mut(slot, gen) {
             st.admitted = true;
-            // Fewer than u16::MAX listeners (checked at start).
-            st.conn.listener = listener as u16;
         }
         self.opened(slot, gen);
     }
 
     /// Close a refused connection at once and count why.
-    fn refuse(&mut self, fd: OwnedFd, why: RefuseReason) {
+    fn refuse(&mut self, fd: OwnedFd, listener: usize, why: RefuseReason) {
         bump(&self.stats.refused[why.index()], 1);
+        bump(&self.stats.listeners[listener].refused[why.index()], 1);
         self.io.close(fd, encode(OpKind::Ignore, 0, 0));
     }
 }

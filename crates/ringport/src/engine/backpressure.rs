@@ -8,7 +8,7 @@ use crate::conn::CloseRequest;
 use crate::error::CloseReason;
 use crate::handler::Handler;
 use crate::sys::Driver;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// What the worker does about one connection's send queue after its callbacks.
 pub(super) enum QueueVerdict {
@@ -40,6 +40,12 @@ impl SendBudget {
     }
 }
 
+/// Add `delta` to a gauge only its worker writes, never below zero.
+fn add_signed(counter: &AtomicU64, delta: i64) {
+    let now = counter.load(Ordering::Relaxed) as i64 + delta;
+    counter.store(now.max(0) as u64, Ordering::Relaxed);
+}
+
 impl<H: Handler, D: Driver> Worker<H, D> {
     /// After a connection's callbacks or a send completion: act on its queue size.
     /// Returns false if the connection is now closing.
@@ -52,10 +58,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             let q = st.conn.queued;
             let limits = &self.config.send_queue;
             let over_budget = self.shared.budget.account(st.queued_reported, q);
-            let counter = &self.stats.queued_bytes;
-            let total =
-                counter.load(Ordering::Relaxed) as i64 + q as i64 - st.queued_reported as i64;
-            counter.store(total.max(0) as u64, Ordering::Relaxed);
+            let delta = q as i64 - st.queued_reported as i64;
+            add_signed(&self.stats.queued_bytes, delta);
+            if let Some(l) = self.stats.listener(st.conn.listener) {
+                add_signed(&l.queued_bytes, delta);
+            }
             st.queued_reported = q;
             if limits.max.is_some_and(|max| q > max) || (over_budget && q > limits.low_water) {
                 QueueVerdict::Close
@@ -98,11 +105,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn release_budget(&mut self, slot: u32, gen: u32) {
         if let Some(st) = self.conns.get_mut(slot, gen) {
             self.shared.budget.account(st.queued_reported, 0);
-            let counter = &self.stats.queued_bytes;
-            let total = counter
-                .load(Ordering::Relaxed)
-                .saturating_sub(st.queued_reported as u64);
-            counter.store(total, Ordering::Relaxed);
+            let delta = -(st.queued_reported as i64);
+            add_signed(&self.stats.queued_bytes, delta);
+            if let Some(l) = self.stats.listener(st.conn.listener) {
+                add_signed(&l.queued_bytes, delta);
+            }
             st.queued_reported = 0;
         }
     }

@@ -114,19 +114,29 @@ pub(super) fn errno_of(result: i32) -> i32 {
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {
+    /// A new connection: accepted by listener `listener`, or outbound (`None`).
     pub(super) fn insert(
         &mut self,
         fd: OwnedFd,
         peer: SocketAddr,
         token: u64,
-        outbound: bool,
+        listener: Option<usize>,
         phase: Phase,
     ) -> (u32, u32) {
-        let (index, ctx) = (self.index, self.ctx.clone());
+        let index = self.index;
+        let ctx = match listener {
+            Some(l) => self.listeners[l].ctx.clone(),
+            None => self.ctx.clone(),
+        };
         self.conns.insert_with(|slot, gen| {
             let id = ConnId::new(index, slot, gen);
             let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            ConnState::new(Conn::new(id, token, peer, raw, outbound, ctx), fd, phase)
+            let mut conn = Conn::new(id, token, peer, raw, listener.is_none(), ctx);
+            if let Some(l) = listener {
+                // Fewer than u16::MAX listeners (checked at start).
+                conn.listener = l as u16;
+            }
+            ConnState::new(conn, fd, phase)
         })
     }
 
@@ -136,6 +146,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
+        if let Some(l) = self.stats.listener(st.conn.listener) {
+            bump(&l.open, 1);
+        }
         st.phase = Phase::Open;
         st.opened = true;
         let handler = &self.handler;
@@ -161,7 +174,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 return;
             }
         };
-        let (slot, gen) = self.insert(fd, addr, token, true, Phase::Connecting);
+        let (slot, gen) = self.insert(fd, addr, token, None, Phase::Connecting);
         let timeout = self.config.connect_timeout;
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
@@ -255,6 +268,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 return self.mark_dirty(slot, gen);
             };
             bump(&self.stats.bytes_in, c.result as u64);
+            if let Some(l) = self.stats.listener(st.conn.listener) {
+                bump(&l.bytes_in, c.result as u64);
+            }
             if st.is_open() && st.conn.close == CloseRequest::None {
                 deliver(&*self.handler, &self.stats, st, self.io.recv_bytes(&id));
             }
@@ -321,6 +337,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         st.sending = 0;
         if c.result >= 0 {
             bump(&self.stats.bytes_out, sent as u64);
+            if let Some(l) = self.stats.listener(st.conn.listener) {
+                bump(&l.bytes_out, sent as u64);
+            }
             if !st.conn.has_unsent() && st.is_open() && st.conn.close == CloseRequest::None {
                 if let Some(session) = st.session.as_mut() {
                     let (handler, conn) = (&self.handler, &mut st.conn);
@@ -496,8 +515,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             open.store(open.load(Relaxed).saturating_sub(1), Relaxed);
             bump(&self.stats.closed, 1);
             bump(&self.stats.closed_by[reason.index()], 1);
+            if let Some(l) = self.stats.listener(st.conn.listener) {
+                l.open
+                    .store(l.open.load(Relaxed).saturating_sub(1), Relaxed);
+                bump(&l.closed_by[reason.index()], 1);
+            }
             if st.admitted {
-                self.shared.gate.release(st.conn.peer.ip(), Instant::now());
+                let (listener, ip) = (usize::from(st.conn.listener), st.conn.peer.ip());
+                self.shared.release(listener, ip, Instant::now());
             }
             if let Some(session) = st.session.take() {
                 let (handler, conn) = (&self.handler, &st.conn);

@@ -21,12 +21,12 @@ use crate::admission::{Gate, IpNet};
 use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::handler::Handler;
+use crate::listener::ListenerSpec;
 use crate::server::ShutdownReport;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys;
 use mailbox::{Mailbox, Message};
 pub(crate) use registry::REGISTRY_WAIT;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,11 +35,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use worker::{Worker, WorkerExit};
 
-/// What an engine's workers share besides the handler: admission control and the
-/// budget of queued send bytes.
+/// What an engine's workers share besides the handler: admission control (server-wide
+/// and per listener) and the budget of queued send bytes.
 #[derive(Debug)]
 pub(crate) struct EngineShared {
     pub gate: Gate,
+    /// By listener index.
+    pub listener_gates: Vec<Gate>,
     pub budget: backpressure::SendBudget,
 }
 
@@ -51,24 +53,40 @@ struct WorkerHandle {
     thread: Option<JoinHandle<WorkerExit>>,
 }
 
-/// The running workers of one server or client.
-pub(crate) struct Engine<H> {
+/// The running workers of one server or client (whatever their handler's type: that is
+/// known to the worker threads only).
+pub(crate) struct Engine {
     workers: Vec<WorkerHandle>,
     backend: sys::Chosen,
     shared: Arc<EngineShared>,
     stats: Vec<Arc<WorkerStats>>,
+    /// Each listener's name (given, or its bound address) for the statistics.
+    listener_names: Vec<String>,
     next_connect: AtomicUsize,
-    _handler: PhantomData<fn() -> H>,
 }
 
-impl<H: Handler> Engine<H> {
-    /// Bind one SO_REUSEPORT listener per address per worker, start the workers, and
-    /// return the engine with the bound addresses.
-    pub(crate) fn start(
+impl EngineShared {
+    /// An admitted connection of listener `listener` from `ip` closed (or was vetoed).
+    pub(crate) fn release(&self, listener: usize, ip: std::net::IpAddr, now: Instant) {
+        self.gate.release(ip, now);
+        if let Some(own) = self.listener_gates.get(listener) {
+            own.release(ip, now);
+        }
+    }
+}
+
+fn gate(admission: &crate::admission::AdmissionConfig) -> Result<Gate, Error> {
+    Gate::new(admission).map_err(|e| Error::Config(format!("admission: {e}")))
+}
+
+impl Engine {
+    /// Bind one SO_REUSEPORT listener per address per worker, start the workers serving
+    /// with `handler`, and return the engine with the bound addresses.
+    pub(crate) fn start<H: Handler>(
         config: EngineConfig,
-        addrs: &[SocketAddr],
+        listeners: &[ListenerSpec],
         handler: H,
-    ) -> Result<(Engine<H>, Vec<SocketAddr>), Error> {
+    ) -> Result<(Engine, Vec<SocketAddr>), Error> {
         config.validate()?;
         let backend = sys::select(
             config.backend,
@@ -77,8 +95,11 @@ impl<H: Handler> Engine<H> {
         )
         .map_err(Error::Backend)?;
         let shared = Arc::new(EngineShared {
-            gate: Gate::new(&config.admission)
-                .map_err(|e| Error::Config(format!("admission: {e}")))?,
+            gate: gate(&config.admission)?,
+            listener_gates: listeners
+                .iter()
+                .map(|l| gate(&l.admission))
+                .collect::<Result<_, _>>()?,
             budget: backpressure::SendBudget {
                 limit: config
                     .send_queue
@@ -87,27 +108,34 @@ impl<H: Handler> Engine<H> {
                 queued: Default::default(),
             },
         });
-        let (per_worker, bound) = bind_listeners(&config, addrs)?;
+        let (per_worker, bound) = bind_listeners(&config, listeners)?;
         let handler = Arc::new(handler);
         let mut engine = Engine {
             workers: Vec::new(),
             backend,
             shared: shared.clone(),
             stats: Vec::new(),
+            listener_names: listeners
+                .iter()
+                .zip(&bound)
+                .map(|(l, addr)| l.name.clone().unwrap_or_else(|| addr.to_string()))
+                .collect(),
             next_connect: AtomicUsize::new(0),
-            _handler: PhantomData,
         };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, Error>>();
-        for (index, listeners) in per_worker.into_iter().enumerate() {
+        for (index, sockets) in per_worker.into_iter().enumerate() {
             let mailbox = Arc::new(Mailbox::new()?);
-            let stats = Arc::new(WorkerStats::default());
+            let stats = Arc::new(WorkerStats::new(listeners.len()));
             let setup = WorkerSetup {
                 index,
                 config: config.clone(),
                 handler: handler.clone(),
                 mailbox: mailbox.clone(),
                 stats: stats.clone(),
-                listeners,
+                listeners: sockets
+                    .into_iter()
+                    .zip(listeners.iter().map(|l| l.codec.clone()))
+                    .collect(),
                 shared: shared.clone(),
                 ready: ready_tx.clone(),
             };
@@ -173,16 +201,26 @@ impl<H: Handler> Engine<H> {
         self.shared.gate.remove_deny(net)
     }
 
+    /// The admission state of listener `index` alone.
+    pub(crate) fn listener_gate(&self, index: usize) -> Result<&Gate, Error> {
+        self.shared
+            .listener_gates
+            .get(index)
+            .ok_or(Error::NoListener(index))
+    }
+
     pub(crate) fn stats(&self) -> Stats {
-        Stats::sum(self.backend.name(), self.stats.iter().map(|s| &**s))
+        Stats::sum(
+            self.backend.name(),
+            self.stats.iter().map(|s| &**s),
+            &self.listener_names,
+        )
     }
 
     pub(crate) fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         self.stop(deadline)
     }
-}
 
-impl<H> Engine<H> {
     /// Ask every worker to shut down by `deadline`, join them, and sum their reports.
     fn stop(&mut self, deadline: Duration) -> ShutdownReport {
         let until = Instant::now() + deadline;
@@ -203,13 +241,13 @@ impl<H> Engine<H> {
                 Err(_) => tracing::error!("a ringport worker panicked"),
             }
         }
-        report.stats = Stats::sum(self.backend.name(), self.stats.iter().map(|s| &**s));
+        report.stats = self.stats();
         report.undelivered_bytes = report.stats.undelivered_bytes;
         report
     }
 }
 
-impl<H> Drop for Engine<H> {
+impl Drop for Engine {
     fn drop(&mut self) {
         if self.workers.iter().any(|w| w.thread.is_some()) {
             self.stop(Duration::ZERO);
@@ -224,7 +262,8 @@ struct WorkerSetup<H> {
     handler: Arc<H>,
     mailbox: Arc<Mailbox>,
     stats: Arc<WorkerStats>,
-    listeners: Vec<OwnedFd>,
+    /// Its listening sockets, each with its listener's own codec if it has one.
+    listeners: Vec<(OwnedFd, Option<crate::codec::Codec>)>,
     shared: Arc<EngineShared>,
     /// Told the backend's set-up name, or the error that stopped the worker.
     ready: mpsc::Sender<Result<&'static str, Error>>,
@@ -258,11 +297,11 @@ fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
 /// for the others, so all workers share the same port.
 fn bind_listeners(
     config: &EngineConfig,
-    addrs: &[SocketAddr],
+    listeners: &[ListenerSpec],
 ) -> Result<(Vec<Vec<OwnedFd>>, Vec<SocketAddr>), Error> {
     let mut per_worker: Vec<Vec<OwnedFd>> = (0..config.workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
-    for &addr in addrs {
+    for addr in listeners.iter().map(|l| l.addr) {
         let mut actual = addr;
         for (w, list) in per_worker.iter_mut().enumerate() {
             let sock = sys::socket::listener(actual, config.backlog, &config.sock_opts())?;

@@ -123,7 +123,7 @@ fn takes_broadcast<S>(st: &ConnState<S>, listener: Option<u16>) -> bool {
         && listener.map_or(true, |l| st.conn.listener == l)
 }
 
-impl<H> Engine<H> {
+impl Engine {
     /// Every open connection of every worker that answers within `wait`.
     pub(crate) fn connections(&self, wait: Duration) -> Vec<ConnInfo> {
         let (tx, rx) = mpsc::channel();

@@ -54,6 +54,7 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
         vec![],
         Arc::new(super::EngineShared {
             gate: crate::admission::Gate::new(&Default::default()).unwrap(),
+            listener_gates: Vec::new(),
             budget: Default::default(),
         }),
     )
@@ -61,9 +62,9 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
     let peer = "127.0.0.1:1".parse().unwrap();
 
     // First tenant of the slot, then freed; a second tenant takes the same slot.
-    let (slot, old_gen) = w.insert(socket(), peer, 0, false, Phase::Open);
+    let (slot, old_gen) = w.insert(socket(), peer, 0, None, Phase::Open);
     assert!(w.conns.remove(slot, old_gen).is_some());
-    let (slot2, new_gen) = w.insert(socket(), peer, 0, false, Phase::Open);
+    let (slot2, new_gen) = w.insert(socket(), peer, 0, None, Phase::Open);
     w.opened(slot2, new_gen);
     assert_eq!(slot2, slot);
     assert_ne!(new_gen, old_gen);

@@ -9,6 +9,7 @@
 
 use super::conn_state::ConnState;
 use super::worker::Worker;
+use crate::codec::Codec;
 use crate::config::Timeouts;
 use crate::conn::CloseRequest;
 use crate::error::{CloseReason, Timeout};
@@ -124,12 +125,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if !self.timeouts.any() {
             return;
         }
-        let framed = self.framed;
-        let Some(t) = self
-            .conns
-            .get_mut(slot, gen)
-            .and_then(|st| st.timing.as_deref_mut())
-        else {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let framed = st.conn.ctx.codec != Codec::Raw;
+        let Some(t) = st.timing.as_deref_mut() else {
             return;
         };
         let Some((at, _)) = earliest(t, &self.timeouts, framed) else {
@@ -178,10 +178,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     fn on_watch(&mut self, slot: u32, gen: u32) {
         let now = self.now_us();
-        let framed = self.framed;
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
+        let framed = st.conn.ctx.codec != Codec::Raw;
         let Some(t) = st.timing.as_deref_mut() else {
             return;
         };

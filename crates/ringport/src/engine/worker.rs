@@ -57,8 +57,11 @@ pub(super) fn worker_retry() -> Duration {
     ACCEPT_RETRY
 }
 
-pub(super) struct Listener {
+/// One listening socket of this worker.
+pub(super) struct ListenSocket {
     pub fd: Option<OwnedFd>,
+    /// What its connections share: the mailbox and the listener's codec.
+    pub ctx: Arc<ConnContext>,
     pub armed: bool,
     /// Do not re-arm before this instant (after an accept error).
     pub paused_until: Option<Instant>,
@@ -71,7 +74,7 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     /// The I/O backend (io_uring or readiness), seen as a completion port.
     pub(super) io: D,
     pub(super) conns: Slab<ConnState<H::Session>>,
-    pub(super) listeners: Vec<Listener>,
+    pub(super) listeners: Vec<ListenSocket>,
     pub(super) mailbox: Arc<Mailbox>,
     pub(super) stats: Arc<WorkerStats>,
     pub(super) config: EngineConfig,
@@ -84,12 +87,11 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) wheel: TimerWheel<TimerEntry>,
     pub(super) fired: Vec<TimerEntry>,
     pub(super) timeouts: Timeouts,
-    /// The codec frames (read timeouts then watch partial frames).
-    pub(super) framed: bool,
     /// When an accept error was last logged, and how many were not logged since.
     pub(super) accept_error_logged: Option<Instant>,
     pub(super) accept_errors_unlogged: u64,
-    /// The codec every connection of this engine frames with (shared with its `Conn`s).
+    /// The engine's codec and this worker's mailbox, shared by its `Conn`s (except those
+    /// of a listener with a codec of its own).
     pub(super) ctx: Arc<ConnContext>,
     /// Connections to look at after the current batch (sends, closes, re-arms).
     pub(super) dirty: Vec<(u32, u32)>,
@@ -109,7 +111,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         handler: Arc<H>,
         mailbox: Arc<Mailbox>,
         stats: Arc<WorkerStats>,
-        listeners: Vec<OwnedFd>,
+        listeners: Vec<(OwnedFd, Option<Codec>)>,
         shared: Arc<EngineShared>,
     ) -> Result<Worker<H, D>, Error> {
         let now = Instant::now();
@@ -127,8 +129,15 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             conns: Slab::new(),
             listeners: listeners
                 .into_iter()
-                .map(|fd| Listener {
+                .map(|(fd, codec)| ListenSocket {
                     fd: Some(fd),
+                    ctx: match codec {
+                        Some(codec) => Arc::new(ConnContext {
+                            mailbox: mailbox.clone(),
+                            codec: codec.clone(),
+                        }),
+                        None => ctx.clone(),
+                    },
                     armed: false,
                     paused_until: None,
                 })
@@ -143,7 +152,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             wheel: TimerWheel::new(WHEEL_TICK, WHEEL_SLOTS, now),
             fired: Vec::new(),
             timeouts: config.timeouts,
-            framed: config.codec != Codec::Raw,
             accept_error_logged: None,
             accept_errors_unlogged: 0,
             dirty: Vec::new(),
