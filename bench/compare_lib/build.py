@@ -36,7 +36,7 @@ def build_all(settings):
     notes = []
     wanted = [("ringport", ["build", "--release", "-p", "ringport-cli"], config.ROOT,
                config.RINGPORT_BIN)]
-    if any(s != "ringport" for s in settings.servers):
+    if any(s not in ("ringport", "ringport-poll", config.BASE) for s in settings.servers):
         wanted.append(("bench/peers", ["build", "--release"], config.PEERS_DIR, config.PEER_BIN))
     for what, args, cwd, binary in wanted:
         if not settings.build:

@@ -7,7 +7,7 @@ import sys
 from .report import ratio, value
 from .util import log, warn
 
-COLORS = {"ringport": "#d62728", "ringport-poll": "#e377c2", "tokio": "#1f77b4", "monoio": "#2ca02c",
+COLORS = {"ringport": "#d62728", "ringport-base": "#ff9896", "ringport-poll": "#e377c2", "tokio": "#1f77b4", "monoio": "#2ca02c",
           "threads": "#7f7f7f", "uring": "#ff7f0e"}
 SHORT = {1: "S1 1 conn", 2: "S2 100 conn", 3: "S3 100 conn\npipeline 16",
          4: "S4 1000 conn\n512 B", 6: "S6 churn\n(conns/s)"}

@@ -24,6 +24,9 @@ CHURN_SOURCE_IPS = [f"127.0.0.{i}" for i in range(2, 10)]
 CHURN_CONNECTIONS = 50
 
 SERVERS = ["ringport", "ringport-poll", "tokio", "monoio", "threads", "uring"]
+# An older ringport build to compare against (`--ringport-base PATH`), as its own column.
+BASE = "ringport-base"
+RINGPORT_BASE_BIN = None
 BASELINE = "tokio"  # every ratio is "server / tokio"
 
 
@@ -35,6 +38,10 @@ def server_argv(name):
     if name == "ringport-poll":
         return [str(RINGPORT_BIN), "echo-server", "--listen", LISTEN, "--workers", "1",
                 "--backend", "poll"]
+    if name == BASE:
+        # No --backend: a base older than the readiness backend lacks the flag; it runs
+        # on its default (io_uring where available).
+        return [str(RINGPORT_BASE_BIN), "echo-server", "--listen", LISTEN, "--workers", "1"]
     return [str(PEER_BIN), name, "--listen", LISTEN]
 
 
@@ -139,6 +146,9 @@ def parse_args(argv):
                    help="scenario 7 rate (default: half of tokio's scenario-2 median msgs/s)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md",
                    help="the Markdown report (results.json and results.png go next to it)")
+    p.add_argument("--ringport-base", type=Path, metavar="PATH",
+                   help="also run this ringport binary (an older build) as server "
+                   f"'{BASE}': an A/B of two ringport versions on the same load")
     p.add_argument("--no-build", action="store_true",
                    help="do not run cargo build (use the binaries as they are)")
     args = p.parse_args(argv)
@@ -163,7 +173,13 @@ def parse_args(argv):
     out = args.out if args.out.is_absolute() else Path(os.getcwd()) / args.out
     # Keep the servers' listed order, scenarios in numeric order (2 before 7).
     servers = [s for s in SERVERS if s in args.servers]
-    return Settings(
+    if args.ringport_base is not None:
+        global RINGPORT_BASE_BIN
+        if not args.ringport_base.is_file():
+            p.error(f"--ringport-base {args.ringport_base}: no such file")
+        RINGPORT_BASE_BIN = args.ringport_base.resolve()
+        servers.insert(1, BASE)
+    settings = Settings(
         quick=args.quick,
         rounds=rounds,
         duration=duration,
@@ -177,3 +193,6 @@ def parse_args(argv):
         rate=args.rate,
         build=not args.no_build,
     )
+    if RINGPORT_BASE_BIN is not None:
+        settings.notes.append(f"{BASE} is {RINGPORT_BASE_BIN} (its default backend)")
+    return settings
