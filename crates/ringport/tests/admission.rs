@@ -6,36 +6,10 @@ mod util;
 
 use ringport::admission::IpNet;
 use ringport::{Server, Stats};
-use socket2::{Domain, Socket, Type};
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use util::*;
-
-/// A blocking connection from `source` (a loopback address) to `addr`.
-fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let local: SocketAddr = format!("{source}:0").parse().unwrap();
-    sock.bind(&local.into()).unwrap();
-    sock.connect(&addr.into()).unwrap();
-    let s: TcpStream = sock.into();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s
-}
-
-/// Has the server closed this connection (EOF or reset) already? Does not block.
-fn closed_by_server(s: &mut TcpStream) -> bool {
-    s.set_nonblocking(true).unwrap();
-    let mut b = [0u8; 1];
-    let closed = match s.read(&mut b) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-        Err(_) => true,
-    };
-    s.set_nonblocking(false).unwrap();
-    closed
-}
 
 fn echo_server_with(
     build: impl FnOnce(ringport::ServerBuilder) -> ringport::ServerBuilder,

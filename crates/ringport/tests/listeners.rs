@@ -9,8 +9,7 @@ use ringport::codec::{DelimitedCodec, Endian, LengthCodec};
 use ringport::{
     Accept, CloseReason, Codec, Conn, FrameError, Handler, Incoming, Listener, Server, Stats,
 };
-use socket2::{Domain, Socket, Type};
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -203,19 +202,6 @@ fn outbound_connections_and_unnamed_listeners_use_the_servers_handler() {
     assert_eq!(echo_closes.lock().unwrap().len(), 2);
 }
 
-/// Has the server closed this connection (EOF or reset) already? Does not block.
-fn closed_by_server(s: &mut TcpStream) -> bool {
-    s.set_nonblocking(true).unwrap();
-    let mut b = [0u8; 1];
-    let closed = match s.read(&mut b) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
-    };
-    s.set_nonblocking(false).unwrap();
-    closed
-}
-
 /// Wait until the server has closed this connection (it was refused).
 #[track_caller]
 fn assert_refused(s: &mut TcpStream) {
@@ -314,17 +300,6 @@ fn a_ban_on_one_listener_leaves_the_other_open() {
         let mut b = [0u8; 1];
         matches!(s.read(&mut b), Ok(1))
     });
-}
-
-/// A blocking connection from `source` (a loopback address) to `addr`.
-fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let local: SocketAddr = format!("{source}:0").parse().unwrap();
-    sock.bind(&local.into()).unwrap();
-    sock.connect(&addr.into()).unwrap();
-    let s: TcpStream = sock.into();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s
 }
 
 #[test]

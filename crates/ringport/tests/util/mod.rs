@@ -371,3 +371,31 @@ impl<T> std::ops::Deref for Shared<T> {
         &self.0
     }
 }
+
+/// A blocking connection from `source` (a loopback address such as 127.0.0.2) to `addr`.
+#[track_caller]
+pub fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{source}:0").parse().unwrap();
+    sock.bind(&local.into()).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// Has the server closed this connection (EOF or reset) already? Does not block.
+pub fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    let closed = match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ),
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
