@@ -151,6 +151,11 @@ impl<H: Handler> Server<H> {
         self.engine.remove_deny(net)
     }
 
+    /// As [`Server::remove_deny`], on listener `listener` only.
+    pub fn remove_deny_on(&self, listener: usize, net: IpNet) -> Result<bool, Error> {
+        Ok(self.engine.listener_gate(listener)?.remove_deny(net))
+    }
+
     /// A snapshot of the open connections (inbound and outbound), oldest first: id, peer,
     /// listener, open time and queued bytes.
     ///
@@ -167,7 +172,9 @@ impl<H: Handler> Server<H> {
     /// A handle to the connection `id` (of this server) if it is open, asked of its
     /// worker. A send through it after the connection closes is counted in
     /// [`Stats::late_sends`]. Called from a callback running on that connection's worker
-    /// (which cannot answer then), the handle is returned without the check.
+    /// (which cannot answer then), the handle is returned without the check, and its
+    /// `send_frame` frames with the server's codec: there, use [`crate::Conn::handle`]
+    /// for a connection of a listener with a codec of its own.
     pub fn connection(&self, id: ConnId) -> Option<ConnRef> {
         self.engine.connection(id, REGISTRY_WAIT)
     }

@@ -300,6 +300,20 @@ fn a_ban_on_one_listener_leaves_the_other_open() {
         let mut b = [0u8; 1];
         matches!(s.read(&mut b), Ok(1))
     });
+    // A lasting ban, lifted by hand.
+    let denied = || {
+        server
+            .stats()
+            .listener("admin")
+            .unwrap()
+            .refused_for("denied")
+    };
+    let before = denied();
+    server.deny_on(1, loopback, None).unwrap();
+    assert_refused(&mut connect(admin));
+    assert!(server.remove_deny_on(1, loopback).unwrap());
+    echo_roundtrip(&mut connect(admin), b"lifted");
+    assert_eq!(denied(), before + 1);
 }
 
 #[test]
