@@ -1,6 +1,7 @@
 """Scenarios, servers, and the run settings taken from the command line."""
 
 import argparse
+import shlex
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ SERVERS = ["ringport", "ringport-poll", "tokio", "monoio", "threads", "uring"]
 # An older ringport build to compare against (`--ringport-base PATH`), as its own column.
 BASE = "ringport-base"
 RINGPORT_BASE_BIN = None
+RINGPORT_BASE_ARGS = []
 BASELINE = "tokio"  # every ratio is "server / tokio"
 
 
@@ -41,7 +43,8 @@ def server_argv(name):
     if name == BASE:
         # No --backend: a base older than the readiness backend lacks the flag; it runs
         # on its default (io_uring where available).
-        return [str(RINGPORT_BASE_BIN), "echo-server", "--listen", LISTEN, "--workers", "1"]
+        return ([str(RINGPORT_BASE_BIN), "echo-server", "--listen", LISTEN, "--workers", "1"]
+                + RINGPORT_BASE_ARGS)
     return [str(PEER_BIN), name, "--listen", LISTEN]
 
 
@@ -149,6 +152,8 @@ def parse_args(argv):
     p.add_argument("--ringport-base", type=Path, metavar="PATH",
                    help="also run this ringport binary (an older build) as server "
                    f"'{BASE}': an A/B of two ringport versions on the same load")
+    p.add_argument("--ringport-base-args", metavar="ARGS", default="",
+                   help="extra echo-server arguments for the base, e.g. \"--backend poll\"")
     p.add_argument("--no-build", action="store_true",
                    help="do not run cargo build (use the binaries as they are)")
     args = p.parse_args(argv)
@@ -174,10 +179,11 @@ def parse_args(argv):
     # Keep the servers' listed order, scenarios in numeric order (2 before 7).
     servers = [s for s in SERVERS if s in args.servers]
     if args.ringport_base is not None:
-        global RINGPORT_BASE_BIN
+        global RINGPORT_BASE_BIN  # noqa: PLW0603 (set once, from the command line)
         if not args.ringport_base.is_file():
             p.error(f"--ringport-base {args.ringport_base}: no such file")
         RINGPORT_BASE_BIN = args.ringport_base.resolve()
+        RINGPORT_BASE_ARGS.extend(shlex.split(args.ringport_base_args))
         servers.insert(1, BASE)
     settings = Settings(
         quick=args.quick,
@@ -194,5 +200,5 @@ def parse_args(argv):
         build=not args.no_build,
     )
     if RINGPORT_BASE_BIN is not None:
-        settings.notes.append(f"{BASE} is {RINGPORT_BASE_BIN} (its default backend)")
+        settings.notes.append(f"{BASE} is {shlex.join(server_argv(BASE))}")
     return settings

@@ -72,6 +72,8 @@ pub(crate) struct PollDriver {
     /// Pending connects: (deadline, fd, the connect's name, its timeout's name).
     deadlines: Vec<(Instant, RawFd, u64, u64)>,
     doorbell_armed: bool,
+    /// The last `submit_and_wait` handed over completions without polling.
+    skipped_poll: bool,
 }
 
 impl PollDriver {
@@ -299,6 +301,7 @@ impl Driver for PollDriver {
             slices: Vec::new(),
             deadlines: Vec::new(),
             doorbell_armed: false,
+            skipped_poll: false,
         })
     }
 
@@ -481,6 +484,18 @@ impl Driver for PollDriver {
         self.arena_used = 0;
         self.slices.clear();
         self.process();
+        if !self.ready.is_empty() && !self.skipped_poll {
+            // Our own operations completed (sends just written, usually): hand them over
+            // now and poll on the next call, rather than a zero-timeout epoll_wait here
+            // (one syscall per message less for a request/reply connection). Never twice
+            // in a row, so readiness is still polled at least every other call.
+            self.skipped_poll = true;
+            if !self.deadlines.is_empty() {
+                self.expire_connects(Instant::now());
+            }
+            return Ok(());
+        }
+        self.skipped_poll = false;
         let now = Instant::now();
         let mut wait = timeout;
         if let Some(first) = self.deadlines.iter().map(|d| d.0).min() {
