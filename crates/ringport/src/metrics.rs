@@ -89,6 +89,13 @@ const SCALARS: &[Scalar] = &[
         get: |s| s.queued_bytes,
     },
     Scalar {
+        field: "inflight_ops",
+        name: "ringport_inflight_operations",
+        kind: Kind::Gauge,
+        help: "Connection operations submitted and not yet completed.",
+        get: |s| s.inflight_ops,
+    },
+    Scalar {
         field: "accepted",
         name: "ringport_accepted_total",
         kind: Kind::Counter,
@@ -411,7 +418,7 @@ mod tests {
                 .collect(),
             ..Stats::default()
         };
-        let fields: [&mut u64; 20] = [
+        let fields: [&mut u64; 21] = [
             &mut s.open,
             &mut s.queued_bytes,
             &mut s.accepted,
@@ -432,6 +439,7 @@ mod tests {
             &mut s.enobufs,
             &mut s.stale_completions,
             &mut s.cq_overflows,
+            &mut s.inflight_ops,
         ];
         for (i, f) in fields.into_iter().enumerate() {
             *f = 1000 + i as u64;

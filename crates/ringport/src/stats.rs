@@ -60,6 +60,10 @@ pub struct Stats {
     pub slow_readers: u64,
     /// Bytes queued for sending over all connections now (not yet taken by the kernel).
     pub queued_bytes: u64,
+    /// Operations of connections submitted to the backend and not finally completed now:
+    /// armed receives, sends, connects, shutdowns, cancels and closes (as of each worker's
+    /// last loop).
+    pub inflight_ops: u64,
     /// The same counters for each listener's connections, in listener order.
     pub listeners: Vec<ListenerStats>,
 }
@@ -133,6 +137,8 @@ pub(crate) struct WorkerStats {
     pub slow_readers: AtomicU64,
     /// Bytes queued on this worker's connections (its own plain counter).
     pub queued_bytes: AtomicU64,
+    /// Published once per loop.
+    pub inflight_ops: AtomicU64,
     /// By listener index.
     pub listeners: Box<[ListenerCounters]>,
 }
@@ -274,6 +280,7 @@ impl Stats {
             timers_fired: total(|w| &w.timers_fired),
             slow_readers: total(|w| &w.slow_readers),
             queued_bytes: total(|w| &w.queued_bytes),
+            inflight_ops: total(|w| &w.inflight_ops),
             listeners: listener_names
                 .iter()
                 .enumerate()

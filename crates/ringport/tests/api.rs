@@ -7,7 +7,7 @@ mod util;
 use ringport::{
     Accept, Bytes, CloseReason, Conn, ConnRef, Error, Handler, Incoming, SendError, Server,
 };
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -47,6 +47,21 @@ fn stats_counters_move_after_an_echo() {
     assert_eq!(after.rejected, 0);
     assert_eq!(after.handler_panics, 0);
     assert_eq!(after.undelivered_bytes, 0);
+}
+
+#[test]
+fn inflight_operations_are_counted() {
+    let _watchdog = watchdog("inflight_operations_are_counted", TEST_LIMIT);
+    let (server, addr, _events) = echo_server();
+    assert_eq!(server.stats().inflight_ops, 0);
+    let mut clients: Vec<TcpStream> = (0..10).map(|_| connect(addr)).collect();
+    // Each open connection keeps one receive armed.
+    wait_for_value(WAIT, "in-flight ops", || server.stats().inflight_ops, 10);
+    echo_roundtrip(&mut clients[0], b"still one receive each after an echo");
+    wait_for_value(WAIT, "in-flight ops", || server.stats().inflight_ops, 10);
+    drop(clients);
+    wait_for_value(WAIT, "open", || server.stats().open, 0);
+    wait_for_value(WAIT, "in-flight ops", || server.stats().inflight_ops, 0);
 }
 
 #[test]

@@ -180,6 +180,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         st.inflight += 2;
+        self.inflight_ops += 2;
         st.connect_ops = 2;
         self.io.connect(
             slot,
@@ -236,6 +237,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         };
         st.connect_ops -= 1;
         st.inflight -= 1;
+        self.inflight_ops -= 1;
         if st.connect_ops == 0 {
             self.io.finish_connect(slot);
         }
@@ -260,6 +262,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             st.recv_armed = false;
             st.read_pause_cancelled = false;
             st.inflight -= 1;
+            self.inflight_ops -= 1;
         }
         if c.result > 0 {
             let Some(id) = self.io.claim_recv(&c) else {
@@ -334,6 +337,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         debug_assert!(st.conn.out.len() <= st.conn.queued);
         st.inflight -= 1;
+        self.inflight_ops -= 1;
         st.sending = 0;
         if c.result >= 0 {
             bump(&self.stats.bytes_out, sent as u64);
@@ -364,6 +368,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return self.stale();
         };
         st.inflight -= 1;
+        self.inflight_ops -= 1;
         self.op_done(slot, gen);
     }
 
@@ -427,6 +432,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             let ud = encode(OpKind::Send, slot, gen);
             st.sending = self.io.send(slot, st.raw_fd, &mut st.conn.out, ud);
             st.inflight += 1;
+            self.inflight_ops += 1;
         }
         let flushed = st.sending == 0 && !st.conn.has_unsent();
         if let CloseRequest::AfterFlush(reason) = st.conn.close {
@@ -446,6 +452,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if flushed && st.conn.shutdown_write && !st.write_shut {
             st.write_shut = true;
             st.inflight += 1;
+            self.inflight_ops += 1;
             self.io
                 .shutdown_write(st.raw_fd, encode(OpKind::Shutdown, slot, gen));
         }
@@ -461,6 +468,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         } else if !st.recv_armed && !st.read_eof {
             st.recv_armed = true;
             st.inflight += 1;
+            self.inflight_ops += 1;
             self.io
                 .recv_multi(st.raw_fd, encode(OpKind::Recv, slot, gen));
         }
@@ -541,6 +549,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         };
         if let Some(fd) = st.fd.take() {
             st.inflight += 1;
+            self.inflight_ops += 1;
             self.io.close(fd, encode(OpKind::Close, slot, gen));
         } else {
             self.conns.remove(slot, gen);

@@ -95,6 +95,9 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) ctx: Arc<ConnContext>,
     /// Connections to look at after the current batch (sends, closes, re-arms).
     pub(super) dirty: Vec<(u32, u32)>,
+    /// Operations of connections submitted and not finally completed (the sum of their
+    /// `ConnState::inflight`), published to the stats once per loop.
+    pub(super) inflight_ops: u64,
     /// Set once a shutdown message arrived: flush until this instant.
     pub(super) shutdown: Option<Instant>,
     /// The shutdown deadline passed and the stragglers were forced closed.
@@ -155,6 +158,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             accept_error_logged: None,
             accept_errors_unlogged: 0,
             dirty: Vec::new(),
+            inflight_ops: 0,
             shutdown: None,
             deadline_hit: false,
             exiting: false,
@@ -212,6 +216,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
             self.service_dirty();
             self.on_timers();
+            self.stats
+                .inflight_ops
+                .store(self.inflight_ops, std::sync::atomic::Ordering::Relaxed);
             if self.exiting && !self.io.doorbell_armed() {
                 break;
             }
