@@ -3,7 +3,7 @@
 use super::timeouts::ConnTiming;
 use crate::codec::{FrameDecoder, FrameReader};
 use crate::conn::Conn;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,13 +27,12 @@ pub(crate) struct ConnState<S> {
     pub session: Option<S>,
     /// The socket; taken when its close is submitted.
     pub fd: Option<OwnedFd>,
-    pub raw_fd: RawFd,
     pub phase: Phase,
     /// Operations submitted and not yet finally completed (multishot counts once).
     pub inflight: u32,
     pub recv_armed: bool,
-    /// Bytes covered by the in-flight send (0: none in flight).
-    pub sending: usize,
+    /// A send is in flight (one at a time).
+    pub sending: bool,
     /// Completions still due from the connect and its linked timeout (0, 1 or 2).
     pub connect_ops: u8,
     /// `on_open` has run (the connection counted as open).
@@ -68,12 +67,11 @@ impl<S> ConnState<S> {
         ConnState {
             conn,
             session: None,
-            raw_fd: fd.as_raw_fd(),
             fd: Some(fd),
             phase,
             inflight: 0,
             recv_armed: false,
-            sending: 0,
+            sending: false,
             connect_ops: 0,
             opened: false,
             admitted: false,
@@ -103,7 +101,7 @@ mod tests {
         let size = std::mem::size_of::<super::ConnState<()>>();
         use std::mem::size_of;
         assert!(
-            size <= 208,
+            size <= 200,
             "ConnState<()> is {size} bytes (Conn {})",
             size_of::<crate::conn::Conn>()
         );

@@ -184,7 +184,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         st.connect_ops = 2;
         self.io.connect(
             slot,
-            st.raw_fd,
+            st.conn.fd,
             addr,
             timeout,
             encode(OpKind::Connect, slot, gen),
@@ -338,7 +338,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         debug_assert!(st.conn.out.len() <= st.conn.queued);
         st.inflight -= 1;
         self.inflight_ops -= 1;
-        st.sending = 0;
+        st.sending = false;
         if c.result >= 0 {
             bump(&self.stats.bytes_out, sent as u64);
             if let Some(l) = self.stats.listener(st.conn.listener) {
@@ -428,13 +428,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         let paused = pause_reading && st.above_high;
-        if st.sending == 0 && !st.conn.out.is_empty() && !st.write_shut {
+        if !st.sending && !st.conn.out.is_empty() && !st.write_shut {
             let ud = encode(OpKind::Send, slot, gen);
-            st.sending = self.io.send(slot, st.raw_fd, &mut st.conn.out, ud);
+            self.io.send(slot, st.conn.fd, &mut st.conn.out, ud);
+            st.sending = true;
             st.inflight += 1;
             self.inflight_ops += 1;
         }
-        let flushed = st.sending == 0 && !st.conn.has_unsent();
+        let flushed = !st.sending && !st.conn.has_unsent();
         if let CloseRequest::AfterFlush(reason) = st.conn.close {
             if flushed {
                 return self.begin_close(slot, gen, reason);
@@ -443,7 +444,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 st.cancelled = true;
                 self.io.cancel(
                     encode(OpKind::Recv, slot, gen),
-                    st.raw_fd,
+                    st.conn.fd,
                     encode(OpKind::Ignore, 0, 0),
                 );
             }
@@ -454,14 +455,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             st.inflight += 1;
             self.inflight_ops += 1;
             self.io
-                .shutdown_write(st.raw_fd, encode(OpKind::Shutdown, slot, gen));
+                .shutdown_write(st.conn.fd, encode(OpKind::Shutdown, slot, gen));
         }
         if paused {
             if st.recv_armed && !st.read_pause_cancelled {
                 st.read_pause_cancelled = true;
                 self.io.cancel(
                     encode(OpKind::Recv, slot, gen),
-                    st.raw_fd,
+                    st.conn.fd,
                     encode(OpKind::Ignore, 0, 0),
                 );
             }
@@ -470,7 +471,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             st.inflight += 1;
             self.inflight_ops += 1;
             self.io
-                .recv_multi(st.raw_fd, encode(OpKind::Recv, slot, gen));
+                .recv_multi(st.conn.fd, encode(OpKind::Recv, slot, gen));
         }
     }
 
@@ -492,15 +493,15 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let ignore = encode(OpKind::Ignore, 0, 0);
         if st.recv_armed {
             self.io
-                .cancel(encode(OpKind::Recv, slot, gen), st.raw_fd, ignore);
+                .cancel(encode(OpKind::Recv, slot, gen), st.conn.fd, ignore);
         }
-        if st.sending > 0 {
+        if st.sending {
             self.io
-                .cancel(encode(OpKind::Send, slot, gen), st.raw_fd, ignore);
+                .cancel(encode(OpKind::Send, slot, gen), st.conn.fd, ignore);
         }
         if st.connect_ops > 0 {
             self.io
-                .cancel(encode(OpKind::Connect, slot, gen), st.raw_fd, ignore);
+                .cancel(encode(OpKind::Connect, slot, gen), st.conn.fd, ignore);
         }
         self.op_done(slot, gen);
     }

@@ -83,5 +83,5 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
         .conns
         .get_mut(slot2, new_gen)
         .expect("the new tenant is untouched");
-    assert_eq!((st.phase, st.inflight, st.sending), (Phase::Open, 0, 0));
+    assert_eq!((st.phase, st.inflight, st.sending), (Phase::Open, 0, false));
 }
