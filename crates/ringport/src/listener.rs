@@ -13,7 +13,9 @@ use std::sync::Arc;
 ///
 /// Unset settings follow the server's: its handler (the one given to `start`), its codec.
 /// Admission limits set here apply to this listener's connections on top of the
-/// server-wide ones (a connection must pass both). For example, a game server with a
+/// server-wide ones (a connection must pass both; the listener's are checked first, so a
+/// connection the server-wide limits then refuse has already spent the listener's rate
+/// tokens). Names must differ between listeners (`start` fails otherwise). For example, a game server with a
 /// length-prefixed protocol for players and a line protocol for operators on a second
 /// port, each with its own limits:
 ///

@@ -116,7 +116,8 @@ impl<H: Handler> Server<H> {
     }
 
     /// Refuse new connections from `net` from now on, or only `for_how_long` (a temporary
-    /// ban). Connections already open stay open.
+    /// ban; one too long to represent, such as `Duration::MAX`, lasts). Connections
+    /// already open stay open.
     pub fn deny(&self, net: IpNet, for_how_long: Option<Duration>) {
         self.engine.deny(net, for_how_long)
     }
@@ -136,7 +137,7 @@ impl<H: Handler> Server<H> {
     ) -> Result<(), Error> {
         self.engine
             .listener_gate(listener)?
-            .deny(net, for_how_long.map(|d| std::time::Instant::now() + d));
+            .deny(net, crate::engine::ban_until(for_how_long));
         Ok(())
     }
 

@@ -61,8 +61,8 @@ pub struct Stats {
     /// Bytes queued for sending over all connections now (not yet taken by the kernel).
     pub queued_bytes: u64,
     /// Operations of connections submitted to the backend and not finally completed now:
-    /// armed receives, sends, connects, shutdowns, cancels and closes (as of each worker's
-    /// last loop).
+    /// armed receives, sends, connects (with their timeout: two), shutdowns and closes
+    /// (as of each worker's last loop; cancels are not counted).
     pub inflight_ops: u64,
     /// The same counters for each listener's connections, in listener order.
     pub listeners: Vec<ListenerStats>,

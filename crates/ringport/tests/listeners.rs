@@ -342,3 +342,26 @@ fn a_listeners_allow_list_and_per_ip_limit_apply_to_it_only() {
     assert_eq!(stats.listener("public").unwrap().accepted, 3);
     assert_eq!(stats.refused, 2);
 }
+
+#[test]
+fn listener_names_must_differ_and_a_forever_ban_lasts() {
+    let _w = watchdog("listener_names", TEST_LIMIT);
+    let (echo, _events) = Echo::new();
+    let twice = Server::builder()
+        .listener(Listener::bind("127.0.0.1:0").unwrap().name("same"))
+        .listener(Listener::bind("127.0.0.1:0").unwrap().name("same"))
+        .start(echo);
+    assert!(
+        matches!(twice, Err(ringport::Error::Config(ref why)) if why.contains("\"same\"")),
+        "{:?}",
+        twice.err()
+    );
+    let (server, public, admin) = echo_pair(|l| l);
+    let loopback: IpNet = "127.0.0.0/8".parse().unwrap();
+    server.deny(loopback, Some(Duration::MAX)); // no overflow: a lasting ban
+    server.deny_on(1, loopback, Some(Duration::MAX)).unwrap();
+    assert_refused(&mut connect(public));
+    assert_refused(&mut connect(admin));
+    assert!(server.remove_deny(loopback));
+    echo_roundtrip(&mut connect(public), b"lifted");
+}

@@ -75,6 +75,12 @@ impl EngineShared {
     }
 }
 
+/// When a ban of `for_how_long` ends; `None` (lasting) for none or one too long to
+/// represent (`Duration::MAX` as "forever").
+pub(crate) fn ban_until(for_how_long: Option<Duration>) -> Option<Instant> {
+    for_how_long.and_then(|d| Instant::now().checked_add(d))
+}
+
 fn gate(admission: &crate::admission::AdmissionConfig) -> Result<Gate, Error> {
     Gate::new(admission).map_err(|e| Error::Config(format!("admission: {e}")))
 }
@@ -122,6 +128,14 @@ impl Engine {
                 .collect(),
             next_connect: AtomicUsize::new(0),
         };
+        let mut names: Vec<&String> = engine.listener_names.iter().collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Config(format!(
+                "two listeners are named {:?}: their statistics would be merged",
+                w[0]
+            )));
+        }
         let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, Error>>();
         for (index, sockets) in per_worker.into_iter().enumerate() {
             let mailbox = Arc::new(Mailbox::new()?);
@@ -186,9 +200,7 @@ impl Engine {
 
     /// Refuse `net` from now on (or for `for_how_long`).
     pub(crate) fn deny(&self, net: IpNet, for_how_long: Option<Duration>) {
-        self.shared
-            .gate
-            .deny(net, for_how_long.map(|d| Instant::now() + d));
+        self.shared.gate.deny(net, ban_until(for_how_long));
     }
 
     /// Allow `net` (once the allow list has entries, only they may connect).
