@@ -13,7 +13,7 @@ pub(super) enum WaitKind {
     Connect,
 }
 
-/// One descriptor's state, 32 bytes (there is one per connection). Default: unknown to
+/// One descriptor's state, 24 bytes (there is one per connection). Default: unknown to
 /// the backend.
 #[derive(Debug, Default)]
 pub(super) struct FdState {
@@ -32,14 +32,16 @@ pub(super) struct FdState {
     has_send: bool,
     /// An armed accept, doorbell wait or connect (`None`: nothing).
     wait_kind: Option<WaitKind>,
-    recv_ud: u64,
-    wait_ud: u64,
+    /// The name of the armed receive or of the wait: a descriptor never has both (a
+    /// listener or the doorbell never receives; a connecting socket's receive is armed
+    /// only after its connect completed and its wait was cleared).
+    ud: u64,
     send_key: u32,
 }
 
 impl FdState {
     fn waiting(&self, kind: WaitKind) -> Option<u64> {
-        (self.wait_kind == Some(kind)).then_some(self.wait_ud)
+        (self.wait_kind == Some(kind)).then_some(self.ud)
     }
 
     pub fn accept(&self) -> Option<u64> {
@@ -55,8 +57,12 @@ impl FdState {
     }
 
     pub fn wait_for(&mut self, kind: WaitKind, user_data: u64) {
+        debug_assert!(
+            !self.has_recv,
+            "a wait on a descriptor with a receive armed"
+        );
         self.wait_kind = Some(kind);
-        self.wait_ud = user_data;
+        self.ud = user_data;
     }
 
     pub fn clear_wait(&mut self) {
@@ -65,12 +71,18 @@ impl FdState {
 
     /// The armed multishot receive's name.
     pub fn recv(&self) -> Option<u64> {
-        self.has_recv.then_some(self.recv_ud)
+        self.has_recv.then_some(self.ud)
     }
 
     pub fn set_recv(&mut self, user_data: Option<u64>) {
+        debug_assert!(
+            user_data.is_none() || self.wait_kind.is_none(),
+            "a receive armed on a descriptor that waits"
+        );
         self.has_recv = user_data.is_some();
-        self.recv_ud = user_data.unwrap_or(0);
+        if let Some(ud) = user_data {
+            self.ud = ud;
+        }
     }
 
     /// The key of a send waiting for writability.
@@ -123,6 +135,6 @@ impl FdTable {
 mod tests {
     #[test]
     fn descriptor_state_stays_small() {
-        assert!(std::mem::size_of::<super::FdState>() <= 32);
+        assert!(std::mem::size_of::<super::FdState>() <= 24);
     }
 }
