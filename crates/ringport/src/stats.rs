@@ -227,6 +227,13 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
+/// Add `delta` to a gauge only its worker writes, never going below zero.
+#[inline]
+pub(crate) fn add_signed(gauge: &AtomicU64, delta: i64) {
+    let now = gauge.load(Relaxed) as i64 + delta;
+    gauge.store(now.max(0) as u64, Relaxed);
+}
+
 impl Stats {
     /// Connections closed with the reason named `name` (see [`CloseReason::NAMES`]).
     pub fn closed_with(&self, name: &str) -> u64 {

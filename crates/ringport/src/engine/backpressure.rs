@@ -7,8 +7,9 @@ use super::worker::Worker;
 use crate::conn::CloseRequest;
 use crate::error::CloseReason;
 use crate::handler::Handler;
+use crate::stats::add_signed;
 use crate::sys::Driver;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// What the worker does about one connection's send queue after its callbacks.
 pub(super) enum QueueVerdict {
@@ -38,12 +39,6 @@ impl SendBudget {
         let total = self.queued.fetch_add(delta, Ordering::Relaxed) + delta;
         total > limit
     }
-}
-
-/// Add `delta` to a gauge only its worker writes, never below zero.
-fn add_signed(counter: &AtomicU64, delta: i64) {
-    let now = counter.load(Ordering::Relaxed) as i64 + delta;
-    counter.store(now.max(0) as u64, Ordering::Relaxed);
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {

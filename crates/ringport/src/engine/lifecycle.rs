@@ -11,12 +11,11 @@ use crate::codec::{Codec, Event, FrameDecoder, FrameReader, Next};
 use crate::conn::{CloseRequest, Conn, ConnId};
 use crate::error::CloseReason;
 use crate::handler::Handler;
-use crate::stats::{bump, WorkerStats};
+use crate::stats::{add_signed, bump, WorkerStats};
 use crate::sys::{socket, Completion, Driver};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 /// Run a user callback; a panic is caught and counted, and `None` returned.
@@ -245,11 +244,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_recv(&mut self, slot: u32, gen: u32, c: Completion) {
-        let now = if self.timeouts.any() {
-            self.now_us()
-        } else {
-            0
-        };
+        let now = self.activity_stamp();
         let Some(st) = self.conns.get_mut(slot, gen) else {
             if c.result > 0 {
                 if let Some(id) = self.io.claim_recv(&c) {
@@ -319,11 +314,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_send(&mut self, slot: u32, gen: u32, c: Completion) {
-        let now = if self.timeouts.any() {
-            self.now_us()
-        } else {
-            0
-        };
+        let now = self.activity_stamp();
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return self.stale();
         };
@@ -416,7 +407,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         {
             self.arm_user_timers(slot, gen);
         }
-        if self.timeouts.any() {
+        if self.config.timeouts.any() {
             let now = self.now_us();
             if let Some(st) = self.conns.get_mut(slot, gen) {
                 Self::stamp_queue(st, now);
@@ -520,13 +511,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             bump(&self.stats.undelivered_bytes, undelivered);
         }
         if st.opened {
-            let open = &self.stats.open;
-            open.store(open.load(Relaxed).saturating_sub(1), Relaxed);
+            add_signed(&self.stats.open, -1);
             bump(&self.stats.closed, 1);
             bump(&self.stats.closed_by[reason.index()], 1);
             if let Some(l) = self.stats.listener(st.conn.listener) {
-                l.open
-                    .store(l.open.load(Relaxed).saturating_sub(1), Relaxed);
+                add_signed(&l.open, -1);
                 bump(&l.closed_by[reason.index()], 1);
             }
             if st.admitted {

@@ -99,9 +99,19 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         us(self.now.saturating_duration_since(self.epoch))
     }
 
+    /// The stamp for activity seen in this loop iteration: `now_us`, or 0 (no clock
+    /// arithmetic on the receive/send path) when no timeout is configured.
+    pub(super) fn activity_stamp(&self) -> u64 {
+        if self.config.timeouts.any() {
+            self.now_us()
+        } else {
+            0
+        }
+    }
+
     /// Stamp a newly opened connection and watch it.
     pub(super) fn timing_opened(&mut self, slot: u32, gen: u32) {
-        if !self.timeouts.any() {
+        if !self.config.timeouts.any() {
             return;
         }
         // A fresh reading, not the loop's: the loop's time can precede this connection's
@@ -122,7 +132,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// Set or move the connection's watch to its earliest deadline if that is earlier
     /// than the one set (never later: a watch firing early just sets itself again).
     pub(super) fn watch(&mut self, slot: u32, gen: u32) {
-        if !self.timeouts.any() {
+        if !self.config.timeouts.any() {
             return;
         }
         let Some(st) = self.conns.get_mut(slot, gen) else {
@@ -132,7 +142,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(t) = st.timing.as_deref_mut() else {
             return;
         };
-        let Some((at, _)) = earliest(t, &self.timeouts, framed) else {
+        let Some((at, _)) = earliest(t, &self.config.timeouts, framed) else {
             return;
         };
         match t.watch {
@@ -189,31 +199,24 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if !st.is_open() {
             return;
         }
-        match earliest(
-            st.timing.as_deref().expect("checked"),
-            &self.timeouts,
-            framed,
-        ) {
-            Some((at, Timeout::Heartbeat)) if at <= now => {
-                let hb = self
-                    .timeouts
-                    .heartbeat
-                    .expect("a heartbeat deadline needs one");
-                let t = st.timing.as_deref_mut().expect("checked");
-                if t.pings < hb.misses {
-                    t.pings += 1;
-                    if let Err(e) = st.conn.send_frame(hb.ping) {
-                        tracing::warn!(error = %e, "the heartbeat ping cannot be framed");
-                    }
-                    self.mark_dirty(slot, gen);
-                    self.watch(slot, gen);
-                } else {
-                    crate::stats::bump(&self.stats.timeouts_fired, 1);
-                    if !matches!(st.conn.close, CloseRequest::Now(_)) {
-                        st.conn.close = CloseRequest::Now(CloseReason::Timeout(Timeout::Heartbeat));
-                    }
-                    self.mark_dirty(slot, gen);
+        let t = st.timing.as_deref_mut().expect("checked");
+        match earliest(t, &self.config.timeouts, framed) {
+            // A heartbeat with pings left to send: ping; after the last, close below.
+            Some((at, Timeout::Heartbeat))
+                if at <= now
+                    && self
+                        .config
+                        .timeouts
+                        .heartbeat
+                        .is_some_and(|hb| t.pings < hb.misses) =>
+            {
+                t.pings += 1;
+                let ping = self.config.timeouts.heartbeat.expect("checked").ping;
+                if let Err(e) = st.conn.send_frame(ping) {
+                    tracing::warn!(error = %e, "the heartbeat ping cannot be framed");
                 }
+                self.mark_dirty(slot, gen);
+                self.watch(slot, gen);
             }
             Some((at, kind)) if at <= now => {
                 crate::stats::bump(&self.stats.timeouts_fired, 1);

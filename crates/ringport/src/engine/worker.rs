@@ -9,7 +9,6 @@ use super::user_data::{decode, encode, OpKind};
 use super::EngineShared;
 use crate::codec::Codec;
 use crate::config::EngineConfig;
-use crate::config::Timeouts;
 use crate::conn::ConnContext;
 use crate::error::Error;
 use crate::handler::Handler;
@@ -86,7 +85,6 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     /// Timeouts and handler timers.
     pub(super) wheel: TimerWheel<TimerEntry>,
     pub(super) fired: Vec<TimerEntry>,
-    pub(super) timeouts: Timeouts,
     /// When an accept error was last logged, and how many were not logged since.
     pub(super) accept_error_logged: Option<Instant>,
     pub(super) accept_errors_unlogged: u64,
@@ -154,7 +152,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             epoch: now,
             wheel: TimerWheel::new(WHEEL_TICK, WHEEL_SLOTS, now),
             fired: Vec::new(),
-            timeouts: config.timeouts,
             accept_error_logged: None,
             accept_errors_unlogged: 0,
             dirty: Vec::new(),
