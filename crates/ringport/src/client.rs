@@ -77,6 +77,19 @@ impl<H: Handler> Client<H> {
         self.engine.stats()
     }
 
+    /// Whether every worker is still running ([`crate::Health::Degraded`] once one was
+    /// lost; see [`Stats::workers_lost`]).
+    pub fn health(&self) -> crate::Health {
+        crate::Health::of(&self.engine.stats())
+    }
+
+    /// Tests only: make worker `worker` panic outside any handler guard, as a bug in the
+    /// engine would.
+    #[doc(hidden)]
+    pub fn inject_worker_panic(&self, worker: usize) -> Result<(), Error> {
+        self.engine.inject_worker_panic(worker)
+    }
+
     /// A snapshot of the open connections, oldest first (as [`crate::Server::connections`]).
     pub fn connections(&self) -> Vec<ConnInfo> {
         self.engine.connections(REGISTRY_WAIT)

@@ -57,9 +57,28 @@ pub struct EngineConfig {
     /// Send-queue water marks, cap and engine-wide budget. Default: marks at 256 KiB /
     /// 64 KiB, no cap, no budget.
     pub send_queue: SendQueueLimits,
+    /// Bytes each worker may hold in partly received frames (frames that span receives,
+    /// and exact reads), over all its connections. A frame's buffer grows with the bytes
+    /// that arrive, never with what its header announces; a connection whose growing
+    /// frame takes the worker over this budget is closed with
+    /// [`crate::CloseReason::FrameBudget`] (its memory freed at once). The check follows
+    /// each receive, so the budget may be passed by at most one receive's growth.
+    /// `usize::MAX`: no budget; 0: only frames that arrive within one receive are
+    /// delivered. Default: 64 MiB per worker.
+    pub frame_budget: usize,
+    /// Bytes that other threads may have waiting in one worker's mailbox (sends and
+    /// broadcasts through [`crate::ConnRef`] and the server, plus a small cost per
+    /// message) before the worker has taken them; beyond it, posts fail with
+    /// [`crate::SendError::Full`] instead of growing the queue without limit (a shutdown
+    /// is always taken). Default: 64 MiB per worker.
+    pub mailbox_bytes: usize,
     /// Tests only: make the io_uring probe fail, as on a kernel or container without it.
     #[doc(hidden)]
     pub inject_uring_probe_failure: bool,
+    /// Tests only: how far a freed slot's generation moves (1). 2^24 brings it round at
+    /// once, as 2^24 reuses of the slot would.
+    #[doc(hidden)]
+    pub inject_generation_step: u32,
 }
 
 /// Connection timeouts, each off when `None`. A connection closes with
@@ -168,7 +187,10 @@ impl Default for EngineConfig {
             admission: AdmissionConfig::default(),
             timeouts: Timeouts::default(),
             send_queue: SendQueueLimits::default(),
+            frame_budget: 64 << 20,
+            mailbox_bytes: 64 << 20,
             inject_uring_probe_failure: false,
+            inject_generation_step: 1,
         }
     }
 }
@@ -211,6 +233,11 @@ impl EngineConfig {
         if let Some(d) = self.tcp_keepalive {
             if d.is_zero() || d > Duration::from_secs(32767) {
                 return bad("tcp_keepalive must be between 1 s and 32767 s");
+            }
+        }
+        if let Some(hb) = self.timeouts.heartbeat {
+            if hb.every.is_zero() {
+                return bad("the heartbeat period must be above zero");
             }
         }
         if let Some(d) = self.tcp_user_timeout {
@@ -288,6 +315,21 @@ macro_rules! engine_setters {
         /// Send-queue water marks, hard cap and engine-wide budget.
         pub fn send_queue(mut self, limits: crate::SendQueueLimits) -> Self {
             self.config.send_queue = limits;
+            self
+        }
+
+        /// Bytes each worker may hold in partly received frames (see
+        /// [`crate::EngineConfig::frame_budget`]; default 64 MiB).
+        pub fn frame_budget(mut self, bytes: usize) -> Self {
+            self.config.frame_budget = bytes;
+            self
+        }
+
+        /// Bytes other threads may leave waiting in one worker's mailbox before posts fail
+        /// with [`crate::SendError::Full`] (see [`crate::EngineConfig::mailbox_bytes`];
+        /// default 64 MiB).
+        pub fn mailbox_bytes(mut self, bytes: usize) -> Self {
+            self.config.mailbox_bytes = bytes;
             self
         }
 

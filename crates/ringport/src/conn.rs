@@ -9,33 +9,48 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Identifies a connection: its worker, slot and slot generation. Never reused while the
-/// connection lives, and a later connection in the same slot gets a new generation.
+/// Identifies a connection: its worker, its slot in the worker's table, and a serial
+/// number the worker gives each connection it opens (56 bits: at a million new
+/// connections a second it would take two thousand years to wrap). The serial is checked
+/// on every use of the id (sends and closes through a [`ConnRef`], timers, lookups), so an
+/// id never reaches a later connection in the same slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub(crate) u64);
+pub struct ConnId {
+    /// worker:8 | serial:56 (unique within an engine: compared first).
+    word: u64,
+    slot: u32,
+}
+
+/// Serial numbers are 56 bits wide (the top byte of [`ConnId::as_u64`] is the worker).
+pub(crate) const SERIAL_MASK: u64 = (1 << 56) - 1;
 
 impl ConnId {
-    pub(crate) fn new(worker: u8, slot: u32, gen: u32) -> ConnId {
-        ConnId((worker as u64) << 56 | ((gen as u64) & 0xff_ffff) << 32 | slot as u64)
+    pub(crate) fn new(worker: u8, slot: u32, serial: u64) -> ConnId {
+        ConnId {
+            word: (worker as u64) << 56 | (serial & SERIAL_MASK),
+            slot,
+        }
     }
     pub(crate) fn worker(self) -> usize {
-        (self.0 >> 56) as usize
+        (self.word >> 56) as usize
     }
-    /// The raw 64-bit value (for logs and maps).
+    pub(crate) fn slot(self) -> u32 {
+        self.slot
+    }
+    /// The worker's serial number of the connection.
+    pub(crate) fn serial(self) -> u64 {
+        self.word & SERIAL_MASK
+    }
+    /// A 64-bit value unique among the connections of one server or client (worker and
+    /// serial number), for logs and maps.
     pub fn as_u64(self) -> u64 {
-        self.0
+        self.word
     }
 }
 
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "w{}:s{}:g{}",
-            self.worker(),
-            self.0 as u32,
-            (self.0 >> 32) & 0xff_ffff
-        )
+        write!(f, "w{}:s{}:#{}", self.worker(), self.slot, self.serial())
     }
 }
 
@@ -77,6 +92,17 @@ impl ConnInfo {
 pub(crate) struct ConnContext {
     pub mailbox: Arc<Mailbox>,
     pub codec: Codec,
+    /// The worker's counters (what a `Conn` refuses is counted there).
+    pub stats: Arc<crate::stats::WorkerStats>,
+}
+
+/// A connection's handler timers.
+#[derive(Debug, Default)]
+pub(crate) struct UserTimers {
+    /// Asked for since the worker last looked: (delay, token).
+    pub asked: Vec<(Duration, u64)>,
+    /// Armed on the worker's wheel and not yet fired.
+    pub armed: Vec<crate::timer::TimerKey>,
 }
 
 /// What the handler asked the engine to do with the connection's lifetime.
@@ -92,13 +118,14 @@ pub(crate) enum CloseRequest {
 /// The connection context lent to every callback. It lives on the connection's worker.
 #[derive(Debug)]
 pub struct Conn {
-    pub(crate) id: ConnId,
+    /// `ConnId`'s worker and serial number, and below its slot: kept apart so the slot
+    /// shares the fd's eight bytes instead of padding an id of its own.
+    id_word: u64,
     pub(crate) token: u64,
     pub(crate) peer: SocketAddr,
     pub(crate) fd: std::os::fd::RawFd,
-    pub(crate) outbound: bool,
-    /// The index of the listener that accepted it; [`NO_LISTENER`] for outbound ones (kept
-    /// in what was padding).
+    slot: u32,
+    /// The index of the listener that accepted it; [`NO_LISTENER`] for outbound ones.
     pub(crate) listener: u16,
     /// The worker's mailbox and the engine's codec (one shared pointer per connection).
     pub(crate) ctx: Arc<ConnContext>,
@@ -108,11 +135,15 @@ pub struct Conn {
     pub(crate) queued: usize,
     pub(crate) close: CloseRequest,
     pub(crate) shutdown_write: bool,
-    /// An exact read asked for and not yet handed to the frame reader: (length, progress).
-    pub(crate) exact: Option<(u32, bool)>,
-    /// Timers asked for in this callback, armed by the worker after it: (delay, token).
-    #[allow(clippy::box_collection)] // 8 bytes per connection instead of 24
-    pub(crate) timers: Option<Box<Vec<(std::time::Duration, u64)>>>,
+    /// An exact read asked for and not yet handed to the frame reader: its length (0:
+    /// none) and whether progress is reported (two fields, not an `Option` of a pair, so
+    /// they share the padding of the fields above).
+    pub(crate) exact_len: u32,
+    pub(crate) exact_progress: bool,
+    /// The handler's timers: asked for in callbacks and armed by the worker after them,
+    /// and those armed (cancelled when the connection closes). Boxed: 8 bytes for a
+    /// connection that sets none.
+    pub(crate) timers: Option<Box<UserTimers>>,
 }
 
 impl Conn {
@@ -121,22 +152,22 @@ impl Conn {
         token: u64,
         peer: SocketAddr,
         fd: std::os::fd::RawFd,
-        outbound: bool,
         ctx: Arc<ConnContext>,
     ) -> Conn {
         Conn {
-            id,
+            id_word: id.word,
             token,
             peer,
             fd,
-            outbound,
+            slot: id.slot,
             listener: NO_LISTENER,
             ctx,
             out: Outbound::default(),
             queued: 0,
             close: CloseRequest::None,
             shutdown_write: false,
-            exact: None,
+            exact_len: 0,
+            exact_progress: false,
             timers: None,
         }
     }
@@ -144,7 +175,7 @@ impl Conn {
     /// A snapshot for the registry; `opened` is computed by the worker.
     pub(crate) fn info(&self, opened: Instant) -> ConnInfo {
         ConnInfo {
-            id: self.id,
+            id: self.id(),
             peer: self.peer,
             listener: self.listener(),
             token: self.token,
@@ -155,7 +186,10 @@ impl Conn {
 
     /// This connection's id.
     pub fn id(&self) -> ConnId {
-        self.id
+        ConnId {
+            word: self.id_word,
+            slot: self.slot,
+        }
     }
 
     /// For an outbound connection, the token given to `connect`; 0 for inbound ones.
@@ -165,7 +199,7 @@ impl Conn {
 
     /// True for a connection this side opened with `connect`.
     pub fn is_outbound(&self) -> bool {
-        self.outbound
+        self.listener == NO_LISTENER
     }
 
     /// The remote address.
@@ -198,33 +232,50 @@ impl Conn {
     }
 
     /// Queue a copy of `data` for sending; consecutive copies are gathered into one
-    /// buffer. Order is kept across `send` and `send_bytes`. Ignored after
-    /// [`Conn::abort`].
+    /// buffer. Order is kept across `send` and `send_bytes`. Refused after
+    /// [`Conn::abort`] or [`Conn::shutdown_write`]: then the bytes are counted in
+    /// [`crate::Stats::refused_send_bytes`] ([`Conn::try_send`] says so).
     pub fn send(&mut self, data: &[u8]) {
-        if data.is_empty() || self.aborted() {
-            return;
-        }
-        self.out.push_copy(data);
-        self.queued += data.len();
+        let _ = self.try_send(data);
     }
 
-    /// Queue `data` for sending without copying it.
-    pub fn send_bytes(&mut self, data: Bytes) {
-        if data.is_empty() || self.aborted() {
-            return;
+    /// As [`Conn::send`], saying whether the bytes were taken:
+    /// [`SendError::WriteShut`] after [`Conn::shutdown_write`], [`SendError::Closing`]
+    /// after [`Conn::abort`] (or once the engine is closing the connection).
+    pub fn try_send(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.sendable(data.len())?;
+        if !data.is_empty() {
+            self.out.push_copy(data);
+            self.queued += data.len();
         }
-        self.queued += data.len();
-        self.out.push_shared(data);
+        Ok(())
+    }
+
+    /// Queue `data` for sending without copying it (refused as [`Conn::send`] is).
+    pub fn send_bytes(&mut self, data: Bytes) {
+        let _ = self.try_send_bytes(data);
+    }
+
+    /// As [`Conn::send_bytes`], saying whether the bytes were taken (see
+    /// [`Conn::try_send`]).
+    pub fn try_send_bytes(&mut self, data: Bytes) -> Result<(), SendError> {
+        self.sendable(data.len())?;
+        if !data.is_empty() {
+            self.queued += data.len();
+            self.out.push_shared(data);
+        }
+        Ok(())
     }
 
     /// Queue `payload` framed by the connection's codec (a length header, a delimiter,
     /// ...; with the raw codec, the payload as is). A payload the codec cannot frame (too
-    /// long for its header, containing its delimiter) is refused whole.
-    pub fn send_frame(&mut self, payload: &[u8]) -> Result<(), FrameError> {
-        if self.aborted() {
-            return Ok(());
-        }
+    /// long for its header, containing its delimiter) is refused whole
+    /// ([`SendError::Unframeable`]); so is any payload once the connection no longer
+    /// sends (see [`Conn::try_send`]).
+    pub fn send_frame(&mut self, payload: &[u8]) -> Result<(), SendError> {
         let parts = self.ctx.codec.parts(payload)?;
+        let len = parts.header().len() + payload.len() + parts.trailer().len();
+        self.sendable(len)?;
         for piece in [parts.header(), payload, parts.trailer()] {
             if !piece.is_empty() {
                 self.out.push_copy(piece);
@@ -232,6 +283,19 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Whether `len` more bytes may be queued; if not, they are counted as refused.
+    fn sendable(&self, len: usize) -> Result<(), SendError> {
+        let refused = if self.aborted() {
+            SendError::Closing
+        } else if self.shutdown_write {
+            SendError::WriteShut
+        } else {
+            return Ok(());
+        };
+        crate::stats::bump(&self.ctx.stats.refused_send_bytes, len as u64);
+        Err(refused)
     }
 
     /// Make the next `on_data` exactly `len` bytes, whatever the codec would cut (the
@@ -260,16 +324,35 @@ impl Conn {
             });
         }
         // Exact reads are at most u32::MAX bytes (the reader's limit is lower anyway).
-        self.exact = Some((len.min(u32::MAX as usize) as u32, progress));
+        self.exact_len = len.min(u32::MAX as usize) as u32;
+        self.exact_progress = progress;
         Ok(())
     }
 
+    /// The exact read asked for since the last look, if any: (length, progress).
+    pub(crate) fn take_exact(&mut self) -> Option<(u32, bool)> {
+        let len = std::mem::take(&mut self.exact_len);
+        (len > 0).then_some((len, self.exact_progress))
+    }
+
+    /// An exact read has been asked for and not yet handed to the frame reader.
+    pub(crate) fn exact_pending(&self) -> bool {
+        self.exact_len > 0
+    }
+
     /// Call [`crate::Handler::on_timer`] with `token` after `delay` (once), unless the
-    /// connection has closed by then.
+    /// connection has closed by then (its timers are cancelled when it closes). A delay
+    /// of a hundred years or more (`Duration::MAX`) never fires.
     pub fn set_timer(&mut self, delay: std::time::Duration, token: u64) {
         self.timers
             .get_or_insert_with(Default::default)
+            .asked
             .push((delay, token));
+    }
+
+    /// Timers have been asked for since the worker last armed them.
+    pub(crate) fn timers_asked(&self) -> bool {
+        self.timers.as_ref().is_some_and(|t| !t.asked.is_empty())
     }
 
     /// Bytes queued and not yet handed to the kernel.
@@ -293,7 +376,9 @@ impl Conn {
         }
     }
 
-    /// Shut the write side (send FIN) once the queue is flushed; reading goes on.
+    /// Shut the write side (send FIN) once the queue is flushed; reading goes on. Bytes
+    /// queued before this call are sent first; later sends are refused
+    /// ([`SendError::WriteShut`]).
     pub fn shutdown_write(&mut self) {
         self.shutdown_write = true;
     }
@@ -301,13 +386,35 @@ impl Conn {
     /// A handle to this connection that any thread may use to send or close.
     pub fn handle(&self) -> ConnRef {
         ConnRef {
-            id: self.id,
+            id: self.id(),
             ctx: self.ctx.clone(),
         }
     }
 
     fn aborted(&self) -> bool {
         matches!(self.close, CloseRequest::Now(_))
+    }
+
+    /// A close-now has been asked (its reason is set).
+    pub(crate) fn closing_now(&self) -> bool {
+        self.aborted()
+    }
+
+    /// Close now with `reason`, unless a close-now reason is already set: the first one
+    /// is the one reported.
+    pub(crate) fn fail(&mut self, reason: CloseReason) {
+        if !self.aborted() {
+            self.close = CloseRequest::Now(reason);
+        }
+    }
+
+    /// A callback panicked (the guard counted it): close now with
+    /// [`CloseReason::HandlerPanic`], unless a close was already asked, whose reason
+    /// stays.
+    pub(crate) fn panicked(&mut self) {
+        if self.close == CloseRequest::None {
+            self.close = CloseRequest::Now(CloseReason::HandlerPanic);
+        }
     }
 
     pub(crate) fn has_unsent(&self) -> bool {

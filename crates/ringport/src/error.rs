@@ -43,6 +43,15 @@ pub enum CloseReason {
     /// The peer does not read: the connection's send queue passed its hard cap (or the
     /// server's send-memory budget ran out while it was above its low water mark).
     SlowReader,
+    /// The connection's partly received frame took its worker over the budget for such
+    /// frames ([`crate::EngineConfig::frame_budget`]).
+    FrameBudget,
+    /// The kernel gave up on an established connection (ETIMEDOUT: unacknowledged data
+    /// past TCP_USER_TIMEOUT or the retransmission limit, or unanswered keepalive probes).
+    TransportTimeout,
+    /// The connection's worker died (a bug outside any handler guard); the server goes on
+    /// with its other workers, degraded (see [`crate::Stats::workers_lost`]).
+    WorkerLost,
 }
 
 /// Which timeout closed a connection.
@@ -62,7 +71,7 @@ pub enum Timeout {
 
 impl CloseReason {
     /// Every name [`CloseReason::name`] returns, in [`CloseReason::index`] order.
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 21] = [
         "local",
         "aborted",
         "peer_closed",
@@ -81,6 +90,9 @@ impl CloseReason {
         "timeout_write",
         "slow_reader",
         "timeout_heartbeat",
+        "frame_budget",
+        "transport_timeout",
+        "worker_lost",
     ];
 
     /// This reason's position in [`CloseReason::NAMES`] (for counter arrays).
@@ -104,6 +116,9 @@ impl CloseReason {
             CloseReason::Timeout(Timeout::Write) => 15,
             CloseReason::SlowReader => 16,
             CloseReason::Timeout(Timeout::Heartbeat) => 17,
+            CloseReason::FrameBudget => 18,
+            CloseReason::TransportTimeout => 19,
+            CloseReason::WorkerLost => 20,
         }
     }
 
@@ -134,16 +149,28 @@ impl CloseReason {
             CloseReason::Timeout(Timeout::Write) => "timeout_write",
             CloseReason::SlowReader => "slow_reader",
             CloseReason::Timeout(Timeout::Heartbeat) => "timeout_heartbeat",
+            CloseReason::FrameBudget => "frame_budget",
+            CloseReason::TransportTimeout => "transport_timeout",
+            CloseReason::WorkerLost => "worker_lost",
         }
     }
 
-    /// Map a negative completion result (or an errno) to a reason.
+    /// Map the errno of a failed operation on an established connection to a reason.
     pub(crate) fn from_errno(errno: i32) -> CloseReason {
         match errno {
             libc::ECONNRESET | libc::EPIPE => CloseReason::PeerReset,
+            libc::ETIMEDOUT => CloseReason::TransportTimeout,
+            e => CloseReason::Io(e),
+        }
+    }
+
+    /// Map the errno of a failed outbound connect to a reason (ECANCELED: its linked
+    /// timeout fired).
+    pub(crate) fn from_connect_errno(errno: i32) -> CloseReason {
+        match errno {
             libc::ECONNREFUSED => CloseReason::ConnectRefused,
             libc::ETIMEDOUT | libc::ECANCELED => CloseReason::ConnectTimeout,
-            e => CloseReason::Io(e),
+            e => CloseReason::from_errno(e),
         }
     }
 
@@ -185,6 +212,10 @@ pub enum Error {
     /// The engine has stopped; its workers no longer take work.
     #[error("the engine has stopped")]
     Stopped,
+    /// The worker's mailbox is full ([`crate::EngineConfig::mailbox_bytes`]); try again
+    /// later.
+    #[error("the worker has too much waiting for it; try again later")]
+    Busy,
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -199,6 +230,17 @@ pub enum SendError {
     /// The owning worker has stopped.
     #[error("the connection's worker has stopped")]
     WorkerStopped,
+    /// The owning worker's mailbox holds as many bytes as it may
+    /// ([`crate::EngineConfig::mailbox_bytes`]); try again once the worker has caught up.
+    #[error("the connection's worker has too much waiting for it; try again later")]
+    Full,
+    /// The connection's write side is shut ([`crate::Conn::shutdown_write`]): nothing
+    /// more can be sent.
+    #[error("the connection's write side is shut")]
+    WriteShut,
+    /// The connection is closing or closed: nothing more is sent.
+    #[error("the connection is closing")]
+    Closing,
     /// The payload cannot be framed by the connection's codec.
     #[error("cannot frame the payload: {0}")]
     Unframeable(#[from] FrameError),
@@ -207,6 +249,27 @@ pub enum SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn etimedout_is_a_connect_timeout_only_while_connecting() {
+        assert_eq!(
+            CloseReason::from_errno(libc::ETIMEDOUT),
+            CloseReason::TransportTimeout
+        );
+        assert_eq!(
+            CloseReason::from_connect_errno(libc::ETIMEDOUT),
+            CloseReason::ConnectTimeout
+        );
+        assert_eq!(
+            CloseReason::from_connect_errno(libc::ECONNREFUSED),
+            CloseReason::ConnectRefused
+        );
+        assert_eq!(
+            CloseReason::from_errno(libc::ECONNREFUSED),
+            CloseReason::Io(libc::ECONNREFUSED)
+        );
+        assert_eq!(CloseReason::from_errno(libc::EPIPE), CloseReason::PeerReset);
+    }
 
     #[test]
     fn names_and_indexes_agree() {
@@ -229,6 +292,9 @@ mod tests {
             CloseReason::Timeout(Timeout::Write),
             CloseReason::SlowReader,
             CloseReason::Timeout(Timeout::Heartbeat),
+            CloseReason::FrameBudget,
+            CloseReason::TransportTimeout,
+            CloseReason::WorkerLost,
         ];
         for (i, r) in all.iter().enumerate() {
             assert_eq!(r.index(), i);

@@ -109,6 +109,19 @@ impl<H: Handler> Server<H> {
         self.engine.stats()
     }
 
+    /// Whether every worker is still running ([`crate::Health::Degraded`] once one was
+    /// lost; see [`Stats::workers_lost`]).
+    pub fn health(&self) -> crate::Health {
+        crate::Health::of(&self.engine.stats())
+    }
+
+    /// Tests only: make worker `worker` panic outside any handler guard, as a bug in the
+    /// engine would.
+    #[doc(hidden)]
+    pub fn inject_worker_panic(&self, worker: usize) -> Result<(), Error> {
+        self.engine.inject_worker_panic(worker)
+    }
+
     /// Open an outbound connection on this server's workers, served by the same handler;
     /// `token` comes back in [`crate::Conn::token`] or `on_connect_failed`.
     pub fn connect(&self, addr: SocketAddr, token: u64) -> Result<(), Error> {

@@ -64,6 +64,17 @@ pub struct Stats {
     /// armed receives, sends, connects (with their timeout: two), shutdowns and closes
     /// (as of each worker's last loop; cancels are not counted).
     pub inflight_ops: u64,
+    /// I/O workers the engine started.
+    pub workers: u64,
+    /// Workers that died (a panic outside any handler guard, or a backend that kept
+    /// failing): their connections were closed with `CloseReason::WorkerLost`, their
+    /// mailboxes refuse posts, and the others go on serving. Non-zero means degraded.
+    pub workers_lost: u64,
+    /// Bytes held now in partly received frames (see `EngineConfig::frame_budget`).
+    pub frame_bytes: u64,
+    /// Bytes given to `Conn::send` (or `send_bytes`, `send_frame`) that were refused:
+    /// the write side was shut or the connection was closing (`Conn::try_send` says so).
+    pub refused_send_bytes: u64,
     /// The same counters for each listener's connections, in listener order.
     pub listeners: Vec<ListenerStats>,
 }
@@ -139,6 +150,11 @@ pub(crate) struct WorkerStats {
     pub queued_bytes: AtomicU64,
     /// Published once per loop.
     pub inflight_ops: AtomicU64,
+    /// 1 once the worker is lost.
+    pub lost: AtomicU64,
+    /// Published once per loop.
+    pub frame_bytes: AtomicU64,
+    pub refused_send_bytes: AtomicU64,
     /// By listener index.
     pub listeners: Box<[ListenerCounters]>,
 }
@@ -246,6 +262,12 @@ impl Stats {
         count_of(&self.refused_by, name)
     }
 
+    /// True when a worker has been lost (see [`Stats::workers_lost`]): the server still
+    /// serves on the others, with less capacity.
+    pub fn degraded(&self) -> bool {
+        self.workers_lost > 0
+    }
+
     /// The counters of the listener named `name` (see [`crate::Listener::name`]).
     pub fn listener(&self, name: &str) -> Option<&ListenerStats> {
         self.listeners.iter().find(|l| l.name == name)
@@ -288,6 +310,10 @@ impl Stats {
             slow_readers: total(|w| &w.slow_readers),
             queued_bytes: total(|w| &w.queued_bytes),
             inflight_ops: total(|w| &w.inflight_ops),
+            workers: workers.len() as u64,
+            workers_lost: total(|w| &w.lost),
+            frame_bytes: total(|w| &w.frame_bytes),
+            refused_send_bytes: total(|w| &w.refused_send_bytes),
             listeners: listener_names
                 .iter()
                 .enumerate()

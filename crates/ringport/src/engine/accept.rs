@@ -22,7 +22,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         if c.result >= 0 {
             let fd = socket::adopt_accepted(c.result);
-            if self.shutdown.is_none() {
+            if !self.shutting_down {
                 self.admit(fd, i);
             }
         } else {
@@ -31,7 +31,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 e => self.pause_accepting(i, e),
             }
         }
-        if self.shutdown.is_some() && !self.listeners[i].armed {
+        if self.shutting_down && !self.listeners[i].armed {
             self.listeners[i].fd = None;
         } else {
             self.arm_accept(i);

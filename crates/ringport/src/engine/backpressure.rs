@@ -4,7 +4,6 @@
 //! budget for the queued send memory of the whole engine.
 
 use super::worker::Worker;
-use crate::conn::CloseRequest;
 use crate::error::CloseReason;
 use crate::handler::Handler;
 use crate::stats::add_signed;
@@ -75,9 +74,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             QueueVerdict::Keep => true,
             QueueVerdict::Close => {
                 crate::stats::bump(&self.stats.slow_readers, 1);
-                if !matches!(st.conn.close, CloseRequest::Now(_)) {
-                    st.conn.close = CloseRequest::Now(CloseReason::SlowReader);
-                }
+                st.conn.fail(CloseReason::SlowReader);
                 false
             }
             QueueVerdict::Writable(writable) => {
@@ -87,8 +84,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                         handler.on_writable(session, conn, writable)
                     });
                     if ok.is_none() {
-                        st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
-                        return false;
+                        st.conn.panicked();
+                        return !st.conn.closing_now();
                     }
                 }
                 true

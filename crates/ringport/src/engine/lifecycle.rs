@@ -44,12 +44,12 @@ fn deliver<H: Handler>(
     };
     let conn = &mut st.conn;
     if st.reader.is_none() {
-        if conn.ctx.codec == Codec::Raw && conn.exact.is_none() {
+        if conn.ctx.codec == Codec::Raw && !conn.exact_pending() {
             // Raw bytes, no exact read asked: straight to the handler, no reader needed.
             if guard(stats, || handler.on_data(session, conn, data)).is_none() {
-                conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+                conn.panicked();
             }
-            if conn.exact.is_none() {
+            if !conn.exact_pending() {
                 return;
             }
             // The handler asked for an exact read: the next receive goes through a reader.
@@ -59,9 +59,9 @@ fn deliver<H: Handler>(
         st.reader = Some(new_reader(&conn.ctx.codec));
     }
     let reader = st.reader.as_deref_mut().expect("created above");
-    if let Some((len, progress)) = conn.exact.take() {
+    if let Some((len, progress)) = conn.take_exact() {
         if let Err(e) = reader.read_exact(len as usize, progress) {
-            conn.close = CloseRequest::Now(CloseReason::from_frame_error(e));
+            conn.fail(CloseReason::from_frame_error(e));
             return;
         }
     }
@@ -74,12 +74,12 @@ fn deliver<H: Handler>(
             }),
         };
         if ok.is_none() {
-            conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+            conn.panicked();
         }
         if conn.close != CloseRequest::None {
             return Next::Stop;
         }
-        match conn.exact.take() {
+        match conn.take_exact() {
             Some((len, progress)) => Next::ReadExact {
                 len: len as usize,
                 progress,
@@ -93,11 +93,35 @@ fn deliver<H: Handler>(
     }
     if let Err(e) = result {
         bump(&stats.protocol_errors, 1);
-        tracing::debug!(conn = %conn.id, peer = %conn.peer, error = %e, "closing: bad framing");
-        if !matches!(conn.close, CloseRequest::Now(_)) {
-            conn.close = CloseRequest::Now(CloseReason::from_frame_error(e));
-        }
+        tracing::debug!(conn = %conn.id(), peer = %conn.peer, error = %e, "closing: bad framing");
+        conn.fail(CloseReason::from_frame_error(e));
     }
+}
+
+/// Heap bytes a connection's frame reader holds (a partly received frame).
+fn reader_held<S>(st: &ConnState<S>) -> usize {
+    st.reader.as_ref().map_or(0, |r| r.capacity())
+}
+
+/// Account for a change in what the connection's reader holds (it held `before`) in the
+/// worker's total `held`, and return the new total. A connection whose reader grew while
+/// the total is over `budget` is closed with [`CloseReason::FrameBudget`] and its reader
+/// freed at once: the connection that asked for more, not one already holding its share.
+fn track_frame_memory<S>(
+    held: usize,
+    before: usize,
+    st: &mut ConnState<S>,
+    budget: usize,
+) -> usize {
+    let after = reader_held(st);
+    let held = held - before + after;
+    if after <= before || held <= budget {
+        return held;
+    }
+    tracing::debug!(conn = %st.conn.id(), held, budget, "closing: over the frame budget");
+    st.conn.fail(CloseReason::FrameBudget);
+    st.reader = None;
+    held - after
 }
 
 /// A connection's frame reader, made when its first receive needs one.
@@ -106,6 +130,42 @@ fn new_reader(codec: &Codec) -> Box<FrameReader<FrameDecoder>> {
         codec.decoder(),
         codec.max_exact_read(),
     ))
+}
+
+/// A connection has closed with `reason`: count it, release its admission, and run
+/// `on_close` (or, for a connect that never opened, `on_connect_failed`).
+pub(super) fn report_close<H: Handler>(
+    handler: &H,
+    stats: &WorkerStats,
+    shared: &super::EngineShared,
+    st: &mut ConnState<H::Session>,
+    reason: CloseReason,
+) {
+    let undelivered = st.conn.queued_bytes() as u64;
+    if undelivered > 0 {
+        bump(&stats.undelivered_bytes, undelivered);
+    }
+    if st.opened {
+        add_signed(&stats.open, -1);
+        bump(&stats.closed, 1);
+        bump(&stats.closed_by[reason.index()], 1);
+        if let Some(l) = stats.listener(st.conn.listener) {
+            add_signed(&l.open, -1);
+            bump(&l.closed_by[reason.index()], 1);
+        }
+        if st.admitted {
+            let (listener, ip) = (usize::from(st.conn.listener), st.conn.peer.ip());
+            shared.release(listener, ip, Instant::now());
+        }
+        if let Some(session) = st.session.take() {
+            let conn = &st.conn;
+            guard(stats, || handler.on_close(session, conn, reason));
+        }
+    } else if st.conn.is_outbound() {
+        let (token, addr) = (st.conn.token(), st.conn.peer_addr());
+        bump(&stats.connect_failed, 1);
+        guard(stats, || handler.on_connect_failed(token, addr, reason));
+    }
 }
 
 pub(super) fn errno_of(result: i32) -> i32 {
@@ -127,10 +187,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Some(l) => self.listeners[l].ctx.clone(),
             None => self.ctx.clone(),
         };
-        self.conns.insert_with(|slot, gen| {
-            let id = ConnId::new(index, slot, gen);
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.conns.insert_with(|slot, _gen| {
+            let id = ConnId::new(index, slot, serial);
             let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            let mut conn = Conn::new(id, token, peer, raw, listener.is_none(), ctx);
+            let mut conn = Conn::new(id, token, peer, raw, ctx);
             if let Some(l) = listener {
                 // Fewer than u16::MAX listeners (checked at start).
                 conn.listener = l as u16;
@@ -154,14 +216,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let conn = &mut st.conn;
         match guard(&self.stats, || handler.on_open(conn)) {
             Some(session) => st.session = Some(session),
-            None => st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic),
+            None => st.conn.panicked(),
         }
         self.timing_opened(slot, gen);
         self.mark_dirty(slot, gen);
     }
 
     pub(super) fn start_connect(&mut self, addr: SocketAddr, token: u64, bind: Option<SocketAddr>) {
-        if self.shutdown.is_some() {
+        if self.shutting_down {
             self.connect_failed(token, addr, CloseReason::Shutdown);
             return;
         }
@@ -174,7 +236,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
         };
         let (slot, gen) = self.insert(fd, addr, token, None, Phase::Connecting);
-        let timeout = self.config.connect_timeout;
+        // A timeout too long to represent waits "forever" (a hundred years).
+        let timeout = crate::deadline::clamp(self.config.connect_timeout);
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
@@ -214,10 +277,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             bump(&self.stats.connected, 1);
             self.opened(slot, gen);
         } else {
-            let reason = match errno_of(c.result) {
-                libc::ECANCELED => CloseReason::ConnectTimeout,
-                e => CloseReason::from_errno(e),
-            };
+            let reason = CloseReason::from_connect_errno(errno_of(c.result));
             self.begin_close(slot, gen, reason);
         }
     }
@@ -261,8 +321,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         if c.result > 0 {
             let Some(id) = self.io.claim_recv(&c) else {
+                // The kernel named no buffer we lent: close, but finish this op's
+                // accounting first (a closing connection waits for its last op).
                 tracing::error!(flags = c.flags, "receive completion without a valid buffer");
-                st.conn.close = CloseRequest::Now(CloseReason::Io(libc::EIO));
+                st.conn.fail(CloseReason::Io(libc::EIO));
+                self.op_done(slot, gen);
                 return self.mark_dirty(slot, gen);
             };
             bump(&self.stats.bytes_in, c.result as u64);
@@ -270,7 +333,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 bump(&l.bytes_in, c.result as u64);
             }
             if st.is_open() && st.conn.close == CloseRequest::None {
+                let before = reader_held(st);
                 deliver(&*self.handler, &self.stats, st, self.io.recv_bytes(&id));
+                self.frame_held = track_frame_memory(
+                    self.frame_held,
+                    before,
+                    st,
+                    self.config.frame_budget,
+                );
             }
             let buffered = st.reader.as_ref().map_or(0, |r| r.buffered());
             if let Some(t) = st.timing.as_deref_mut() {
@@ -290,7 +360,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 if let Some(session) = st.session.as_mut() {
                     let (handler, conn) = (&self.handler, &mut st.conn);
                     if guard(&self.stats, || handler.on_eof(session, conn)).is_none() {
-                        st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+                        st.conn.panicked();
                     }
                 }
                 // A graceful close after EOF is the peer's doing.
@@ -303,9 +373,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 libc::ENOBUFS => bump(&self.stats.enobufs, 1), // re-armed after the batch
                 libc::ECANCELED => {}
                 e => {
-                    if !matches!(st.conn.close, CloseRequest::Now(_)) {
-                        st.conn.close = CloseRequest::Now(CloseReason::from_errno(e));
-                    }
+                    st.conn.fail(CloseReason::from_errno(e));
                 }
             }
         }
@@ -339,15 +407,13 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 if let Some(session) = st.session.as_mut() {
                     let (handler, conn) = (&self.handler, &mut st.conn);
                     if guard(&self.stats, || handler.on_drained(session, conn)).is_none() {
-                        st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+                        st.conn.panicked();
                     }
                 }
             }
         } else if errno_of(c.result) != libc::ECANCELED {
             let reason = CloseReason::from_errno(errno_of(c.result));
-            if !matches!(st.conn.close, CloseRequest::Now(_)) {
-                st.conn.close = CloseRequest::Now(reason);
-            }
+            st.conn.fail(reason);
         }
         self.op_done(slot, gen);
         self.mark_dirty(slot, gen);
@@ -403,7 +469,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if self
             .conns
             .get_mut(slot, gen)
-            .is_some_and(|st| st.conn.timers.is_some())
+            .is_some_and(|st| st.conn.timers_asked())
         {
             self.arm_user_timers(slot, gen);
         }
@@ -413,6 +479,13 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 Self::stamp_queue(st, now);
             }
             self.watch(slot, gen);
+        }
+        self.deliver_buffered(slot, gen);
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if st.phase != Phase::Open || st.conn.closing_now() {
+            return self.service(slot, gen); // a delivery asked to close
         }
         let pause_reading = self.config.send_queue.pause_reading;
         let Some(st) = self.conns.get_mut(slot, gen) else {
@@ -466,6 +539,30 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
     }
 
+    /// An exact read asked for outside `on_data` (in `on_open`, a timer, ...) may already
+    /// be satisfied by bytes the reader holds: deliver them now rather than when the next
+    /// receive arrives, which may be never.
+    fn deliver_buffered(&mut self, slot: u32, gen: u32) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
+        if !(buffered && st.conn.exact_pending() && st.conn.close == CloseRequest::None) {
+            return;
+        }
+        let before = reader_held(st);
+        deliver(&*self.handler, &self.stats, st, &[]);
+        self.frame_held = track_frame_memory(self.frame_held, before, st, self.config.frame_budget);
+    }
+
+    /// Free a closing connection's frame reader (and its share of the frame budget).
+    fn drop_reader(&mut self, slot: u32, gen: u32) {
+        if let Some(st) = self.conns.get_mut(slot, gen) {
+            self.frame_held -= reader_held(st);
+            st.reader = None;
+        }
+    }
+
     /// Enter `Closing`: cancel whatever is in flight, then finish once all completed.
     pub(super) fn begin_close(&mut self, slot: u32, gen: u32, reason: CloseReason) {
         let Some(st) = self.conns.get_mut(slot, gen) else {
@@ -477,7 +574,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         st.phase = Phase::Closing;
         st.conn.close = CloseRequest::Now(reason);
         self.unwatch(slot, gen);
+        self.cancel_user_timers(slot, gen);
         self.release_budget(slot, gen);
+        self.drop_reader(slot, gen);
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
@@ -506,34 +605,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         st.phase = Phase::Closed;
-        let undelivered = st.conn.queued_bytes() as u64;
-        if undelivered > 0 {
-            bump(&self.stats.undelivered_bytes, undelivered);
-        }
-        if st.opened {
-            add_signed(&self.stats.open, -1);
-            bump(&self.stats.closed, 1);
-            bump(&self.stats.closed_by[reason.index()], 1);
-            if let Some(l) = self.stats.listener(st.conn.listener) {
-                add_signed(&l.open, -1);
-                bump(&l.closed_by[reason.index()], 1);
-            }
-            if st.admitted {
-                let (listener, ip) = (usize::from(st.conn.listener), st.conn.peer.ip());
-                self.shared.release(listener, ip, Instant::now());
-            }
-            if let Some(session) = st.session.take() {
-                let (handler, conn) = (&self.handler, &st.conn);
-                guard(&self.stats, || handler.on_close(session, conn, reason));
-            }
-        } else if st.conn.is_outbound() {
-            let (token, addr) = (st.conn.token(), st.conn.peer_addr());
-            bump(&self.stats.connect_failed, 1);
-            let handler = &self.handler;
-            guard(&self.stats, || {
-                handler.on_connect_failed(token, addr, reason)
-            });
-        }
+        report_close(&*self.handler, &self.stats, &self.shared, st, reason);
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };

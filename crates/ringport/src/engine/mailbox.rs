@@ -1,6 +1,8 @@
 //! A worker's mailbox: the only way other threads hand it work (the
 //! PostQueuedCompletionStatus of this design). Posting takes a short lock and writes the
-//! worker's eventfd only when the worker is not already due to look.
+//! worker's eventfd only when the worker is not already due to look. The queue is bounded
+//! in bytes (payloads plus a fixed cost per message): a post beyond the bound fails with
+//! `SendError::Full`, except a shutdown, which is always taken.
 
 use crate::conn::ConnId;
 use crate::error::SendError;
@@ -25,18 +27,43 @@ pub(crate) enum Message {
         /// Local address to bind before connecting (source IP; port 0 = any).
         bind: Option<SocketAddr>,
     },
-    /// Stop accepting, flush until the instant, close all, exit.
-    Shutdown(Instant),
+    /// Stop accepting, flush until the instant (or, with none, until flushed), close all,
+    /// exit.
+    Shutdown(Option<Instant>),
     /// Answer a question about the worker's connections.
     Query(super::registry::Query),
     /// Queue the bytes on every open connection (of one listener if given).
     Broadcast { listener: Option<u16>, data: Bytes },
+    /// Tests only: panic on the worker outside any guard (the lost-worker backstop).
+    InjectPanic,
+}
+
+impl Message {
+    /// What the message counts against the mailbox's bound: its payload and its own size
+    /// (so a flood of empty messages is bounded too).
+    fn cost(&self) -> usize {
+        let payload = match self {
+            Message::Send(_, data) | Message::Broadcast { data, .. } => data.len(),
+            _ => 0,
+        };
+        payload + std::mem::size_of::<Message>()
+    }
+}
+
+/// The queue and what it holds, in [`Message::cost`] units.
+#[derive(Debug, Default)]
+struct Queue {
+    messages: Vec<Message>,
+    bytes: usize,
 }
 
 /// A multi-producer queue with an eventfd doorbell.
 #[derive(Debug)]
 pub(crate) struct Mailbox {
-    queue: Mutex<Option<Vec<Message>>>,
+    /// `None` once the worker has closed it.
+    queue: Mutex<Option<Queue>>,
+    /// The most bytes the queue may hold.
+    limit: usize,
     /// True from the first post after a drain until the worker drains again: later posts
     /// need not ring the doorbell.
     rung: AtomicBool,
@@ -44,9 +71,11 @@ pub(crate) struct Mailbox {
 }
 
 impl Mailbox {
-    pub(crate) fn new() -> std::io::Result<Mailbox> {
+    /// A mailbox holding at most `limit` bytes of messages not yet drained.
+    pub(crate) fn new(limit: usize) -> std::io::Result<Mailbox> {
         Ok(Mailbox {
-            queue: Mutex::new(Some(Vec::new())),
+            queue: Mutex::new(Some(Queue::default())),
+            limit,
             rung: AtomicBool::new(false),
             doorbell: EventFd::new()?,
         })
@@ -56,14 +85,21 @@ impl Mailbox {
         &self.doorbell
     }
 
-    /// Post a message; fails once the worker has closed the mailbox.
+    /// Post a message; fails once the worker has closed the mailbox, or if it would hold
+    /// more than its bound (a shutdown is always taken).
     pub(crate) fn post(&self, msg: Message) -> Result<(), SendError> {
         {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            match q.as_mut() {
-                Some(q) => q.push(msg),
-                None => return Err(SendError::WorkerStopped),
+            let Some(q) = q.as_mut() else {
+                return Err(SendError::WorkerStopped);
+            };
+            let cost = msg.cost();
+            let exempt = matches!(msg, Message::Shutdown(_));
+            if !exempt && q.bytes.saturating_add(cost) > self.limit {
+                return Err(SendError::Full);
             }
+            q.bytes = q.bytes.saturating_add(cost);
+            q.messages.push(msg);
         }
         if !self.rung.swap(true, Ordering::AcqRel) {
             self.doorbell.notify();
@@ -76,13 +112,62 @@ impl Mailbox {
         self.rung.store(false, Ordering::Release);
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(q) = q.as_mut() {
-            into.append(q);
+            into.append(&mut q.messages);
+            q.bytes = 0;
+            if q.messages.capacity() > super::worker::KEEP_BATCH_CAPACITY {
+                q.messages.shrink_to(super::worker::KEEP_BATCH_CAPACITY);
+            }
         }
     }
 
     /// Refuse further posts (worker exit); returns what was still queued.
     pub(crate) fn close(&self) -> Vec<Message> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        q.take().unwrap_or_default()
+        q.take().map(|q| q.messages).unwrap_or_default()
+    }
+
+    /// The worker has stopped taking messages (exited or lost).
+    #[cfg(test)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ConnId;
+
+    fn send(n: usize) -> Message {
+        Message::Send(ConnId::new(0, 0, 1), Bytes::from(vec![0u8; n]))
+    }
+
+    #[test]
+    fn posts_beyond_the_bound_are_refused_until_the_worker_drains() {
+        let per = std::mem::size_of::<Message>();
+        let mb = Mailbox::new(2 * (1000 + per)).unwrap();
+        assert_eq!(mb.post(send(1000)), Ok(()));
+        assert_eq!(mb.post(send(1000)), Ok(()));
+        assert_eq!(mb.post(send(1)), Err(SendError::Full));
+        assert_eq!(mb.post(Message::Close(ConnId::new(0, 0, 1))), Err(SendError::Full));
+        assert_eq!(
+            mb.post(Message::Shutdown(None)),
+            Ok(()),
+            "a shutdown is always taken"
+        );
+        let mut got = Vec::new();
+        mb.drain(&mut got);
+        assert_eq!(got.len(), 3);
+        assert_eq!(mb.post(send(1000)), Ok(()), "room again once drained");
+    }
+
+    #[test]
+    fn a_closed_mailbox_refuses_everything() {
+        let mb = Mailbox::new(usize::MAX).unwrap();
+        mb.post(send(3)).unwrap();
+        assert_eq!(mb.close().len(), 1);
+        assert!(mb.is_closed());
+        assert_eq!(mb.post(send(3)), Err(SendError::WorkerStopped));
+        assert_eq!(mb.post(Message::Shutdown(None)), Err(SendError::WorkerStopped));
     }
 }

@@ -8,6 +8,7 @@ mod accept;
 mod backpressure;
 mod conn_state;
 mod lifecycle;
+mod lost;
 pub(crate) mod mailbox;
 mod registry;
 mod slab;
@@ -47,6 +48,16 @@ pub(crate) struct EngineShared {
 
 /// What a worker thread returns.
 type Joined = std::thread::Result<WorkerExit>;
+
+impl Error {
+    /// The error of a post to a worker's mailbox that failed.
+    pub(crate) fn from_post(e: crate::error::SendError) -> Error {
+        match e {
+            crate::error::SendError::Full => Error::Busy,
+            _ => Error::Stopped,
+        }
+    }
+}
 
 struct WorkerHandle {
     mailbox: Arc<Mailbox>,
@@ -138,7 +149,7 @@ impl Engine {
         }
         let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, Error>>();
         for (index, sockets) in per_worker.into_iter().enumerate() {
-            let mailbox = Arc::new(Mailbox::new()?);
+            let mailbox = Arc::new(Mailbox::new(config.mailbox_bytes)?);
             let stats = Arc::new(WorkerStats::new(listeners.len()));
             let setup = WorkerSetup {
                 index,
@@ -195,7 +206,15 @@ impl Engine {
         self.workers[i]
             .mailbox
             .post(Message::Connect { addr, token, bind })
-            .map_err(|_| Error::Stopped)
+            .map_err(Error::from_post)
+    }
+
+    /// Tests only: make worker `i` panic outside any guard.
+    pub(crate) fn inject_worker_panic(&self, i: usize) -> Result<(), Error> {
+        let w = self.workers.get(i).ok_or(Error::Stopped)?;
+        w.mailbox
+            .post(Message::InjectPanic)
+            .map_err(Error::from_post)
     }
 
     /// Refuse `net` from now on (or for `for_how_long`).
@@ -235,7 +254,8 @@ impl Engine {
 
     /// Ask every worker to shut down by `deadline`, join them, and sum their reports.
     fn stop(&mut self, deadline: Duration) -> ShutdownReport {
-        let until = Instant::now() + deadline;
+        // A deadline too long to represent (Duration::MAX) is none: flush until done.
+        let until = crate::deadline::after(Instant::now(), deadline);
         for w in &self.workers {
             let _ = w.mailbox.post(Message::Shutdown(until));
         }
@@ -281,7 +301,10 @@ struct WorkerSetup<H> {
     ready: mpsc::Sender<Result<&'static str, Error>>,
 }
 
-/// A worker thread's body: set up the backend, report readiness (or the error), run.
+/// A worker thread's body: set up the backend, report readiness (or the error), run. A
+/// worker that panics outside the handler guards, or whose backend fails, is lost: its
+/// connections are closed and reported (`lost.rs`), its mailbox refuses posts, and the
+/// loss is counted and logged; the other workers go on.
 fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
     let worker = Worker::<H, D>::new(
         s.index as u8,
@@ -292,17 +315,22 @@ fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
         s.listeners,
         s.shared,
     );
-    match worker {
-        Ok(mut w) => {
-            registry::enter_worker(w.ctx.clone());
-            let _ = s.ready.send(Ok(w.setup_name()));
-            w.run()
-        }
+    let mut w = match worker {
+        Ok(w) => w,
         Err(e) => {
             let _ = s.ready.send(Err(e));
-            WorkerExit::default()
+            return WorkerExit::default();
         }
-    }
+    };
+    registry::enter_worker(w.ctx.clone());
+    let _ = s.ready.send(Ok(w.setup_name()));
+    let why = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run())) {
+        Ok(Ok(exit)) => return exit,
+        Ok(Err(e)) => format!("its backend failed: {e}"),
+        Err(panic) => format!("it panicked: {}", lost::panic_message(&*panic)),
+    };
+    w.lose(&why);
+    WorkerExit::default()
 }
 
 /// Bind every address once per worker. Port 0 is resolved by the first bind and reused

@@ -89,10 +89,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 let _ = reply.send(list);
             }
             Query::Find(id, reply) => {
-                let (slot, gen) = (id.0 as u32, (id.0 >> 32) as u32 & 0xff_ffff);
                 let found = self
-                    .conns
-                    .get_mut(slot, gen)
+                    .find(id)
+                    .and_then(|gen| self.conns.get_mut(id.slot(), gen))
                     .filter(|st| st.is_open())
                     .map(|st| st.conn.handle());
                 let _ = reply.send(found);
@@ -120,6 +119,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 fn takes_broadcast<S>(st: &ConnState<S>, listener: Option<u16>) -> bool {
     st.is_open()
         && st.conn.close == CloseRequest::None
+        && !st.conn.shutdown_write
         && listener.map_or(true, |l| st.conn.listener == l)
 }
 

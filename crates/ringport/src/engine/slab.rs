@@ -1,6 +1,10 @@
 //! The connection table: slots with generations. A slot is freed only by the engine once
 //! every operation of its connection has completed; freeing bumps the generation, so a
-//! completion or handle naming the old generation no longer finds anything.
+//! completion naming the old generation no longer finds anything. Generations are 24
+//! bits (they travel in each operation's name) and may come round again after 2^24
+//! reuses of one slot: enough for completions, which all arrive before their slot is
+//! freed, but not for handles, which are checked by the connection's serial number
+//! instead (see `ConnId`).
 
 use super::user_data::GEN_MASK;
 
@@ -19,15 +23,25 @@ pub(crate) struct Slab<T> {
     len: usize,
     /// Stamped on every value inserted (the worker keeps it at its clock's tick).
     stamp: u32,
+    /// How far a freed slot's generation moves (1; tests set 2^24 to make a reused
+    /// slot's generation come round at once, as after 2^24 reuses).
+    generation_step: u32,
 }
 
 impl<T> Slab<T> {
+    #[cfg(test)]
     pub(crate) fn new() -> Slab<T> {
+        Slab::with_generation_step(1)
+    }
+
+    /// A slab whose freed slots advance their generation by `step` (tests of the wrap).
+    pub(crate) fn with_generation_step(step: u32) -> Slab<T> {
         Slab {
             entries: Vec::new(),
             free: Vec::new(),
             len: 0,
             stamp: 0,
+            generation_step: step,
         }
     }
 
@@ -66,6 +80,13 @@ impl<T> Slab<T> {
         e.value.as_mut()
     }
 
+    /// The live value in `slot`, whatever its generation, with that generation.
+    pub(crate) fn get_slot_mut(&mut self, slot: u32) -> Option<(u32, &mut T)> {
+        let e = self.entries.get_mut(slot as usize)?;
+        let gen = e.gen;
+        e.value.as_mut().map(|v| (gen, v))
+    }
+
     /// Free `slot` (of generation `gen`) and return its value; the slot's next tenant gets
     /// a new generation.
     pub(crate) fn remove(&mut self, slot: u32, gen: u32) -> Option<T> {
@@ -74,7 +95,7 @@ impl<T> Slab<T> {
             return None;
         }
         let v = e.value.take()?;
-        e.gen = (e.gen + 1) & GEN_MASK;
+        e.gen = e.gen.wrapping_add(self.generation_step) & GEN_MASK;
         self.free.push(slot);
         self.len -= 1;
         Some(v)
@@ -120,6 +141,16 @@ mod tests {
         assert_eq!(s.get_mut(slot2, gen2).copied(), Some("second"));
         assert!(s.remove(slot, gen).is_none(), "a stale name frees nothing");
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_generation_step_of_2_pow_24_brings_the_generation_round() {
+        let mut s = Slab::with_generation_step(GEN_MASK + 1);
+        let (slot, gen) = s.insert_with(|_, _| "first");
+        s.remove(slot, gen);
+        let (slot2, gen2) = s.insert_with(|_, _| "second");
+        assert_eq!((slot2, gen2), (slot, gen), "as after 2^24 reuses of the slot");
+        assert_eq!(s.get_slot_mut(slot).map(|(g, v)| (g, *v)), Some((gen, "second")));
     }
 
     #[test]

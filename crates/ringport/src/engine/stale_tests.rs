@@ -44,7 +44,7 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
     };
     let handler = Arc::new(Counting::default());
     let stats = Arc::new(WorkerStats::default());
-    let mailbox = Arc::new(Mailbox::new().unwrap());
+    let mailbox = Arc::new(Mailbox::new(usize::MAX).unwrap());
     let mut w = Worker::<_, crate::sys::uring::UringDriver>::new(
         0,
         &config,

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 pub(crate) enum TimerEntry {
     /// Check the connection's timeouts.
     Watch { slot: u32, gen: u32 },
-    /// A timer the handler set with `Conn::set_timer`.
-    User { slot: u32, gen: u32, token: u64 },
+    /// A timer the handler set with `Conn::set_timer`, for the connection with this
+    /// serial number in the slot (see `ConnId`).
+    User { slot: u32, serial: u64, token: u64 },
 }
 
 /// A connection's activity stamps, in microseconds since its worker started.
@@ -56,16 +57,22 @@ fn us(d: Duration) -> u64 {
 /// The earliest deadline among the configured timeouts, and which one it is.
 fn earliest(t: &ConnTiming, c: &Timeouts, framed: bool) -> Option<(u64, Timeout)> {
     let mut best: Option<(u64, Timeout)> = None;
+    // Sums saturate; a deadline a hundred years or more after the worker started is
+    // never (a timeout of `Duration::MAX` is off, not overflowed into the past).
+    let never = us(crate::deadline::NEVER);
     let mut consider = |at: u64, kind| {
-        if best.map_or(true, |(b, _)| at < b) {
+        if at < never && best.map_or(true, |(b, _)| at < b) {
             best = Some((at, kind));
         }
     };
     if let (Some(d), false) = (c.first_data, t.got_data) {
-        consider(t.opened + us(d), Timeout::FirstData);
+        consider(t.opened.saturating_add(us(d)), Timeout::FirstData);
     }
     if let Some(d) = c.idle {
-        consider(t.last_read.max(t.last_write) + us(d), Timeout::Idle);
+        consider(
+            t.last_read.max(t.last_write).saturating_add(us(d)),
+            Timeout::Idle,
+        );
     }
     if let Some(d) = c.read {
         // With a framing codec: a started frame must finish in time (slowloris). Raw
@@ -76,19 +83,17 @@ fn earliest(t: &ConnTiming, c: &Timeouts, framed: bool) -> Option<(u64, Timeout)
             Some(t.last_read)
         };
         if let Some(s) = since {
-            consider(s + us(d), Timeout::Read);
+            consider(s.saturating_add(us(d)), Timeout::Read);
         }
     }
     if let (Some(d), Some(s)) = (c.write, t.write_since) {
-        consider(s + us(d), Timeout::Write);
+        consider(s.saturating_add(us(d)), Timeout::Write);
     }
     if let Some(h) = c.heartbeat {
         // The next ping (or, after `misses` of them, the close) is due one period after
         // the last byte received plus one period per ping already sent.
-        consider(
-            t.last_read + us(h.every) * (u64::from(t.pings) + 1),
-            Timeout::Heartbeat,
-        );
+        let periods = us(h.every).saturating_mul(u64::from(t.pings) + 1);
+        consider(t.last_read.saturating_add(periods), Timeout::Heartbeat);
     }
     best
 }
@@ -180,7 +185,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         for e in fired.drain(..) {
             match e {
                 TimerEntry::Watch { slot, gen } => self.on_watch(slot, gen),
-                TimerEntry::User { slot, gen, token } => self.on_user_timer(slot, gen, token),
+                TimerEntry::User {
+                    slot,
+                    serial,
+                    token,
+                } => self.on_user_timer(slot, serial, token),
             }
         }
         self.fired = fired;
@@ -212,7 +221,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             {
                 t.pings += 1;
                 let ping = self.config.timeouts.heartbeat.expect("checked").ping;
-                if let Err(e) = st.conn.send_frame(ping) {
+                if let Err(crate::SendError::Unframeable(e)) = st.conn.send_frame(ping) {
                     tracing::warn!(error = %e, "the heartbeat ping cannot be framed");
                 }
                 self.mark_dirty(slot, gen);
@@ -220,9 +229,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
             Some((at, kind)) if at <= now => {
                 crate::stats::bump(&self.stats.timeouts_fired, 1);
-                if !matches!(st.conn.close, CloseRequest::Now(_)) {
-                    st.conn.close = CloseRequest::Now(CloseReason::Timeout(kind));
-                }
+                st.conn.fail(CloseReason::Timeout(kind));
                 self.mark_dirty(slot, gen);
             }
             Some(_) => self.watch(slot, gen),
@@ -235,20 +242,44 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        let Some(asked) = st.conn.timers.take() else {
+        let serial = st.conn.id().serial();
+        let Some(timers) = st.conn.timers.as_deref_mut() else {
             return;
         };
-        for (after, token) in *asked {
-            let when = self.now + after;
-            self.wheel
-                .insert(when, TimerEntry::User { slot, gen, token });
+        for (after, token) in std::mem::take(&mut timers.asked) {
+            // A delay too long for an `Instant` is "never": nothing to arm.
+            if let Some(when) = crate::deadline::after(self.now, after) {
+                let key = self.wheel.insert(
+                    when,
+                    TimerEntry::User {
+                        slot,
+                        serial,
+                        token,
+                    },
+                );
+                timers.armed.push(key);
+            }
+        }
+        if timers.armed.is_empty() {
+            st.conn.timers = None;
         }
     }
 
-    fn on_user_timer(&mut self, slot: u32, gen: u32, token: u64) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+    fn on_user_timer(&mut self, slot: u32, serial: u64, token: u64) {
+        let Some((gen, st)) = self.conns.get_slot_mut(slot) else {
             return;
         };
+        if st.conn.id().serial() != serial {
+            return; // cancelled at close; never another tenant's
+        }
+        if let Some(t) = st.conn.timers.as_deref_mut() {
+            // The fired key is no longer valid: forget it (a handful are armed at most,
+            // usually one).
+            t.armed.retain(|k| self.wheel.is_armed(*k));
+            if t.armed.is_empty() && t.asked.is_empty() {
+                st.conn.timers = None;
+            }
+        }
         if !st.is_open() || st.conn.close != CloseRequest::None {
             return;
         }
@@ -258,10 +289,23 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             if super::lifecycle::guard(&self.stats, || handler.on_timer(session, conn, token))
                 .is_none()
             {
-                st.conn.close = CloseRequest::Now(CloseReason::HandlerPanic);
+                st.conn.panicked();
             }
         }
         self.mark_dirty(slot, gen);
+    }
+
+    /// Cancel a closing connection's handler timers (their wheel nodes are freed now, not
+    /// when they would have fired).
+    pub(super) fn cancel_user_timers(&mut self, slot: u32, gen: u32) {
+        let Some(st) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if let Some(timers) = st.conn.timers.take() {
+            for key in timers.armed {
+                self.wheel.cancel(key);
+            }
+        }
     }
 
     /// Drop a closing connection's watch.

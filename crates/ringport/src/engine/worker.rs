@@ -96,8 +96,15 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     /// Operations of connections submitted and not finally completed (the sum of their
     /// `ConnState::inflight`), published to the stats once per loop.
     pub(super) inflight_ops: u64,
-    /// Set once a shutdown message arrived: flush until this instant.
-    pub(super) shutdown: Option<Instant>,
+    /// The serial number of the next connection opened (see `ConnId`).
+    pub(super) next_serial: u64,
+    /// Bytes held by the frame readers of this worker's connections (partly received
+    /// frames), against `config.frame_budget`.
+    pub(super) frame_held: usize,
+    /// A shutdown message arrived: stop accepting, flush, close, exit.
+    pub(super) shutting_down: bool,
+    /// Its deadline, if it has one: then close whatever has not flushed.
+    pub(super) shutdown_until: Option<Instant>,
     /// The shutdown deadline passed and the stragglers were forced closed.
     pub(super) deadline_hit: bool,
     /// The mailbox is closed and the doorbell read cancelled: exit when it completes.
@@ -119,6 +126,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let ctx = Arc::new(ConnContext {
             mailbox: mailbox.clone(),
             codec: config.codec.clone(),
+            stats: stats.clone(),
         });
         let io = D::new(config.driver_config())
             .map_err(|e| Error::Backend(format!("backend set-up failed: {e}")))?;
@@ -127,7 +135,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             index,
             handler,
             io,
-            conns: Slab::new(),
+            conns: Slab::with_generation_step(config.inject_generation_step),
             listeners: listeners
                 .into_iter()
                 .map(|(fd, codec)| ListenSocket {
@@ -136,6 +144,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                         Some(codec) => Arc::new(ConnContext {
                             mailbox: mailbox.clone(),
                             codec: codec.clone(),
+                            stats: stats.clone(),
                         }),
                         None => ctx.clone(),
                     },
@@ -156,7 +165,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             accept_errors_unlogged: 0,
             dirty: Vec::new(),
             inflight_ops: 0,
-            shutdown: None,
+            next_serial: 1,
+            frame_held: 0,
+            shutting_down: false,
+            shutdown_until: None,
             deadline_hit: false,
             exiting: false,
             exit: WorkerExit::default(),
@@ -168,7 +180,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     /// The event loop: submit, wait, drain, dispatch, then act on dirty connections.
-    pub(crate) fn run(&mut self) -> WorkerExit {
+    /// Returns once shut down, or the backend's error if waiting fails (the worker is then
+    /// lost: see `lost.rs`).
+    pub(crate) fn run(&mut self) -> std::io::Result<WorkerExit> {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
@@ -179,15 +193,16 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let mut batch = Vec::with_capacity(1024);
         let mut want = 1;
         loop {
+            // Clamped: no backend can wait for `Duration::MAX` (a kernel timespec would
+            // read it as negative).
             let timeout = self
                 .next_wakeup()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+                .map(|t| crate::deadline::clamp(t.saturating_duration_since(Instant::now())));
             if let Err(e) = self
                 .io
                 .submit_and_wait(want, self.config.batch_wait, timeout)
             {
-                tracing::error!(worker = self.index, error = %e, "waiting for completions failed; worker stops");
-                break;
+                return Err(e);
             }
             self.now = Instant::now();
             // Connections opened in this batch are stamped with its time (the registry's
@@ -213,15 +228,22 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
             self.service_dirty();
             self.on_timers();
-            self.stats
-                .inflight_ops
-                .store(self.inflight_ops, std::sync::atomic::Ordering::Relaxed);
+            self.publish_gauges();
             if self.exiting && !self.io.doorbell_armed() {
                 break;
             }
         }
         self.io.shutdown();
-        std::mem::take(&mut self.exit)
+        self.publish_gauges();
+        Ok(std::mem::take(&mut self.exit))
+    }
+
+    /// Publish the gauges the worker keeps as plain counters (once per loop, and at exit
+    /// so a report taken after shutdown shows their final values).
+    pub(super) fn publish_gauges(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.inflight_ops.store(self.inflight_ops, Relaxed);
+        self.stats.frame_bytes.store(self.frame_held as u64, Relaxed);
     }
 
     pub(super) fn dispatch(&mut self, c: Completion) {
@@ -258,33 +280,52 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     fn on_message(&mut self, msg: Message) {
         match msg {
-            Message::Send(id, data) => {
-                let (slot, gen) = (id.0 as u32, (id.0 >> 32) as u32 & 0xff_ffff);
-                match self.conns.get_mut(slot, gen) {
-                    Some(st)
-                        if st.is_open() && st.conn.close == crate::conn::CloseRequest::None =>
-                    {
+            Message::Send(id, data) => match self.find(id) {
+                Some(gen) if self.takes_sends(id.slot(), gen) => {
+                    if let Some(st) = self.conns.get_mut(id.slot(), gen) {
                         st.conn.send_bytes(data);
-                        self.mark_dirty(slot, gen);
                     }
-                    _ => {
-                        bump(&self.stats.late_sends, 1);
-                        bump(&self.stats.undelivered_bytes, data.len() as u64);
-                    }
+                    self.mark_dirty(id.slot(), gen);
                 }
-            }
+                _ => {
+                    bump(&self.stats.late_sends, 1);
+                    bump(&self.stats.undelivered_bytes, data.len() as u64);
+                }
+            },
             Message::Close(id) => {
-                let (slot, gen) = (id.0 as u32, (id.0 >> 32) as u32 & 0xff_ffff);
-                if let Some(st) = self.conns.get_mut(slot, gen) {
-                    st.conn.close();
-                    self.mark_dirty(slot, gen);
+                if let Some(gen) = self.find(id) {
+                    if let Some(st) = self.conns.get_mut(id.slot(), gen) {
+                        st.conn.close();
+                    }
+                    self.mark_dirty(id.slot(), gen);
+                } else {
+                    bump(&self.stats.late_sends, 1);
                 }
             }
             Message::Connect { addr, token, bind } => self.start_connect(addr, token, bind),
             Message::Shutdown(until) => self.begin_shutdown(until),
             Message::Query(q) => self.on_query(q),
             Message::Broadcast { listener, data } => self.on_broadcast(listener, data),
+            Message::InjectPanic => panic!("injected worker panic (test hook)"),
         }
+    }
+
+    /// The generation of connection `id`'s slot if the connection in it now is `id` (its
+    /// serial number matches): a handle never reaches a later tenant of the slot, however
+    /// often the slot's 24-bit generation has come round.
+    pub(super) fn find(&mut self, id: crate::conn::ConnId) -> Option<u32> {
+        let (gen, st) = self.conns.get_slot_mut(id.slot())?;
+        (st.conn.id() == id).then_some(gen)
+    }
+
+    /// The connection takes more bytes to send: open, not asked to close, write side
+    /// not shut.
+    fn takes_sends(&mut self, slot: u32, gen: u32) -> bool {
+        self.conns.get_mut(slot, gen).is_some_and(|st| {
+            st.is_open()
+                && st.conn.close == crate::conn::CloseRequest::None
+                && !st.conn.shutdown_write
+        })
     }
 
     /// Mark a connection to be looked at after the batch.
@@ -316,7 +357,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn arm_accept(&mut self, i: usize) {
         let l = &mut self.listeners[i];
         let Some(fd) = l.fd.as_ref() else { return };
-        if l.armed || self.shutdown.is_some() || l.paused_until.is_some() {
+        if l.armed || self.shutting_down || l.paused_until.is_some() {
             return;
         }
         l.armed = true;
@@ -327,7 +368,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// The earliest instant the loop must wake up by itself.
     fn next_wakeup(&self) -> Option<Instant> {
         let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
-        let deadline = self.shutdown.filter(|_| !self.deadline_hit);
+        let deadline = self.shutdown_until.filter(|_| !self.deadline_hit);
         [paused, deadline, self.wheel_wakeup()]
             .into_iter()
             .flatten()
@@ -346,21 +387,25 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 self.arm_accept(i);
             }
         }
-        if let Some(until) = self.shutdown {
-            if !self.deadline_hit && now >= until {
-                self.deadline_hit = true;
-                self.force_close_all();
+        if self.shutting_down {
+            if let Some(until) = self.shutdown_until {
+                if !self.deadline_hit && now >= until {
+                    self.deadline_hit = true;
+                    self.force_close_all();
+                }
             }
             self.maybe_exit();
         }
     }
 
-    /// Begin a graceful shutdown: stop accepting, flush and close every connection.
-    fn begin_shutdown(&mut self, until: Instant) {
-        if self.shutdown.is_some() {
+    /// Begin a graceful shutdown: stop accepting, flush and close every connection (by
+    /// `until` if given).
+    fn begin_shutdown(&mut self, until: Option<Instant>) {
+        if self.shutting_down {
             return;
         }
-        self.shutdown = Some(until);
+        self.shutting_down = true;
+        self.shutdown_until = until;
         self.exit.connections_at_shutdown = self.conns.len() as u64;
         for (i, l) in self.listeners.iter_mut().enumerate() {
             l.paused_until = None;

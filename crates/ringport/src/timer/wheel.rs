@@ -152,6 +152,11 @@ impl<T> TimerWheel<T> {
         value
     }
 
+    /// Whether `key` names a timer still armed (not fired, not cancelled).
+    pub(crate) fn is_armed(&self, key: TimerKey) -> bool {
+        self.armed(key).is_some()
+    }
+
     /// Moves an armed timer to `deadline`, keeping its key; false if `key` is stale.
     /// O(1).
     pub(crate) fn reset(&mut self, key: TimerKey, deadline: Instant) -> bool {

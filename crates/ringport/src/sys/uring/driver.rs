@@ -13,6 +13,35 @@ use std::time::Duration;
 /// Most iovecs one sendmsg may carry (Linux UIO_MAXIOV).
 const IOV_MAX: usize = 1024;
 
+/// Submissions that may fail in a row (other than EBUSY and EINTR, which are part of
+/// normal operation) before the ring is given up on. Each failure waits a millisecond, so
+/// a transient shortage (ENOMEM, EAGAIN) has this many milliseconds to pass.
+const SUBMIT_FAILURES_MAX: u32 = 100;
+
+/// Consecutive submit failures, and the verdict once there were too many.
+#[derive(Debug, Default)]
+struct SubmitFailures {
+    in_a_row: u32,
+    /// The errno that broke the ring: it takes no more entries, and the next wait
+    /// returns this error (the worker stops and is reported lost).
+    broken: Option<i32>,
+}
+
+impl SubmitFailures {
+    /// A submit failed with `errno`; true if it may be tried again.
+    fn failed(&mut self, errno: i32) -> bool {
+        self.in_a_row += 1;
+        if self.in_a_row >= SUBMIT_FAILURES_MAX {
+            self.broken = Some(errno);
+        }
+        self.broken.is_none()
+    }
+
+    fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+}
+
 /// An in-flight sendmsg: the header and iovecs the kernel reads, and the chunks they
 /// point into, moved here from the connection so they outlive the operation.
 struct SendOp {
@@ -55,6 +84,7 @@ pub(crate) struct Uring {
     doorbell: Box<u64>,
     doorbell_armed: bool,
     lost_seen: u32,
+    submit_failures: SubmitFailures,
 }
 
 impl Uring {
@@ -72,6 +102,7 @@ impl Uring {
             doorbell: Box::new(0),
             doorbell_armed: false,
             lost_seen: 0,
+            submit_failures: SubmitFailures::default(),
         };
         uring.min_wait_supported = uring.probe_min_wait();
         Ok(uring)
@@ -101,6 +132,11 @@ impl Uring {
             if unsafe { self.ring.submission().push(entry) }.is_ok() {
                 return;
             }
+            if self.submit_failures.broken.is_some() {
+                // The ring is given up on: the entry is dropped (its memory stays lent
+                // and is leaked with the ring) and the next wait reports the error.
+                return;
+            }
             self.make_room();
         }
     }
@@ -111,17 +147,28 @@ impl Uring {
             let sq = self.ring.submission();
             sq.capacity() - sq.len() < n
         } {
+            if self.submit_failures.broken.is_some() {
+                return; // the pushes that follow drop their entries (see `push`)
+            }
             self.make_room();
         }
     }
 
     fn make_room(&mut self) {
         match self.ring.submit() {
-            Ok(_) => {}
+            Ok(_) => self.submit_failures.succeeded(),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap_into_backlog(),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => {
-                tracing::error!(error = %e, "io_uring submit failed while the queue was full");
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                if self.submit_failures.failed(errno) {
+                    if self.submit_failures.in_a_row == 1 {
+                        tracing::warn!(error = %e, "io_uring submit failed while the queue was full; retrying");
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                } else {
+                    tracing::error!(error = %e, tries = SUBMIT_FAILURES_MAX, "io_uring submit keeps failing; giving the ring up");
+                }
                 self.reap_into_backlog();
             }
         }
@@ -321,6 +368,9 @@ impl Uring {
         min_wait: Duration,
         timeout: Option<Duration>,
     ) -> io::Result<()> {
+        if let Some(errno) = self.submit_failures.broken {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         let ready = !self.backlog.is_empty() || !self.ring.completion().is_empty();
         let res = if ready {
             self.ring.submit()
@@ -331,7 +381,7 @@ impl Uring {
                 sigmask: 0,
                 sigmask_sz: 0,
                 min_wait_usec: if batching {
-                    min_wait.as_micros() as u32
+                    min_wait.as_micros().min(u32::MAX as u128) as u32
                 } else {
                     0
                 },
@@ -417,5 +467,24 @@ impl Drop for Uring {
             std::mem::forget(std::mem::take(&mut self.connects));
             std::mem::forget(std::mem::replace(&mut self.doorbell, Box::new(0)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn submit_failures_give_up_after_the_limit_and_a_success_resets_them() {
+        let mut f = SubmitFailures::default();
+        for _ in 0..SUBMIT_FAILURES_MAX - 1 {
+            assert!(f.failed(libc::ENOMEM));
+        }
+        f.succeeded();
+        for _ in 0..SUBMIT_FAILURES_MAX - 1 {
+            assert!(f.failed(libc::ENOMEM), "the count restarted after a success");
+        }
+        assert!(!f.failed(libc::EAGAIN), "the last try in a row gives up");
+        assert_eq!(f.broken, Some(libc::EAGAIN));
     }
 }
