@@ -31,7 +31,8 @@ impl ConnId {
             slot,
         }
     }
-    pub(crate) fn worker(self) -> usize {
+    /// The index of the worker serving the connection (0 to the worker count - 1).
+    pub fn worker(self) -> usize {
         (self.word >> 56) as usize
     }
     pub(crate) fn slot(self) -> u32 {

@@ -335,12 +335,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             if st.is_open() && st.conn.close == CloseRequest::None {
                 let before = reader_held(st);
                 deliver(&*self.handler, &self.stats, st, self.io.recv_bytes(&id));
-                self.frame_held = track_frame_memory(
-                    self.frame_held,
-                    before,
-                    st,
-                    self.config.frame_budget,
-                );
+                self.frame_held =
+                    track_frame_memory(self.frame_held, before, st, self.config.frame_budget);
             }
             let buffered = st.reader.as_ref().map_or(0, |r| r.buffered());
             if let Some(t) = st.timing.as_deref_mut() {

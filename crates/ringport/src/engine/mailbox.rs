@@ -129,7 +129,10 @@ impl Mailbox {
     /// The worker has stopped taking messages (exited or lost).
     #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 }
 
@@ -149,7 +152,10 @@ mod tests {
         assert_eq!(mb.post(send(1000)), Ok(()));
         assert_eq!(mb.post(send(1000)), Ok(()));
         assert_eq!(mb.post(send(1)), Err(SendError::Full));
-        assert_eq!(mb.post(Message::Close(ConnId::new(0, 0, 1))), Err(SendError::Full));
+        assert_eq!(
+            mb.post(Message::Close(ConnId::new(0, 0, 1))),
+            Err(SendError::Full)
+        );
         assert_eq!(
             mb.post(Message::Shutdown(None)),
             Ok(()),
@@ -168,6 +174,9 @@ mod tests {
         assert_eq!(mb.close().len(), 1);
         assert!(mb.is_closed());
         assert_eq!(mb.post(send(3)), Err(SendError::WorkerStopped));
-        assert_eq!(mb.post(Message::Shutdown(None)), Err(SendError::WorkerStopped));
+        assert_eq!(
+            mb.post(Message::Shutdown(None)),
+            Err(SendError::WorkerStopped)
+        );
     }
 }

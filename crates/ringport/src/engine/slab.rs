@@ -149,8 +149,15 @@ mod tests {
         let (slot, gen) = s.insert_with(|_, _| "first");
         s.remove(slot, gen);
         let (slot2, gen2) = s.insert_with(|_, _| "second");
-        assert_eq!((slot2, gen2), (slot, gen), "as after 2^24 reuses of the slot");
-        assert_eq!(s.get_slot_mut(slot).map(|(g, v)| (g, *v)), Some((gen, "second")));
+        assert_eq!(
+            (slot2, gen2),
+            (slot, gen),
+            "as after 2^24 reuses of the slot"
+        );
+        assert_eq!(
+            s.get_slot_mut(slot).map(|(g, v)| (g, *v)),
+            Some((gen, "second"))
+        );
     }
 
     #[test]

@@ -243,7 +243,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn publish_gauges(&self) {
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.inflight_ops.store(self.inflight_ops, Relaxed);
-        self.stats.frame_bytes.store(self.frame_held as u64, Relaxed);
+        self.stats
+            .frame_bytes
+            .store(self.frame_held as u64, Relaxed);
     }
 
     pub(super) fn dispatch(&mut self, c: Completion) {

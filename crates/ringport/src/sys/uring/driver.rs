@@ -482,7 +482,10 @@ mod tests {
         }
         f.succeeded();
         for _ in 0..SUBMIT_FAILURES_MAX - 1 {
-            assert!(f.failed(libc::ENOMEM), "the count restarted after a success");
+            assert!(
+                f.failed(libc::ENOMEM),
+                "the count restarted after a success"
+            );
         }
         assert!(!f.failed(libc::EAGAIN), "the last try in a row gives up");
         assert_eq!(f.broken, Some(libc::EAGAIN));
