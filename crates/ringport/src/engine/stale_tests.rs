@@ -1,4 +1,4 @@
-//! Invariant 3 from inside: a completion naming a freed slot's old generation is dropped
+//! The close protocol from inside. Invariant 3: a completion naming a freed slot's old generation is dropped
 //! and counted, never delivered to the connection that now holds the slot. (The close
 //! protocol keeps this from happening in practice, so no black-box test can reach it.)
 
@@ -84,4 +84,53 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
         .get_mut(slot2, new_gen)
         .expect("the new tenant is untouched");
     assert_eq!((st.phase, st.inflight, st.sending), (Phase::Open, 0, false));
+}
+
+#[test]
+fn a_receive_without_a_buffer_still_finishes_a_closing_connection() {
+    let config = EngineConfig {
+        workers: 1,
+        ..EngineConfig::default()
+    };
+    let handler = Arc::new(Counting::default());
+    let stats = Arc::new(WorkerStats::default());
+    let mailbox = Arc::new(Mailbox::new(usize::MAX).unwrap());
+    let mut w = Worker::<_, crate::sys::uring::UringDriver>::new(
+        0,
+        &config,
+        handler.clone(),
+        mailbox,
+        stats.clone(),
+        vec![],
+        Arc::new(super::EngineShared {
+            gate: crate::admission::Gate::new(&Default::default()).unwrap(),
+            listener_gates: Vec::new(),
+            budget: Default::default(),
+        }),
+    )
+    .unwrap();
+    let peer = "127.0.0.1:1".parse().unwrap();
+    let (slot, gen) = w.insert(socket(), peer, 0, None, Phase::Open);
+    w.opened(slot, gen);
+    w.service(slot, gen); // arms the multishot receive: one op in flight
+    {
+        let st = w.conns.get_mut(slot, gen).unwrap();
+        assert_eq!((st.inflight, st.recv_armed), (1, true));
+        // Closing, waiting for that receive's last completion.
+        st.phase = Phase::Closing;
+        st.conn.close = crate::conn::CloseRequest::Now(CloseReason::Local);
+    }
+    // Its last completion names no buffer of ours (flags 0): the receive is over all the
+    // same, so the close must go on.
+    w.dispatch(Completion {
+        user_data: encode(OpKind::Recv, slot, gen),
+        result: 5,
+        flags: 0,
+    });
+    let st = w
+        .conns
+        .get_mut(slot, gen)
+        .expect("the fd's close is in flight");
+    assert_eq!(st.phase, Phase::Closed, "the close finished");
+    assert_eq!(handler.data_calls.load(Relaxed), 0);
 }
