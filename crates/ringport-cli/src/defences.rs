@@ -68,6 +68,14 @@ pub struct DefenceArgs {
     /// Accepts per second from one IP address, in bursts of up to BURST.
     #[arg(long, value_name = "R[/BURST]", value_parser = parse_rate)]
     pub accept_rate_per_ip: Option<Rate>,
+    /// Per-IP limits count IPv4 peers by their first LEN bits (default 32: each address
+    /// alone; 24: each /24 as one peer).
+    #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub ipv4_prefix: Option<u8>,
+    /// Per-IP limits count IPv6 peers by their first LEN bits (default 64: each /64 as one
+    /// peer; 128: each address alone).
+    #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub ipv6_prefix: Option<u8>,
     /// Accept only from this range, e.g. 10.0.0.0/8 or ::1 (repeatable; once given,
     /// every other address is refused).
     #[arg(long = "allow", value_name = "CIDR")]
@@ -108,6 +116,14 @@ impl DefenceArgs {
         }
         if let Some(r) = self.accept_rate_per_ip {
             builder = builder.accept_rate_per_ip(r.rate, r.burst);
+        }
+        if self.ipv4_prefix.is_some() || self.ipv6_prefix.is_some() {
+            builder = builder.per_ip_prefixes(
+                self.ipv4_prefix
+                    .unwrap_or(ringport::admission::DEFAULT_IPV4_PREFIX),
+                self.ipv6_prefix
+                    .unwrap_or(ringport::admission::DEFAULT_IPV6_PREFIX),
+            );
         }
         for net in &self.allow {
             builder = builder.allow(*net);
