@@ -195,6 +195,29 @@ mod tests {
     }
 
     #[test]
+    fn prefix_flags_are_bounded_by_the_address_width() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            d: DefenceArgs,
+        }
+        use clap::Parser as _;
+        let ok = Cli::try_parse_from(["x", "--ipv6-prefix", "56", "--ipv4-prefix", "24"]).unwrap();
+        assert_eq!((ok.d.ipv4_prefix, ok.d.ipv6_prefix), (Some(24), Some(56)));
+        assert!(ok.d.apply(ringport::Server::builder()).is_ok());
+        for bad in [
+            ["--ipv6-prefix", "129"],
+            ["--ipv4-prefix", "33"],
+            ["--ipv4-prefix", "x"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["x", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn seconds_must_be_positive() {
         assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_secs("30"), Ok(Duration::from_secs(30)));
