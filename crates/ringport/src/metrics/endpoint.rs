@@ -46,14 +46,14 @@ pub const DEFAULT_MAX_PER_IP: u32 = 16;
 /// endpoint then ends its side (FIN) and closes once the client has closed its own.
 ///
 /// Every connection is bounded, so that clients trickling bytes or never reading cannot
-/// lock scrapes out (defaults in brackets, each a [`MetricsServerBuilder`] setting):
-/// the request head must be complete within a deadline from connect [5 s] and within a
-/// size [8 KiB]; after the answer, the client must take it and close within the linger
-/// bound [5 s], else it is aborted; at most [512] connections are open at once, at most
-/// [16] from one address (IPv4) or `/64` (IPv6). A connection therefore holds its place
-/// for at most deadline + linger (10 s), and the endpoint's memory stays under
-/// connections × head limit (4 MiB) plus the answers in flight. Refusals at accept are
-/// counted by reason in [`MetricsServer::stats`].
+/// lock scrapes out (each bound is a [`MetricsServerBuilder`] setting; defaults here):
+/// the request head must be complete within 5 s of connect and within 8 KiB; after the
+/// answer, the client must take it and close within the linger bound (5 s), else it is
+/// aborted; at most 512 connections are open at once, at most 16 from one address (IPv4)
+/// or `/64` (IPv6). A connection therefore holds its place for at most deadline + linger
+/// (10 s), and the endpoint's memory stays under connections × head limit (4 MiB) plus
+/// the answers in flight. Refusals at accept are counted by reason in
+/// [`MetricsServer::stats`].
 pub struct MetricsServer {
     server: Server<Endpoint>,
     counters: Arc<Counters>,
