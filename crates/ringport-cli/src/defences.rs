@@ -68,6 +68,14 @@ pub struct DefenceArgs {
     /// Accepts per second from one IP address, in bursts of up to BURST.
     #[arg(long, value_name = "R[/BURST]", value_parser = parse_rate)]
     pub accept_rate_per_ip: Option<Rate>,
+    /// Per-IP limits count IPv4 peers by their first LEN bits (default 32: each address
+    /// alone; 24: each /24 as one peer).
+    #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub ipv4_prefix: Option<u8>,
+    /// Per-IP limits count IPv6 peers by their first LEN bits (default 64: each /64 as one
+    /// peer; 128: each address alone).
+    #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub ipv6_prefix: Option<u8>,
     /// Accept only from this range, e.g. 10.0.0.0/8 or ::1 (repeatable; once given,
     /// every other address is refused).
     #[arg(long = "allow", value_name = "CIDR")]
@@ -108,6 +116,14 @@ impl DefenceArgs {
         }
         if let Some(r) = self.accept_rate_per_ip {
             builder = builder.accept_rate_per_ip(r.rate, r.burst);
+        }
+        if self.ipv4_prefix.is_some() || self.ipv6_prefix.is_some() {
+            builder = builder.per_ip_prefixes(
+                self.ipv4_prefix
+                    .unwrap_or(ringport::admission::DEFAULT_IPV4_PREFIX),
+                self.ipv6_prefix
+                    .unwrap_or(ringport::admission::DEFAULT_IPV6_PREFIX),
+            );
         }
         for net in &self.allow {
             builder = builder.allow(*net);
@@ -175,6 +191,29 @@ mod tests {
             "", "0", "-1", "abc", "nan", "inf", "10/0", "10/x", "10/-1", "10/2/3",
         ] {
             assert!(parse_rate(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn prefix_flags_are_bounded_by_the_address_width() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            d: DefenceArgs,
+        }
+        use clap::Parser as _;
+        let ok = Cli::try_parse_from(["x", "--ipv6-prefix", "56", "--ipv4-prefix", "24"]).unwrap();
+        assert_eq!((ok.d.ipv4_prefix, ok.d.ipv6_prefix), (Some(24), Some(56)));
+        assert!(ok.d.apply(ringport::Server::builder()).is_ok());
+        for bad in [
+            ["--ipv6-prefix", "129"],
+            ["--ipv4-prefix", "33"],
+            ["--ipv4-prefix", "x"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["x", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
         }
     }
 

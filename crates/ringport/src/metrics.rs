@@ -27,6 +27,12 @@
 //! # }
 //! ```
 //!
+//! The endpoint bounds every connection so that hostile clients cannot lock scrapes out:
+//! the request head must be complete within 5 s of connect and 8 KiB, the client must
+//! take the answer and close within 5 s of it, and at most 512 connections (16 per IPv4
+//! address or IPv6 `/64`) are open at once. [`MetricsServer::builder`] changes each
+//! bound; [`MetricsServer::stats`] counts what they did.
+//!
 //! Every counter of [`Stats`] is a `ringport_..._total` counter; `open` and
 //! `queued_bytes` are gauges; refusals and closes are one series per reason
 //! (`ringport_refused_total{reason="max_connections"}`, zeros included), and the backend
@@ -36,8 +42,13 @@
 //! `ringport_listener_closed_total{listener="admin",reason="idle_timeout"}`).
 
 mod endpoint;
+mod http;
+mod session;
 
-pub use endpoint::{MetricsServer, MAX_REQUEST_HEAD};
+pub use endpoint::{
+    EndpointStats, MetricsServer, MetricsServerBuilder, DEFAULT_LINGER, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PER_IP, DEFAULT_REQUEST_DEADLINE, MAX_REQUEST_HEAD,
+};
 
 use crate::stats::{ListenerStats, Stats};
 use std::fmt::{self, Write as _};

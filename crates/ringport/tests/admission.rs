@@ -157,3 +157,37 @@ fn deny_lists_and_temporary_bans() {
     echo_roundtrip(&mut s, b"lifted");
     server.shutdown(WAIT);
 }
+
+#[test]
+fn ipv6_peers_are_limited_per_prefix_over_loopback() {
+    let _w = watchdog("ipv6", TEST_LIMIT);
+    let (echo, _events) = Echo::new();
+    let server = Server::builder()
+        .listen("[::1]:0")
+        .unwrap()
+        .workers(2)
+        .max_per_ip(2)
+        .start(echo)
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    assert!(addr.is_ipv6());
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    echo_roundtrip(&mut a, b"one");
+    echo_roundtrip(&mut b, b"two");
+    // ::1 is the only loopback IPv6 address: the third connection from its /64 is over.
+    let mut c = connect(addr);
+    assert_eq!(wait_ended(&mut c).0, Ending::Eof);
+    wait_for_value(
+        WAIT,
+        "refused for max_per_ip",
+        || server.stats().refused_for("max_per_ip"),
+        1,
+    );
+    drop(a);
+    wait_for_value(WAIT, "open", || server.stats().open, 1);
+    let mut d = connect(addr);
+    echo_roundtrip(&mut d, b"room again");
+    drop((b, d));
+    server.shutdown(WAIT);
+}

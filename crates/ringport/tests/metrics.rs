@@ -3,11 +3,13 @@
 
 mod util;
 
-use ringport::metrics::{MetricsServer, MAX_REQUEST_HEAD};
+use ringport::metrics::{
+    MetricsServer, DEFAULT_MAX_PER_IP, DEFAULT_REQUEST_DEADLINE, MAX_REQUEST_HEAD,
+};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use util::*;
 
 /// One HTTP exchange: the status code, the header lines and the body.
@@ -227,4 +229,294 @@ fn after_shutdown_the_port_refuses_connections() {
     metrics.shutdown();
     let err = TcpStream::connect(addr).expect_err("nothing listens after shutdown");
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+}
+
+/// A request head that never ends: the line, then a header growing forever.
+const TRICKLE: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: test\r\nX-Slow: ";
+
+/// One trickling client: when it connected and when it saw the server end it.
+#[derive(Debug)]
+struct Trickled {
+    connected: Instant,
+    ended: Option<Instant>,
+}
+
+/// `per_source` clients from each of `sources` (loopback addresses), connected before
+/// this returns, then fed one byte each per `every` from a thread for at most `run_for`
+/// (or until the server has ended all of them); the thread returns what it saw.
+fn trickle(
+    addr: SocketAddr,
+    sources: &[String],
+    per_source: usize,
+    every: Duration,
+    run_for: Duration,
+) -> std::thread::JoinHandle<Vec<Trickled>> {
+    let mut clients = Vec::new();
+    for _ in 0..per_source {
+        for source in sources {
+            let connected = Instant::now();
+            let stream = connect_from(source, addr);
+            stream.set_nonblocking(true).unwrap();
+            clients.push((stream, connected, 0usize, connected));
+        }
+    }
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut ended: Vec<Option<Instant>> = vec![None; clients.len()];
+        while start.elapsed() < run_for && ended.iter().any(Option::is_none) {
+            let now = Instant::now();
+            for (i, (stream, _, sent, next)) in clients.iter_mut().enumerate() {
+                if ended[i].is_some() {
+                    continue;
+                }
+                let mut buf = [0u8; 512];
+                let gone = match stream.read(&mut buf) {
+                    Ok(0) => true,
+                    Ok(_) => false, // an answer would be a test failure, seen below
+                    Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
+                };
+                if gone {
+                    ended[i] = Some(now);
+                    continue;
+                }
+                if now >= *next {
+                    let byte = TRICKLE.get(*sent).copied().unwrap_or(b'a');
+                    match stream.write(&[byte]) {
+                        Ok(_) => *sent += 1,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(_) => ended[i] = Some(now),
+                    }
+                    *next += every;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        clients
+            .iter()
+            .zip(ended)
+            .map(|((_, connected, _, _), ended)| Trickled {
+                connected: *connected,
+                ended,
+            })
+            .collect()
+    })
+}
+
+/// `127.0.0.1` to `127.0.0.n`.
+fn loopbacks(n: u8) -> Vec<String> {
+    (1..=n).map(|i| format!("127.0.0.{i}")).collect()
+}
+
+/// A GET of `/metrics` from `source`: the status, or `None` if the connection was
+/// refused (closed or reset before any answer).
+fn scrape_from(source: &str, addr: SocketAddr) -> Option<u16> {
+    let mut s = connect_from(source, addr);
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    if s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .is_err()
+    {
+        return None;
+    }
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) if !raw.is_empty() => Some(parse(&raw).status),
+        _ => None,
+    }
+}
+
+#[test]
+fn three_hundred_tricklers_do_not_lock_scrapes_out_and_are_closed_by_the_deadline() {
+    let _w = watchdog("tricklers", TEST_LIMIT);
+    let metrics = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Default::default)
+        .expect("start the metrics endpoint");
+    let addr = metrics.local_addr();
+    let deadline = DEFAULT_REQUEST_DEADLINE;
+    // 30 from each of 127.0.0.1-10: 16 per address get in (the per-IP cap), 14 do not.
+    let attack = trickle(
+        addr,
+        &loopbacks(10),
+        30,
+        Duration::from_secs(1),
+        deadline + Duration::from_secs(4),
+    );
+    let per_ip = u64::from(DEFAULT_MAX_PER_IP);
+    wait_for_value(
+        WAIT,
+        "open, refused for max_per_ip",
+        || {
+            let s = metrics.stats().server;
+            (s.open, s.refused_for("max_per_ip"))
+        },
+        (10 * per_ip, 300 - 10 * per_ip),
+    );
+    // Let them trickle a while, then scrape from an address of its own.
+    std::thread::sleep(Duration::from_millis(1500));
+    let asked = Instant::now();
+    assert_eq!(scrape_from("127.0.0.200", addr), Some(200));
+    let took = asked.elapsed();
+    eprintln!("scrape during the attack answered in {took:?}");
+    assert!(took < deadline + Duration::from_secs(1), "took {took:?}");
+
+    let seen = attack.join().unwrap();
+    let (refused, admitted): (Vec<_>, Vec<_>) = seen.iter().partition(|t| {
+        t.ended
+            .is_some_and(|e| e - t.connected < Duration::from_secs(1))
+    });
+    assert_eq!(refused.len() as u64, 300 - 10 * per_ip);
+    for t in &admitted {
+        let lasted = t.ended.expect("a trickler outlived the deadline") - t.connected;
+        assert!(
+            lasted >= deadline - Duration::from_millis(50)
+                && lasted <= deadline + Duration::from_secs(1),
+            "a trickler lasted {lasted:?} (deadline {deadline:?})"
+        );
+    }
+    let stats = metrics.stats();
+    assert_eq!(stats.request_timeouts, 10 * per_ip);
+    assert_eq!(stats.answered, 1);
+    wait_for_value(WAIT, "open", || metrics.stats().server.open, 0);
+    metrics.shutdown();
+}
+
+#[test]
+fn with_the_connection_cap_full_a_scrape_is_answered_within_the_deadline() {
+    let _w = watchdog("cap full", TEST_LIMIT);
+    let deadline = Duration::from_secs(2);
+    let metrics = MetricsServer::builder()
+        .max_connections(100)
+        .max_per_ip(1000)
+        .request_deadline(deadline)
+        .start("127.0.0.1:0".parse().unwrap(), Default::default)
+        .expect("start the metrics endpoint");
+    let addr = metrics.local_addr();
+    let attack = trickle(
+        addr,
+        &loopbacks(10),
+        30,
+        Duration::from_secs(1),
+        deadline + Duration::from_secs(3),
+    );
+    let started = Instant::now();
+    wait_for_value(
+        WAIT,
+        "open, refused for max_connections",
+        || {
+            let s = metrics.stats().server;
+            (s.open, s.refused_for("max_connections"))
+        },
+        (100, 200),
+    );
+    // Every place is taken: retry until one is free (the first tricklers' deadline).
+    let answered = loop {
+        if scrape_from("127.0.0.200", addr) == Some(200) {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < deadline + Duration::from_secs(1),
+            "no scrape answered within the deadline + 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("with the cap full, a scrape was answered after {answered:?}");
+    let seen = attack.join().unwrap();
+    assert!(seen.iter().all(|t| t.ended.is_some()));
+    assert_eq!(metrics.stats().request_timeouts, 100);
+    metrics.shutdown();
+}
+
+#[test]
+fn a_client_that_never_reads_or_never_closes_is_cut_off_after_the_linger_bound() {
+    let _w = watchdog("linger", TEST_LIMIT);
+    let linger = Duration::from_secs(1);
+    // An answer of several MiB: far more than a small receive buffer and the kernel's
+    // send buffer take without the client reading.
+    let big = || {
+        let mut stats = ringport::Stats::default();
+        stats.listeners = (0..3000)
+            .map(|i| {
+                let mut l = ringport::ListenerStats::default();
+                l.name = format!("listener-{i}");
+                l.closed_by = vec![("idle_timeout", 1); 20];
+                l
+            })
+            .collect();
+        stats
+    };
+    let metrics = MetricsServer::builder()
+        .linger(linger)
+        .start("127.0.0.1:0".parse().unwrap(), big)
+        .expect("start the metrics endpoint");
+    let addr = metrics.local_addr();
+
+    // 1. Asks, then neither reads nor closes.
+    let mut deaf = connect_slow_reader(addr);
+    write_all(&mut deaf, b"GET /metrics HTTP/1.1\r\n\r\n");
+    let asked = Instant::now();
+    wait_for_value(WAIT, "answered", || metrics.stats().answered, 1);
+    std::thread::sleep(linger / 2);
+    assert_eq!(
+        metrics.stats().server.open,
+        1,
+        "closed before the linger bound"
+    );
+    wait_for_value(WAIT, "open", || metrics.stats().server.open, 0);
+    let cut = asked.elapsed();
+    eprintln!("a client that never reads was cut off after {cut:?}");
+    assert!(cut <= linger + Duration::from_secs(1), "after {cut:?}");
+    let s = metrics.stats();
+    assert_eq!(s.linger_timeouts, 1);
+    assert_eq!(s.server.closed_with("aborted"), 1);
+    assert!(s.server.undelivered_bytes > 0, "{s:?}");
+    // What the kernel had taken still arrives, then the end: never the whole answer.
+    let (_, got) = wait_ended(&mut deaf);
+    let promised: usize = parse_head_length(&got);
+    assert!(got.len() < promised, "{} of {promised} bytes", got.len());
+
+    // 2. Reads the whole answer, then keeps its side open.
+    let mut clinging = connect(addr);
+    write_all(&mut clinging, b"GET /metrics HTTP/1.1\r\n\r\n");
+    let asked = Instant::now();
+    let r = parse(&read_to_eof(&mut clinging));
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() > 4 << 20, "{} bytes", r.body.len());
+    wait_for_value(WAIT, "open", || metrics.stats().server.open, 0);
+    let cut = asked.elapsed();
+    assert!(cut <= linger + Duration::from_secs(1), "after {cut:?}");
+    assert_eq!(metrics.stats().linger_timeouts, 2);
+
+    // A well-behaved client is not counted.
+    assert_eq!(get(addr, "/metrics").status, 200);
+    wait_for_value(WAIT, "open", || metrics.stats().server.open, 0);
+    assert_eq!(metrics.stats().linger_timeouts, 2);
+    metrics.shutdown();
+}
+
+/// The Content-Length of a (possibly cut) response, plus its head's length: the size of
+/// the whole response.
+fn parse_head_length(raw: &[u8]) -> usize {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("the head arrived")
+        + 4;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a Content-Length");
+    end + length
+}
+
+#[test]
+fn limits_are_checked_at_start() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    for builder in [
+        MetricsServer::builder().request_deadline(Duration::ZERO),
+        MetricsServer::builder().linger(Duration::ZERO),
+        MetricsServer::builder().max_request_head(10),
+        MetricsServer::builder().per_ip_prefixes(33, 64),
+    ] {
+        assert!(builder.start(addr, Default::default).is_err());
+    }
 }

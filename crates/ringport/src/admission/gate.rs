@@ -1,30 +1,81 @@
 //! `Gate`: the admission state one engine shares between its workers, and the settings
 //! (`AdmissionConfig`) it is built from.
 
-use super::{AccessList, IpNet, PerIpLimiter, RateLimitError, RefuseReason, TokenBucket, Verdict};
+use super::per_ip::{DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX, DEFAULT_MAX_TRACKED_IPS};
+use super::{
+    AccessList, IpNet, IpNetError, PerIpLimiter, RateLimitError, RefuseReason, TokenBucket, Verdict,
+};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Admission settings of a server; everything is off by default. Checked at accept, in
+/// Admission settings of a server; every limit is off by default. Checked at accept, in
 /// order: allow/deny lists, the connection cap, the per-address limits, the server-wide
 /// rate, then the handler's `on_accept`. A refused connection is closed at once, runs no
 /// callback and is counted under its [`RefuseReason`].
-#[derive(Debug, Clone, Default)]
+///
+/// The per-address limits (`max_per_ip`, `accept_rate_per_ip`) count peers in groups:
+/// each IPv4 address alone and each IPv6 `/64` as one by default (`ipv4_prefix`,
+/// `ipv6_prefix`); an IPv4-mapped IPv6 peer counts as its IPv4 address. See
+/// [`PerIpLimiter`] for how its table stays bounded.
+#[derive(Debug, Clone)]
 pub struct AdmissionConfig {
-    /// Most inbound connections open at once, over all workers.
+    /// Most inbound connections open at once, over all workers. Default: none.
     pub max_connections: Option<u64>,
-    /// Most connections open at once from one address.
+    /// Most connections open at once from one address group. Default: none.
     pub max_per_ip: Option<u32>,
     /// Accepts per second over the whole server, and the burst allowed (a token bucket).
+    /// Default: none.
     pub accept_rate: Option<(f64, u32)>,
-    /// Accepts per second from one address, and the burst.
+    /// Accepts per second from one address group, and the burst. Default: none.
     pub accept_rate_per_ip: Option<(f64, u32)>,
-    /// If not empty, only these ranges may connect.
+    /// Prefix length (0 to 32) grouping IPv4 peers for the per-address limits: 32 counts
+    /// each address alone, 24 counts each `/24` as one peer. Default:
+    /// [`DEFAULT_IPV4_PREFIX`] (32).
+    pub ipv4_prefix: u8,
+    /// Prefix length (0 to 128) grouping IPv6 peers for the per-address limits. Default:
+    /// [`DEFAULT_IPV6_PREFIX`] (64: one subscriber's subnet counts as one peer, whichever
+    /// of its addresses it connects from); 128 counts each address alone.
+    pub ipv6_prefix: u8,
+    /// Most address groups the per-address table tracks at once. The table is made at
+    /// least `max_connections` large when there is a cap, so it never refuses anyone
+    /// before the cap would; without a cap, a new group arriving while every tracked group
+    /// has a live connection is refused ([`RefuseReason::PerIpTableFull`]). Groups with no
+    /// live connection are evicted before that happens. Default:
+    /// [`DEFAULT_MAX_TRACKED_IPS`] (65,536).
+    pub max_tracked_ips: usize,
+    /// If not empty, only these ranges may connect. Default: empty.
     pub allow: Vec<IpNet>,
-    /// These ranges may not connect.
+    /// These ranges may not connect. Default: empty.
     pub deny: Vec<IpNet>,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            max_connections: None,
+            max_per_ip: None,
+            accept_rate: None,
+            accept_rate_per_ip: None,
+            ipv4_prefix: DEFAULT_IPV4_PREFIX,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            max_tracked_ips: DEFAULT_MAX_TRACKED_IPS,
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
+    }
+}
+
+/// Why a [`Gate`] could not be built from an [`AdmissionConfig`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum GateError {
+    /// A rate or burst is out of range.
+    #[error(transparent)]
+    Rate(#[from] RateLimitError),
+    /// A per-address prefix is longer than its address.
+    #[error("per-address grouping: {0}")]
+    Prefix(#[from] IpNetError),
 }
 
 /// The admission state of one engine, shared by its workers (each check takes an
@@ -48,7 +99,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Gate {
-    pub(crate) fn new(cfg: &AdmissionConfig) -> Result<Gate, RateLimitError> {
+    pub(crate) fn new(cfg: &AdmissionConfig) -> Result<Gate, GateError> {
         let mut access = AccessList::new();
         for net in &cfg.allow {
             access.allow(*net);
@@ -57,7 +108,14 @@ impl Gate {
             access.deny(*net);
         }
         let per_ip = if cfg.max_per_ip.is_some() || cfg.accept_rate_per_ip.is_some() {
-            let mut limiter = PerIpLimiter::new(cfg.max_per_ip.unwrap_or(u32::MAX));
+            // Live groups hold a connection each: with a cap, a table that large can
+            // never be full of live groups before the cap refuses on its own.
+            let cap = cfg
+                .max_connections
+                .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            let mut limiter = PerIpLimiter::new(cfg.max_per_ip.unwrap_or(u32::MAX))
+                .with_prefixes(cfg.ipv4_prefix, cfg.ipv6_prefix)?
+                .with_max_tracked(cfg.max_tracked_ips.max(cap));
             if let Some((rate, burst)) = cfg.accept_rate_per_ip {
                 limiter = limiter.with_rate(TokenBucket::new(rate, burst)?);
             }
@@ -154,7 +212,8 @@ macro_rules! admission_setters {
             self
         }
 
-        /// At most `n` connections open at once from one address.
+        /// At most `n` connections open at once from one address (or address group; see
+        /// `per_ip_prefixes`).
         pub fn max_per_ip(mut self, n: u32) -> Self {
             self.$($field).+.max_per_ip = Some(n);
             self
@@ -169,6 +228,22 @@ macro_rules! admission_setters {
         /// At most `rate` accepts per second from one address, in bursts of up to `burst`.
         pub fn accept_rate_per_ip(mut self, rate: f64, burst: u32) -> Self {
             self.$($field).+.accept_rate_per_ip = Some((rate, burst));
+            self
+        }
+
+        /// Group peers by prefix for the per-address limits: IPv4 peers by their first
+        /// `ipv4` bits (default 32: each address alone), IPv6 peers by their first `ipv6`
+        /// bits (default 64). A prefix longer than its address fails `start`.
+        pub fn per_ip_prefixes(mut self, ipv4: u8, ipv6: u8) -> Self {
+            self.$($field).+.ipv4_prefix = ipv4;
+            self.$($field).+.ipv6_prefix = ipv6;
+            self
+        }
+
+        /// Track at most `n` address groups for the per-address limits (default 65,536;
+        /// see [`crate::AdmissionConfig::max_tracked_ips`]).
+        pub fn max_tracked_ips(mut self, n: usize) -> Self {
+            self.$($field).+.max_tracked_ips = n;
             self
         }
 

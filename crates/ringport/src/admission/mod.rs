@@ -10,8 +10,9 @@
 //! 1. [`AccessList::check`]: deny ranges and temporary bans ([`RefuseReason::Denied`]),
 //!    then the allow list ([`RefuseReason::NotAllowed`]);
 //! 2. the server-wide connection cap ([`RefuseReason::MaxConnections`]);
-//! 3. [`PerIpLimiter::try_open`] ([`RefuseReason::MaxPerIp`],
-//!    [`RefuseReason::RateLimitedPerIp`], [`RefuseReason::PerIpTableFull`]);
+//! 3. [`PerIpLimiter::try_open`], per address group (each IPv4 address, each IPv6 `/64`
+//!    by default) ([`RefuseReason::MaxPerIp`], [`RefuseReason::RateLimitedPerIp`],
+//!    [`RefuseReason::PerIpTableFull`]);
 //! 4. a server-wide [`TokenBucket`] ([`RefuseReason::RateLimited`]);
 //! 5. `Handler::on_accept` ([`RefuseReason::HandlerVeto`]).
 //!
@@ -47,7 +48,7 @@ pub use access_list::{AccessList, Verdict};
 pub use gate::AdmissionConfig;
 pub(crate) use gate::{admission_setters, Gate};
 pub use ip_net::{IpNet, IpNetError};
-pub use per_ip::{PerIpLimiter, DEFAULT_MAX_TRACKED_IPS};
+pub use per_ip::{PerIpLimiter, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX, DEFAULT_MAX_TRACKED_IPS};
 pub use refuse_reason::RefuseReason;
 pub use token_bucket::{RateLimitError, TokenBucket};
 

@@ -22,8 +22,9 @@ pub enum RefuseReason {
     RateLimited,
     /// The peer's address exceeded its own accept rate.
     RateLimitedPerIp,
-    /// The per-address table is at its cap and this address is not in it yet (see
-    /// [`super::PerIpLimiter`]).
+    /// The per-address table is at its cap, every group in it has a connection open, and
+    /// this address's group is not in it yet (see [`super::PerIpLimiter`]; with a
+    /// connection cap the engine sizes the table so that this cannot happen).
     PerIpTableFull,
     /// `Handler::on_accept` rejected the peer.
     HandlerVeto,

@@ -3,6 +3,7 @@
 mod access_list;
 mod ip_net;
 mod per_ip;
+mod per_ip_groups;
 mod refuse_reason;
 mod token_bucket;
 
