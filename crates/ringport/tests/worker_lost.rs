@@ -6,7 +6,7 @@
 
 mod util;
 
-use ringport::{CloseReason, Conn, ConnId, Handler, Health, SendError, Server};
+use ringport::{CloseReason, Conn, ConnId, Handler, Health, SendError};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
