@@ -57,4 +57,4 @@ pub use error::{CloseReason, Error, SendError, Timeout};
 pub use handler::{Accept, Handler, Incoming};
 pub use listener::Listener;
 pub use server::{Server, ServerBuilder, ShutdownReport};
-pub use stats::{ListenerStats, Stats};
+pub use stats::{ByteSize, ListenerStats, Stats};
