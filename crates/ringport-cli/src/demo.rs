@@ -2,6 +2,7 @@
 
 use crate::bench::{self, BenchOptions};
 use crate::echo_server::{self, EchoOptions};
+use ringport::ByteSize;
 use std::time::{Duration, Instant};
 
 /// Settings of the `demo` command.
@@ -62,17 +63,23 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     });
 
     // The load tool's closes reach the server a moment later; let them land so the
-    // stats show a settled server.
+    // shutdown finds a settled server (not connections to force closed).
     let settle = Instant::now() + Duration::from_secs(2);
     while server.stats().open > 0 && Instant::now() < settle {
         std::thread::sleep(Duration::from_millis(10));
     }
-    println!("server stats: {:?}", server.stats());
+    // The stats of the shutdown report are read after every worker stopped: a live
+    // snapshot can lag behind what the workers last published (in-flight operations of
+    // connections already gone).
     let shutdown = server.shutdown(Duration::from_secs(5));
     println!(
-        "server shutdown: {} connections open, {} forced, {} bytes undelivered",
-        shutdown.connections, shutdown.forced, shutdown.undelivered_bytes
+        "server shutdown: {} connections open, {} forced, {} undelivered",
+        shutdown.connections,
+        shutdown.forced,
+        ByteSize(shutdown.undelivered_bytes)
     );
+    println!("server stats:");
+    print!("{}", crate::live_stats::indented(&shutdown.stats));
     let report = result?;
     println!("--- report ---");
     println!("{report}");

@@ -120,9 +120,12 @@ pub fn run(opts: EchoOptions) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("the server is still shared after stopping its users"))?;
     let report = server.shutdown(Duration::from_secs(5));
     println!(
-        "shutdown: {} connections open, {} forced, {} bytes undelivered",
-        report.connections, report.forced, report.undelivered_bytes
+        "shutdown: {} connections open, {} forced, {} undelivered",
+        report.connections,
+        report.forced,
+        ringport::ByteSize(report.undelivered_bytes)
     );
-    println!("final stats: {:?}", report.stats);
+    println!("final stats:");
+    print!("{}", crate::live_stats::indented(&report.stats));
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! `echo-server --stats`: one summary line per second on stdout, from a thread that
-//! stops when asked.
+//! Stats on the console: `echo-server --stats` prints one summary line per second from a
+//! thread that stops when asked; [`indented`] is the block the demo and the echo server
+//! print at the end.
 
-use ringport::Stats;
+use ringport::{ByteSize, Stats};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,13 +53,15 @@ fn tick(source: &dyn Fn() -> Stats, stopped: &mpsc::Receiver<()>) {
     }
 }
 
-/// `stats: open=.. accepted=.. refused=.. closed=.. in=..B/s out=..B/s queued=..B
-/// timeouts=.. slow_readers=..`: totals since start, except the byte rates (over
-/// `elapsed` since `before`) and the two gauges. With several listeners, each one's
-/// share follows: ` | NAME open=.. accepted=.. refused=.. in=..B/s out=..B/s`.
+/// `stats: open N  accepted N  refused N  closed N  in R/s  out R/s  queued B  timeouts N
+/// slow readers N`: totals since start, except the byte rates (over `elapsed` since
+/// `before`, in binary units like the final stats) and the two gauges. With several
+/// listeners, each one's share follows: ` | NAME: open N  accepted N  refused N  in R/s
+/// out R/s`.
 pub fn line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
-    let per_sec = |new: u64, old: u64| (new.saturating_sub(old) as f64 / secs).round() as u64;
+    let per_sec =
+        |new: u64, old: u64| ByteSize((new.saturating_sub(old) as f64 / secs).round() as u64);
     let mut per_listener = String::new();
     if now.listeners.len() > 1 {
         for (i, l) in now.listeners.iter().enumerate() {
@@ -67,7 +70,7 @@ pub fn line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
                 .get(i)
                 .map_or((0, 0), |b| (b.bytes_in, b.bytes_out));
             per_listener += &format!(
-                " | {} open={} accepted={} refused={} in={}B/s out={}B/s",
+                " | {}: open {}  accepted {}  refused {}  in {}/s  out {}/s",
                 l.name,
                 l.open,
                 l.accepted,
@@ -78,18 +81,28 @@ pub fn line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
         }
     }
     format!(
-        "stats: open={} accepted={} refused={} closed={} in={}B/s out={}B/s queued={}B \
-         timeouts={} slow_readers={}{per_listener}",
+        "stats: open {}  accepted {}  refused {}  closed {}  in {}/s  out {}/s  queued {}  \
+         timeouts {}  slow readers {}{per_listener}",
         now.open,
         now.accepted,
         now.refused,
         now.closed,
         per_sec(now.bytes_in, before.bytes_in),
         per_sec(now.bytes_out, before.bytes_out),
-        now.queued_bytes,
+        ByteSize(now.queued_bytes),
         now.timeouts_fired,
         now.slow_readers,
     )
+}
+
+/// `stats`' `Display`, every line indented by two spaces and ended by a newline (under a
+/// heading line printed by the caller).
+pub fn indented(stats: &Stats) -> String {
+    stats
+        .to_string()
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -115,8 +128,8 @@ mod tests {
         now.slow_readers = 1;
         assert_eq!(
             line(&before, &now, Duration::from_secs(2)),
-            "stats: open=3 accepted=10 refused=2 closed=7 in=1000B/s out=2000B/s queued=64B \
-             timeouts=4 slow_readers=1"
+            "stats: open 3  accepted 10  refused 2  closed 7  in 1000 B/s  out 2.0 KiB/s  \
+             queued 64 B  timeouts 4  slow readers 1"
         );
     }
 
@@ -135,8 +148,8 @@ mod tests {
         let text = line(&before, &now, Duration::from_secs(1));
         assert!(
             text.ends_with(
-                " | game open=4 accepted=5 refused=0 in=500B/s out=0B/s \
-                 | admin open=0 accepted=1 refused=0 in=100B/s out=0B/s"
+                " | game: open 4  accepted 5  refused 0  in 500 B/s  out 0 B/s \
+                 | admin: open 0  accepted 1  refused 0  in 100 B/s  out 0 B/s"
             ),
             "{text}"
         );

@@ -6,9 +6,13 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// The number after `label` on the report line starting with it.
+/// The number after `label` on the report line starting with it (after the server's
+/// stats, whose lines may start with the same words).
 fn report_number(stdout: &str, label: &str) -> u64 {
-    let line = stdout
+    let report = stdout
+        .split_once("--- report ---")
+        .map_or(stdout, |(_, r)| r);
+    let line = report
         .lines()
         .find(|l| l.split_whitespace().next() == Some(label))
         .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"));

@@ -31,8 +31,12 @@ fn main() -> Result<(), ringport::Error> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     std::thread::sleep(Duration::from_secs(serve_for));
-    println!("{:?}", server.stats());
     let report = server.shutdown(Duration::from_secs(5));
-    println!("{report:?}");
+    println!(
+        "shutdown: {} open, {} forced",
+        report.connections, report.forced
+    );
+    // The counters after every worker stopped, for people (`{:?}` has every field).
+    println!("{}", report.stats);
     Ok(())
 }

@@ -96,12 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     std::thread::sleep(Duration::from_secs(serve_for));
-    for l in &server.stats().listeners {
-        println!(
-            "{}: accepted {}, refused {}, bytes in {}, out {}",
-            l.name, l.accepted, l.refused, l.bytes_in, l.bytes_out
-        );
-    }
-    server.shutdown(Duration::from_secs(5));
+    // With two listeners the stats print a block for each.
+    println!("{}", server.shutdown(Duration::from_secs(5)).stats);
     Ok(())
 }

@@ -60,4 +60,4 @@ pub use handler::{Accept, Handler, Incoming};
 pub use health::Health;
 pub use listener::Listener;
 pub use server::{Server, ServerBuilder, ShutdownReport};
-pub use stats::{ListenerStats, Stats};
+pub use stats::{ByteSize, ListenerStats, Stats};

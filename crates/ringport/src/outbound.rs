@@ -115,6 +115,9 @@ impl Outbound {
 
     /// Move up to `max` chunks from the front into `into` (for a send).
     pub(crate) fn take_front(&mut self, max: usize, into: &mut Vec<Chunk>) -> usize {
+        // One allocation at most, not one per doubling (a spare send op may come with
+        // little room).
+        into.reserve(max.saturating_sub(into.len()).min(self.chunks.len()));
         let mut bytes = 0;
         while into.len() < max {
             let Some(c) = self.chunks.pop_front() else {

@@ -4,6 +4,9 @@ use crate::admission::RefuseReason;
 use crate::error::CloseReason;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+mod display;
+pub use display::ByteSize;
+
 /// A snapshot of an engine's counters, summed over its workers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

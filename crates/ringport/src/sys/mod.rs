@@ -26,6 +26,7 @@
 mod driver;
 pub(crate) mod eventfd;
 pub(crate) mod poll;
+mod send_table;
 pub(crate) mod socket;
 pub(crate) mod uring;
 

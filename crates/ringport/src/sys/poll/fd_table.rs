@@ -15,7 +15,7 @@ pub(super) enum WaitKind {
 
 /// One descriptor's state, 24 bytes (there is one per connection). Default: unknown to
 /// the backend.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct FdState {
     /// Added to the epoll set.
     pub registered: bool,
@@ -104,7 +104,13 @@ impl FdState {
     }
 }
 
-/// Descriptor states indexed by fd number (small, dense integers).
+/// The table keeps room for this many descriptors however few are open.
+const KEEP_FDS: usize = 1024;
+
+/// Descriptor states indexed by fd number (small, dense integers: the kernel hands out
+/// the lowest free number). After a burst of connections has closed, the states above
+/// the highest descriptor still known are dropped and the capacity follows, so the
+/// table is sized by the descriptors open, not by the burst.
 #[derive(Debug, Default)]
 pub(super) struct FdTable {
     states: Vec<FdState>,
@@ -124,17 +130,80 @@ impl FdTable {
     }
 
     /// Forget everything about `fd` (it is being closed; its number will be reused).
+    ///
+    /// Clearing the highest descriptor also drops the unknown states below it down to
+    /// the next known one: each state is dropped at most once per time it was added, so
+    /// this costs O(1) a clear, amortized (and nothing per message: clears come with
+    /// closes).
     pub fn clear(&mut self, fd: RawFd) {
-        if let Some(s) = self.states.get_mut(fd as usize) {
-            *s = FdState::default();
+        let i = fd as usize;
+        let Some(s) = self.states.get_mut(i) else {
+            return;
+        };
+        *s = FdState::default();
+        if i + 1 == self.states.len() {
+            self.trim();
         }
+    }
+
+    fn trim(&mut self) {
+        while self.states.last().is_some_and(|s| *s == FdState::default()) {
+            self.states.pop();
+        }
+        // Shrink only well above what is needed, so open/close at the top never
+        // reallocates back and forth.
+        let keep = self.states.len().max(KEEP_FDS);
+        if self.states.capacity() > 4 * keep {
+            self.states.shrink_to(2 * keep);
+        }
+    }
+
+    /// (states, capacity), for tests.
+    #[cfg(test)]
+    pub fn footprint(&self) -> (usize, usize) {
+        (self.states.len(), self.states.capacity())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn descriptor_state_stays_small() {
-        assert!(std::mem::size_of::<super::FdState>() <= 24);
+        assert!(std::mem::size_of::<FdState>() <= 24);
+    }
+
+    #[test]
+    fn the_table_shrinks_back_after_a_burst_of_descriptors() {
+        let mut t = FdTable::default();
+        // Three descriptors that stay (a listener, the doorbell, a long-lived client).
+        for fd in [3, 4, 5] {
+            t.get_mut(fd).registered = true;
+        }
+        // A burst of 10,000 connections, closed in an order other than opened.
+        let burst: Vec<RawFd> = (6..10_006).collect();
+        for &fd in &burst {
+            t.get_mut(fd).registered = true;
+            t.get_mut(fd).set_recv(Some(fd as u64));
+        }
+        assert!(t.footprint().1 >= 10_006);
+        for &fd in burst.iter().filter(|fd| *fd % 2 == 0) {
+            t.clear(fd);
+        }
+        for &fd in burst.iter().filter(|fd| *fd % 2 == 1).rev() {
+            t.clear(fd);
+        }
+        let (len, cap) = t.footprint();
+        assert_eq!(len, 6, "states up to the highest descriptor still open");
+        assert!(cap <= 4 * KEEP_FDS, "capacity {cap} after the burst");
+        assert!(t.get(5).is_some_and(|s| s.recv().is_none() && s.registered));
+        // Open/close at the top costs no reallocation.
+        let cap = t.footprint().1;
+        for _ in 0..1000 {
+            t.get_mut(6).registered = true;
+            t.clear(6);
+        }
+        assert_eq!(t.footprint(), (6, cap));
     }
 }

@@ -11,8 +11,11 @@
 
 mod fd_table;
 mod syscalls;
+#[cfg(test)]
+mod tests;
 
 use super::driver::{Driver, DriverConfig};
+use super::send_table::{Reusable, SendTable};
 use super::Completion;
 use crate::outbound::{Chunk, Outbound};
 use fd_table::{FdTable, WaitKind};
@@ -47,11 +50,18 @@ pub(crate) struct ArenaSlice {
 /// A send in progress: the chunks moved out of the connection's queue.
 #[derive(Debug, Default)]
 struct SendOp {
-    fd: RawFd,
     user_data: u64,
     chunks: Vec<Chunk>,
-    /// Not yet completed.
-    pending: bool,
+}
+
+impl Reusable for SendOp {
+    fn room(&self) -> usize {
+        self.chunks.capacity()
+    }
+
+    fn shrink_room(&mut self, max: usize) {
+        self.chunks.shrink_to(max);
+    }
 }
 
 /// One worker's epoll set and the operations armed on it.
@@ -63,7 +73,10 @@ pub(crate) struct PollDriver {
     work: Vec<RawFd>,
     /// Completions waiting to be drained.
     ready: Vec<Completion>,
-    sends: Vec<SendOp>,
+    /// Sends by key (the chunks they hold between the call and the engine's
+    /// `finish_send`), with a bounded free list.
+    sends: SendTable<SendOp>,
+    /// Scratch iovecs of one sendmsg (at most `IOV_MAX`).
     iov: Vec<libc::iovec>,
     /// Receive memory of the current batch, and the (start, len) of each read in it.
     arena: Box<[u8]>,
@@ -230,11 +243,14 @@ impl PollDriver {
     }
 
     fn write(&mut self, fd: RawFd, key: u32) {
-        let op = &mut self.sends[key as usize];
+        let Some(op) = self.sends.get_mut(key) else {
+            // Cannot happen: a send is waited for only while its op is in the table.
+            self.fds.get_mut(fd).set_send(None);
+            return;
+        };
         match syscalls::send_chunks(fd, &op.chunks, &mut self.iov) {
             Outcome::WouldBlock => self.fds.get_mut(fd).writable = false,
             done_or_failed => {
-                op.pending = false;
                 let ud = op.user_data;
                 self.fds.get_mut(fd).set_send(None);
                 let result = match done_or_failed {
@@ -294,7 +310,7 @@ impl Driver for PollDriver {
             fds: FdTable::default(),
             work: Vec::new(),
             ready: Vec::new(),
-            sends: Vec::new(),
+            sends: SendTable::default(),
             iov: Vec::new(),
             arena: vec![0u8; arena].into_boxed_slice(),
             arena_used: 0,
@@ -341,19 +357,10 @@ impl Driver for PollDriver {
     fn recycle(&mut self, _buf: ArenaSlice) {}
 
     fn send(&mut self, key: u32, fd: RawFd, out: &mut Outbound, user_data: u64) -> usize {
-        let k = key as usize;
-        if self.sends.len() <= k {
-            self.sends.resize_with(k + 1, SendOp::default);
-        }
-        let op = &mut self.sends[k];
-        assert!(!op.pending, "one send in flight per key");
-        op.chunks.clear();
+        let op = self.sends.start(key);
         let total = out.take_front(IOV_MAX, &mut op.chunks);
-        op.fd = fd;
         op.user_data = user_data;
-        op.pending = true;
         if let Err(e) = self.register(fd, Interest::READABLE | Interest::WRITABLE, true) {
-            self.sends[k].pending = false;
             self.fail_arm(user_data, e);
             return total;
         }
@@ -363,9 +370,8 @@ impl Driver for PollDriver {
     }
 
     fn finish_send(&mut self, key: u32, sent: usize, out: &mut Outbound) {
-        if let Some(op) = self.sends.get_mut(key as usize) {
-            out.give_back(&mut op.chunks, sent);
-        }
+        self.sends
+            .finish(key, |op| out.give_back(&mut op.chunks, sent));
     }
 
     fn connect(
@@ -422,13 +428,13 @@ impl Driver for PollDriver {
             st.clear_wait();
             self.push(target, -libc::ECANCELED, false);
             self.end_connect(fd, target, -libc::ECANCELED);
-        } else if let Some(key) = st.send().filter(|&k| {
-            self.sends
-                .get(k as usize)
-                .is_some_and(|op| op.user_data == target)
-        }) {
+        } else if st
+            .send()
+            .and_then(|k| self.sends.get_mut(k))
+            .is_some_and(|op| op.user_data == target)
+        {
+            // The op keeps its chunks until the engine's `finish_send`.
             st.set_send(None);
-            self.sends[key as usize].pending = false;
             self.push(target, -libc::ECANCELED, false);
         } else {
             found = false;
@@ -483,6 +489,9 @@ impl Driver for PollDriver {
         // free again.
         self.arena_used = 0;
         self.slices.clear();
+        if self.slices.capacity() > KEEP_CAPACITY {
+            self.slices.shrink_to(KEEP_CAPACITY);
+        }
         self.process();
         if !self.ready.is_empty() && !self.skipped_poll {
             // Our own operations completed (sends just written, usually): hand them over
@@ -543,6 +552,11 @@ impl Driver for PollDriver {
         }
         if self.work.capacity() > KEEP_CAPACITY && self.work.len() < KEEP_CAPACITY {
             self.work.shrink_to(KEEP_CAPACITY);
+        }
+        // The receive slices are still lent (claimed until the next wait clears them);
+        // their list shrinks there.
+        if self.deadlines.capacity() > KEEP_CAPACITY && self.deadlines.len() < KEEP_CAPACITY {
+            self.deadlines.shrink_to(KEEP_CAPACITY);
         }
         false
     }

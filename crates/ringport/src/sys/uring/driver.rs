@@ -3,6 +3,7 @@
 
 use super::probe;
 use crate::outbound::{Chunk, Outbound};
+use crate::sys::send_table::{Reusable, SendTable};
 use crate::sys::Completion;
 use io_uring::{opcode, squeue, types, EnterFlags, IoUring};
 use std::io;
@@ -50,6 +51,28 @@ struct SendOp {
     chunks: Vec<Chunk>,
 }
 
+impl Default for SendOp {
+    fn default() -> Self {
+        SendOp {
+            // SAFETY: msghdr is plain data; all-zero is its empty value.
+            hdr: unsafe { std::mem::zeroed() },
+            iov: Vec::new(),
+            chunks: Vec::new(),
+        }
+    }
+}
+
+impl Reusable for SendOp {
+    fn room(&self) -> usize {
+        self.chunks.capacity().max(self.iov.capacity())
+    }
+
+    fn shrink_room(&mut self, max: usize) {
+        self.chunks.shrink_to(max);
+        self.iov.shrink_to(max);
+    }
+}
+
 /// An in-flight connect: the address and the linked timeout's timespec.
 struct ConnectOp {
     addr: socket2::SockAddr,
@@ -74,11 +97,9 @@ pub(crate) struct Uring {
     setup: &'static str,
     /// Completions reaped while making room in a full submission queue.
     backlog: Vec<Completion>,
-    sends: Vec<Option<Box<SendOp>>>,
-    /// Finished send ops kept boxed for reuse: the kernel holds pointers into a live op,
-    /// so ops live in boxes, and recycling the boxes saves an allocation per send.
-    #[allow(clippy::vec_box)]
-    spare_sends: Vec<Box<SendOp>>,
+    /// Sends by key, boxed (the kernel holds pointers into a live op), and a bounded
+    /// free list of finished ones (no allocation per send, no memory kept by a burst).
+    sends: SendTable<SendOp>,
     connects: Vec<Option<Box<ConnectOp>>>,
     /// The doorbell read's 8-byte target.
     doorbell: Box<u64>,
@@ -96,8 +117,7 @@ impl Uring {
             ring,
             setup,
             backlog: Vec::new(),
-            sends: Vec::new(),
-            spare_sends: Vec::new(),
+            sends: SendTable::default(),
             connects: Vec::new(),
             doorbell: Box::new(0),
             doorbell_armed: false,
@@ -214,36 +234,23 @@ impl Uring {
         out: &mut Outbound,
         user_data: u64,
     ) -> usize {
-        let key = key as usize;
-        if self.sends.len() <= key {
-            self.sends.resize_with(key + 1, || None);
-        }
-        assert!(self.sends[key].is_none(), "one send in flight per key");
-        let mut op = self.spare_sends.pop().unwrap_or_else(|| {
-            Box::new(SendOp {
-                // SAFETY: msghdr is plain data; all-zero is its empty value.
-                hdr: unsafe { std::mem::zeroed() },
-                iov: Vec::new(),
-                chunks: Vec::new(),
-            })
-        });
+        let op = self.sends.start(key);
         let total = out.take_front(IOV_MAX, &mut op.chunks);
-        let SendOp { hdr, iov, chunks } = &mut *op;
+        let SendOp { hdr, iov, chunks } = op;
         iov.extend(chunks.iter().map(|c| libc::iovec {
             iov_base: c.as_slice().as_ptr() as *mut libc::c_void,
             iov_len: c.as_slice().len(),
         }));
         hdr.msg_iov = iov.as_mut_ptr();
         hdr.msg_iovlen = iov.len() as _;
-        let e = opcode::SendMsg::new(types::Fd(fd), &op.hdr)
+        let e = opcode::SendMsg::new(types::Fd(fd), hdr)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build()
             .user_data(user_data);
-        self.sends[key] = Some(op);
-        // SAFETY: the header, the iovecs and the chunks they point into live in
-        // `self.sends[key]` (boxed; chunk data is heap memory that moving a chunk does not
-        // move) until `finish_send(key)`, which the engine calls only after this send's
-        // completion.
+        // SAFETY: the header, the iovecs and the chunks they point into live in the box
+        // under `key` in `self.sends` (a box does not move when the table grows; chunk
+        // data is heap memory that moving a chunk does not move) until
+        // `finish_send(key)`, which the engine calls only after this send's completion.
         unsafe { self.push(&e) }
         total
     }
@@ -251,11 +258,10 @@ impl Uring {
     /// The send named `key` completed having sent `sent` bytes: give the unsent chunks
     /// back to the front of `out` and release the operation.
     pub(crate) fn finish_send(&mut self, key: u32, sent: usize, out: &mut Outbound) {
-        if let Some(mut op) = self.sends.get_mut(key as usize).and_then(Option::take) {
+        self.sends.finish(key, |op| {
             op.iov.clear();
             out.give_back(&mut op.chunks, sent);
-            self.spare_sends.push(op);
-        }
+        });
     }
 
     /// Connect `fd` to `addr`, failing with ECANCELED after `timeout`. The connect
@@ -455,7 +461,7 @@ impl Drop for Uring {
     fn drop(&mut self) {
         // Memory still lent to the kernel must not be freed: leak it. A clean worker exit
         // leaves nothing in flight, so this only happens after an abnormal stop.
-        let lent_sends = self.sends.iter().filter(|s| s.is_some()).count();
+        let lent_sends = self.sends.in_flight();
         let lent_connects = self.connects.iter().filter(|c| c.is_some()).count();
         if lent_sends + lent_connects > 0 || self.doorbell_armed {
             tracing::warn!(
@@ -463,7 +469,7 @@ impl Drop for Uring {
                 lent_connects,
                 "ring dropped with operations in flight; leaking their memory"
             );
-            std::mem::forget(std::mem::take(&mut self.sends));
+            self.sends.leak();
             std::mem::forget(std::mem::take(&mut self.connects));
             std::mem::forget(std::mem::replace(&mut self.doorbell, Box::new(0)));
         }
@@ -471,23 +477,4 @@ impl Drop for Uring {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn submit_failures_give_up_after_the_limit_and_a_success_resets_them() {
-        let mut f = SubmitFailures::default();
-        for _ in 0..SUBMIT_FAILURES_MAX - 1 {
-            assert!(f.failed(libc::ENOMEM));
-        }
-        f.succeeded();
-        for _ in 0..SUBMIT_FAILURES_MAX - 1 {
-            assert!(
-                f.failed(libc::ENOMEM),
-                "the count restarted after a success"
-            );
-        }
-        assert!(!f.failed(libc::EAGAIN), "the last try in a row gives up");
-        assert_eq!(f.broken, Some(libc::EAGAIN));
-    }
-}
+mod tests;

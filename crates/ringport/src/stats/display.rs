@@ -1,0 +1,509 @@
+//! `Display` for [`Stats`]: a few lines a person reads. Zero counts are left out except
+//! the headline ones (open, accepted, connected, closed, bytes), so what is printed is
+//! what happened.
+
+use super::{ListenerStats, Stats};
+use std::fmt;
+
+/// A byte count in binary units for people: `512 B`, `1.2 KiB`, `140.3 MiB`. The
+/// alternate form (`{:#}`) adds the exact count: `140.3 MiB (147,155,392 B)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        if n < 1024 {
+            return write!(f, "{n} B");
+        }
+        let mut value = n as f64 / 1024.0;
+        let mut unit = 0;
+        // Move up while the value would print as 1024.0 or more in this unit.
+        while value >= 1023.95 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{value:.1} {}", UNITS[unit])?;
+        if f.alternate() {
+            write!(f, " ({} B)", Count(n))?;
+        }
+        Ok(())
+    }
+}
+
+/// A count with thousands separators: `1,299,673`.
+struct Count(u64);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.to_string();
+        for (i, d) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `label value` items separated by `, `, skipping zero values when asked.
+struct List<'a, 'b> {
+    f: &'a mut fmt::Formatter<'b>,
+    first: bool,
+}
+
+impl<'a, 'b> List<'a, 'b> {
+    fn new(f: &'a mut fmt::Formatter<'b>) -> Self {
+        List { f, first: true }
+    }
+
+    fn item(&mut self, label: &str, value: impl fmt::Display) -> fmt::Result {
+        if !self.first {
+            self.f.write_str(", ")?;
+        }
+        self.first = false;
+        write!(self.f, "{label} {value}")
+    }
+
+    fn count(&mut self, label: &str, n: u64) -> fmt::Result {
+        self.item(label, Count(n))
+    }
+
+    fn nonzero(&mut self, label: &str, n: u64) -> fmt::Result {
+        if n == 0 {
+            return Ok(());
+        }
+        self.count(label, n)
+    }
+
+    fn nonzero_bytes(&mut self, label: &str, n: u64) -> fmt::Result {
+        if n == 0 {
+            return Ok(());
+        }
+        self.item(label, format_args!("{:#}", ByteSize(n)))
+    }
+
+    /// The non-zero entries of a by-reason list, their names with spaces for underscores.
+    fn reasons(&mut self, by: &[(&'static str, u64)]) -> fmt::Result {
+        for &(name, n) in by.iter().filter(|(_, n)| *n > 0) {
+            self.count(&name.replace('_', " "), n)?;
+        }
+        Ok(())
+    }
+}
+
+/// The width of the label column.
+const LABEL: usize = 12;
+
+fn label(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    write!(f, "{text:<LABEL$} ")
+}
+
+fn any(by: &[(&'static str, u64)]) -> bool {
+    by.iter().any(|(_, n)| *n > 0)
+}
+
+/// One counter of the `anomalies` line: its field name (for the coverage test), its
+/// label, its value, and whether it counts bytes.
+struct Anomaly {
+    #[cfg_attr(not(test), allow(dead_code))]
+    field: &'static str,
+    label: &'static str,
+    value: u64,
+    bytes: bool,
+}
+
+/// The fields the `Display` prints outside the anomalies table (`rejected` is the
+/// refusal reason `handler_veto`).
+#[cfg(test)]
+const SHOWN_ELSEWHERE: [&str; 15] = [
+    "backend",
+    "workers",
+    "workers_lost",
+    "open",
+    "accepted",
+    "rejected",
+    "connected",
+    "closed",
+    "bytes_in",
+    "bytes_out",
+    "refused",
+    "refused_by",
+    "closed_by",
+    "timers_fired",
+    "listeners",
+];
+
+impl Stats {
+    /// The anomaly counters and gauges worth a look; the `Display` prints the non-zero
+    /// ones, in this order. A new counter of that kind is one line here.
+    fn anomalies(&self) -> [Anomaly; 16] {
+        let a = |field, label, value, bytes| Anomaly {
+            field,
+            label,
+            value,
+            bytes,
+        };
+        [
+            a(
+                "handler_panics",
+                "handler panics",
+                self.handler_panics,
+                false,
+            ),
+            a(
+                "protocol_errors",
+                "protocol errors",
+                self.protocol_errors,
+                false,
+            ),
+            a(
+                "frames_discarded",
+                "frames discarded",
+                self.frames_discarded,
+                false,
+            ),
+            a(
+                "stale_completions",
+                "stale completions",
+                self.stale_completions,
+                false,
+            ),
+            a("late_sends", "late sends", self.late_sends, false),
+            a(
+                "undelivered_bytes",
+                "undelivered",
+                self.undelivered_bytes,
+                true,
+            ),
+            a("enobufs", "enobufs", self.enobufs, false),
+            a("cq_overflows", "cq overflows", self.cq_overflows, false),
+            a("accept_errors", "accept errors", self.accept_errors, false),
+            a("timeouts_fired", "timeouts", self.timeouts_fired, false),
+            a("slow_readers", "slow readers", self.slow_readers, false),
+            a(
+                "connect_failed",
+                "connects failed",
+                self.connect_failed,
+                false,
+            ),
+            a("inflight_ops", "in-flight ops", self.inflight_ops, false),
+            a("queued_bytes", "queued", self.queued_bytes, true),
+            a("frame_bytes", "partial frames", self.frame_bytes, true),
+            a(
+                "refused_send_bytes",
+                "refused sends",
+                self.refused_send_bytes,
+                true,
+            ),
+        ]
+    }
+}
+
+impl fmt::Display for Stats {
+    /// ```text
+    /// backend      uring
+    /// connections  open 0, accepted 100, connected 0, closed 100
+    /// bytes        in 140.3 MiB (147,155,392 B), out 140.3 MiB (147,155,392 B)
+    /// refused      3: max connections 3
+    /// closed by    peer closed 98, timeout idle 2
+    /// anomalies    timeouts 2
+    /// ```
+    /// Refusals, closes, anomalies and handler timers appear only when non-zero; with
+    /// several listeners, a block for each follows.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        label(f, "backend")?;
+        f.write_str(if self.backend.is_empty() {
+            "none"
+        } else {
+            self.backend
+        })?;
+        if self.workers > 0 {
+            let plural = if self.workers == 1 { "" } else { "s" };
+            write!(f, ", {} worker{plural}", self.workers)?;
+        }
+        f.write_str("\n")?;
+        if self.workers_lost > 0 {
+            label(f, "health")?;
+            writeln!(f, "{}", crate::Health::of(self))?;
+        }
+        label(f, "connections")?;
+        let mut l = List::new(f);
+        l.count("open", self.open)?;
+        l.count("accepted", self.accepted)?;
+        l.count("connected", self.connected)?;
+        l.count("closed", self.closed)?;
+        f.write_str("\n")?;
+        label(f, "bytes")?;
+        write!(
+            f,
+            "in {:#}, out {:#}",
+            ByteSize(self.bytes_in),
+            ByteSize(self.bytes_out)
+        )?;
+        if self.refused > 0 {
+            f.write_str("\n")?;
+            label(f, "refused")?;
+            write!(f, "{}: ", Count(self.refused))?;
+            List::new(f).reasons(&self.refused_by)?;
+        }
+        if any(&self.closed_by) {
+            f.write_str("\n")?;
+            label(f, "closed by")?;
+            List::new(f).reasons(&self.closed_by)?;
+        }
+        let anomalies = self.anomalies();
+        if anomalies.iter().any(|a| a.value > 0) {
+            f.write_str("\n")?;
+            label(f, "anomalies")?;
+            let mut l = List::new(f);
+            for a in anomalies {
+                if a.bytes {
+                    l.nonzero_bytes(a.label, a.value)?;
+                } else {
+                    l.nonzero(a.label, a.value)?;
+                }
+            }
+        }
+        if self.timers_fired > 0 {
+            f.write_str("\n")?;
+            label(f, "timers")?;
+            write!(f, "fired {}", Count(self.timers_fired))?;
+        }
+        if self.listeners.len() > 1 {
+            for listener in &self.listeners {
+                f.write_str("\n")?;
+                label(f, "listener")?;
+                listener.fmt(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ListenerStats {
+    /// `NAME: open 3, accepted 10, closed 7, in 1.2 KiB, out 1.2 KiB`, then indented
+    /// lines for its non-zero refusals and closes by reason.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.name)?;
+        let mut l = List::new(f);
+        l.count("open", self.open)?;
+        l.count("accepted", self.accepted)?;
+        l.count("closed", self.closed)?;
+        l.item("in", ByteSize(self.bytes_in))?;
+        l.item("out", ByteSize(self.bytes_out))?;
+        l.nonzero_bytes("queued", self.queued_bytes)?;
+        let indent = LABEL + 3;
+        if self.refused > 0 {
+            write!(f, "\n{:indent$}refused {}: ", "", Count(self.refused))?;
+            List::new(f).reasons(&self.refused_by)?;
+        }
+        if any(&self.closed_by) {
+            write!(f, "\n{:indent$}closed by ", "")?;
+            List::new(f).reasons(&self.closed_by)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(names: &[&'static str]) -> Vec<(&'static str, u64)> {
+        names.iter().map(|&n| (n, 0)).collect()
+    }
+
+    fn empty() -> Stats {
+        Stats {
+            backend: "poll",
+            refused_by: reasons(&["denied", "max_connections", "rate_limited"]),
+            closed_by: reasons(&["local", "peer_closed", "timeout_idle"]),
+            ..Stats::default()
+        }
+    }
+
+    #[test]
+    fn a_lost_worker_shows_as_degraded_under_the_backend() {
+        let mut s = empty();
+        s.workers = 2;
+        let healthy = s.to_string();
+        assert_eq!(healthy.lines().next(), Some("backend      poll, 2 workers"));
+        assert!(!healthy.contains("health"));
+        s.workers_lost = 1;
+        let lines: Vec<String> = s.to_string().lines().map(String::from).collect();
+        assert_eq!(lines[1], "health       degraded: 1 of 2 workers lost");
+    }
+
+    fn set(list: &mut [(&'static str, u64)], name: &str, n: u64) {
+        list.iter_mut().find(|(k, _)| *k == name).unwrap().1 = n;
+    }
+
+    #[test]
+    fn bytes_read_in_binary_units() {
+        assert_eq!(ByteSize(0).to_string(), "0 B");
+        assert_eq!(ByteSize(1023).to_string(), "1023 B");
+        assert_eq!(ByteSize(1024).to_string(), "1.0 KiB");
+        assert_eq!(ByteSize(1536).to_string(), "1.5 KiB");
+        assert_eq!(ByteSize(1_258_291).to_string(), "1.2 MiB");
+        // Never "1024.0 KiB": the next unit up.
+        assert_eq!(ByteSize(1024 * 1024 - 1).to_string(), "1.0 MiB");
+        assert_eq!(ByteSize(5 << 30).to_string(), "5.0 GiB");
+        assert_eq!(ByteSize(u64::MAX).to_string(), "16.0 EiB");
+        assert_eq!(
+            format!("{:#}", ByteSize(147_155_392)),
+            "140.3 MiB (147,155,392 B)"
+        );
+        assert_eq!(
+            format!("{:#}", ByteSize(999)),
+            "999 B",
+            "no exact count twice"
+        );
+    }
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        for (n, text) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (123_456, "123,456"),
+            (1_234_567, "1,234,567"),
+        ] {
+            assert_eq!(Count(n).to_string(), text);
+        }
+    }
+
+    #[test]
+    fn zeros_are_left_out() {
+        let text = empty().to_string();
+        assert_eq!(
+            text,
+            "backend      poll\n\
+             connections  open 0, accepted 0, connected 0, closed 0\n\
+             bytes        in 0 B, out 0 B"
+        );
+    }
+
+    #[test]
+    fn exactly_the_nonzero_reasons_and_anomalies_are_printed() {
+        let mut s = empty();
+        s.open = 2;
+        s.accepted = 1500;
+        s.closed = 1498;
+        s.bytes_in = 3 << 20;
+        s.bytes_out = 100;
+        s.refused = 4;
+        set(&mut s.refused_by, "max_connections", 3);
+        set(&mut s.refused_by, "rate_limited", 1);
+        set(&mut s.closed_by, "peer_closed", 1497);
+        set(&mut s.closed_by, "timeout_idle", 1);
+        s.timeouts_fired = 1;
+        s.inflight_ops = 29;
+        s.undelivered_bytes = 2048;
+        let text = s.to_string();
+        assert_eq!(
+            text,
+            "backend      poll\n\
+             connections  open 2, accepted 1,500, connected 0, closed 1,498\n\
+             bytes        in 3.0 MiB (3,145,728 B), out 100 B\n\
+             refused      4: max connections 3, rate limited 1\n\
+             closed by    peer closed 1,497, timeout idle 1\n\
+             anomalies    undelivered 2.0 KiB (2,048 B), timeouts 1, in-flight ops 29"
+        );
+        assert!(!text.contains("denied") && !text.contains("local"));
+    }
+
+    #[test]
+    fn each_anomaly_shows_alone_when_it_is_the_only_one() {
+        for i in 0..empty().anomalies().len() {
+            let mut s = empty();
+            let field = [
+                &mut s.handler_panics,
+                &mut s.protocol_errors,
+                &mut s.frames_discarded,
+                &mut s.stale_completions,
+                &mut s.late_sends,
+                &mut s.undelivered_bytes,
+                &mut s.enobufs,
+                &mut s.cq_overflows,
+                &mut s.accept_errors,
+                &mut s.timeouts_fired,
+                &mut s.slow_readers,
+                &mut s.connect_failed,
+                &mut s.inflight_ops,
+                &mut s.queued_bytes,
+                &mut s.frame_bytes,
+                &mut s.refused_send_bytes,
+            ];
+            *field.into_iter().nth(i).unwrap() = 7;
+            let a = &s.anomalies()[i];
+            assert_eq!(a.value, 7, "{} is in its place", a.field);
+            let want = if a.bytes { "7 B" } else { "7" };
+            let last = s.to_string().lines().last().unwrap().to_string();
+            assert_eq!(last, format!("anomalies    {} {want}", a.label));
+        }
+    }
+
+    /// Every field of `Stats` is printed somewhere (a new counter needs its line).
+    #[test]
+    fn every_field_has_a_place() {
+        let debug = format!("{:?}", Stats::default());
+        let inner = debug
+            .strip_prefix("Stats { ")
+            .and_then(|t| t.strip_suffix(" }"))
+            .expect("Debug of Stats is `Stats { .. }`");
+        let anomalies = Stats::default().anomalies();
+        let known: Vec<&str> = anomalies
+            .iter()
+            .map(|a| a.field)
+            .chain(SHOWN_ELSEWHERE)
+            .collect();
+        for kv in inner.split(", ") {
+            let field = kv.split_once(": ").expect("name: value").0;
+            assert!(known.contains(&field), "Stats::{field} is not displayed");
+        }
+    }
+
+    #[test]
+    fn several_listeners_get_a_block_each_one_does_not() {
+        let mut s = empty();
+        let mut game = ListenerStats {
+            name: "game".to_string(),
+            open: 1,
+            accepted: 5,
+            closed: 4,
+            bytes_in: 2048,
+            bytes_out: 2048,
+            refused: 2,
+            refused_by: reasons(&["denied", "max_connections"]),
+            closed_by: reasons(&["local", "peer_closed"]),
+            ..ListenerStats::default()
+        };
+        set(&mut game.refused_by, "denied", 2);
+        set(&mut game.closed_by, "peer_closed", 4);
+        s.listeners.push(game);
+        assert!(
+            !s.to_string().contains("listener"),
+            "one listener: no block"
+        );
+        s.listeners.push(ListenerStats {
+            name: "admin".to_string(),
+            ..ListenerStats::default()
+        });
+        let text = s.to_string();
+        let blocks: Vec<&str> = text.lines().skip(3).collect();
+        assert_eq!(
+            blocks,
+            [
+                "listener     game: open 1, accepted 5, closed 4, in 2.0 KiB, out 2.0 KiB",
+                "               refused 2: denied 2",
+                "               closed by peer closed 4",
+                "listener     admin: open 0, accepted 0, closed 0, in 0 B, out 0 B",
+            ]
+        );
+    }
+}
