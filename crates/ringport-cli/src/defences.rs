@@ -100,6 +100,11 @@ pub struct DefenceArgs {
     /// for it.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub send_queue_max: Option<u64>,
+    /// Bytes each worker may hold in partly received frames before the connection whose
+    /// frame grows past it is closed (default 64 MiB; 0: frames must arrive within one
+    /// receive).
+    #[arg(long, value_name = "BYTES")]
+    pub frame_budget: Option<u64>,
 }
 
 impl DefenceArgs {
@@ -148,6 +153,9 @@ impl DefenceArgs {
                 max: Some(max),
                 ..SendQueueLimits::default()
             });
+        }
+        if let Some(budget) = self.frame_budget {
+            builder = builder.frame_budget(usize::try_from(budget).unwrap_or(usize::MAX));
         }
         Ok(builder)
     }
