@@ -29,6 +29,9 @@ use std::ops::Range;
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
 /// Default maximum length of a line or delimited frame: 64 KiB.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// The longest exact read (`Conn::read_exact`) whatever the codec: `u32::MAX` bytes (a
+/// connection stores the length of its pending exact read in 32 bits).
+pub const MAX_EXACT_READ: usize = u32::MAX as usize;
 
 /// Why a byte stream could not be framed (decoding) or a payload could not be (encoding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -55,6 +58,15 @@ pub enum FrameError {
         value: i64,
         /// The header length.
         header: u8,
+    },
+    /// A length field that does not count the header, plus a negative adjustment, gives a
+    /// negative payload length.
+    #[error("length field value {value} with adjustment {adjustment} is a negative length")]
+    LengthUnderflow {
+        /// The length field's value.
+        value: u64,
+        /// The codec's adjustment.
+        adjustment: i64,
     },
     /// A payload is too long for the length field's width (encoding).
     #[error("a {len}-byte payload does not fit a {width}-byte length field")]
@@ -196,7 +208,10 @@ impl Codec {
     /// Append the framed `payload` to `dst`. On error nothing is appended.
     pub fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
         let parts = self.parts(payload)?;
-        dst.reserve(parts.header().len() + payload.len() + parts.trailer().len());
+        let framed = (parts.header().len())
+            .saturating_add(payload.len())
+            .saturating_add(parts.trailer().len());
+        dst.reserve(framed);
         dst.extend_from_slice(parts.header());
         dst.extend_from_slice(payload);
         dst.extend_from_slice(parts.trailer());
@@ -205,7 +220,8 @@ impl Codec {
 
     /// The longest exact read (`Conn::read_exact`) on a connection with this codec: the
     /// codec's maximum frame, and at least [`DEFAULT_MAX_FRAME`] (a line protocol may
-    /// read a large blob).
+    /// read a large blob), at most [`MAX_EXACT_READ`]. The reader's memory for it grows
+    /// with the bytes that arrive, not with this maximum.
     pub fn max_exact_read(&self) -> usize {
         let frame = match self {
             Codec::Raw => 0,
@@ -213,7 +229,7 @@ impl Codec {
             Codec::Delimited(c) => c.max_len(),
             Codec::Fixed(c) => c.size(),
         };
-        frame.max(DEFAULT_MAX_FRAME)
+        frame.clamp(DEFAULT_MAX_FRAME, MAX_EXACT_READ)
     }
 }
 
@@ -275,10 +291,12 @@ impl std::str::FromStr for Codec {
                 .parse()
                 .map_err(|e| format!("bad size in codec {s:?}: {e}"))
         };
+        // A width that does not fit a u8 is refused, not truncated (260 is not 4).
+        let width = |n: usize| u8::try_from(n).map_err(|_| format!("bad width in codec {s:?}"));
         match name {
             "raw" if arg.is_none() => Ok(Codec::Raw),
             "line" if arg.is_none() => Ok(Codec::Delimited(DelimitedCodec::lines())),
-            "length" => LengthCodec::new(num(arg)? as u8, Endian::Big)
+            "length" => LengthCodec::new(width(num(arg)?)?, Endian::Big)
                 .map(Codec::Length)
                 .map_err(|e| e.to_string()),
             "fixed" => FixedCodec::new(num(arg)?)
@@ -336,3 +354,5 @@ impl Codec {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reader;
