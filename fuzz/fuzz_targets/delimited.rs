@@ -7,7 +7,9 @@ use ringport::codec::{Codec, DelimitedCodec};
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((cfg, rest)) = common::split(data, 10) else { return };
+    let Some((cfg, rest)) = common::split(data, 10) else {
+        return;
+    };
     let dlen = 1 + (cfg[0] & 3) as usize;
     let codec = DelimitedCodec::new(&cfg[4..4 + dlen])
         .unwrap()

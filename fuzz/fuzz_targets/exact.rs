@@ -10,10 +10,16 @@ use ringport::codec::{Codec, DelimitedCodec, Endian, FixedCodec, LengthCodec};
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((cfg, rest)) = common::split(data, 8) else { return };
+    let Some((cfg, rest)) = common::split(data, 8) else {
+        return;
+    };
     let codec = match cfg[0] % 6 {
         0 => Codec::Raw,
-        1 => Codec::Length(LengthCodec::new(2, Endian::Big).unwrap().max_payload_len(1000)),
+        1 => Codec::Length(
+            LengthCodec::new(2, Endian::Big)
+                .unwrap()
+                .max_payload_len(1000),
+        ),
         2 => Codec::Delimited(DelimitedCodec::lines().max_length(100)),
         3 => Codec::Delimited(DelimitedCodec::new(&cfg[1..3]).unwrap().max_length(50)),
         4 => Codec::Fixed(FixedCodec::new(3).unwrap()),

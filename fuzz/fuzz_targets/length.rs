@@ -8,9 +8,15 @@ use ringport::codec::{Codec, Endian, LengthCodec};
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((cfg, rest)) = common::split(data, 8) else { return };
+    let Some((cfg, rest)) = common::split(data, 8) else {
+        return;
+    };
     let width = [1u8, 2, 4, 8][(cfg[0] & 3) as usize];
-    let endian = if cfg[0] & 4 == 0 { Endian::Big } else { Endian::Little };
+    let endian = if cfg[0] & 4 == 0 {
+        Endian::Big
+    } else {
+        Endian::Little
+    };
     let codec = LengthCodec::new(width, endian)
         .unwrap()
         .includes_header(cfg[0] & 8 != 0)

@@ -10,9 +10,15 @@ use ringport::codec::{Codec, Endian, LengthCodec};
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((cfg, rest)) = common::split(data, 16) else { return };
+    let Some((cfg, rest)) = common::split(data, 16) else {
+        return;
+    };
     let width = [1u8, 2, 4, 8][(cfg[0] & 3) as usize];
-    let endian = if cfg[0] & 4 == 0 { Endian::Big } else { Endian::Little };
+    let endian = if cfg[0] & 4 == 0 {
+        Endian::Big
+    } else {
+        Endian::Little
+    };
     let raw = i64::from_le_bytes(cfg[1..9].try_into().unwrap());
     let adjustment = match cfg[0] >> 5 {
         0 => 0,
@@ -25,7 +31,11 @@ fuzz_target!(|data: &[u8]| {
         _ => raw,
     };
     let small = u16::from_le_bytes([cfg[10], cfg[11]]) as usize;
-    let field_max = if width == 8 { usize::MAX } else { (1usize << (8 * width)) - 1 };
+    let field_max = if width == 8 {
+        usize::MAX
+    } else {
+        (1usize << (8 * width)) - 1
+    };
     let max = match cfg[9] & 7 {
         0 => usize::MAX,
         1 => usize::MAX - 1,

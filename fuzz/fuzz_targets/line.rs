@@ -7,7 +7,9 @@ use ringport::codec::{Codec, DelimitedCodec};
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((cfg, rest)) = common::split(data, 6) else { return };
+    let Some((cfg, rest)) = common::split(data, 6) else {
+        return;
+    };
     let codec = DelimitedCodec::lines()
         .discard_oversized(cfg[0] & 1 != 0)
         .max_length(cfg[1] as usize);

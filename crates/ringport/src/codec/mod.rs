@@ -5,9 +5,11 @@
 //! A [`Decoder`] looks at the unconsumed input and answers with a [`Decoded`]: a whole
 //! frame, "need more", or bytes to skip. [`FrameReader`] drives a decoder over received
 //! chunks: a frame that lies inside one chunk is handed out as a slice of it (no copy);
-//! only a frame that spans chunks is assembled, in a buffer sized to that frame and freed
-//! once it is delivered. Every decoder has a maximum frame length, checked before any
-//! allocation.
+//! only a frame that spans chunks is assembled, in a buffer that grows with the bytes
+//! received (never with the length a header announces) and is freed once it is
+//! delivered. Every decoder has a maximum frame length, checked before any allocation.
+//! No input makes a decoder panic or wrap a length: length arithmetic is exact for any
+//! width, adjustment and maximum, and what cannot be framed is a typed [`FrameError`].
 //!
 //! [`Codec`] names one of the built-in formats; the server and client builders take one
 //! (`Server::builder().codec(..)`), and [`crate::Conn::send_frame`] encodes with it.
@@ -108,8 +110,9 @@ pub enum Decoded {
         payload: Range<usize>,
     },
     /// Not enough input. `frame_len`, when known, is the length the input must reach
-    /// before the decoder can say more: the whole frame once its header is read (so the
-    /// caller sizes its buffer once), or the header before that.
+    /// before the decoder can say more: the whole frame once its header is read, or the
+    /// header before that. [`FrameReader`] takes it as a bound for its buffer's growth,
+    /// not as a reservation: a peer's header alone never allocates.
     NeedMore {
         /// Input length needed to progress, if known.
         frame_len: Option<usize>,
@@ -129,7 +132,10 @@ pub enum Decoded {
 ///
 /// Contract: `decode` gets the unconsumed input, starting right after the bytes the
 /// previous `Frame` or `Skip` took. After `NeedMore`, the next call gets the same bytes
-/// with more appended, so a decoder may remember how far it has looked.
+/// with more appended (unless `reset` came in between), so a decoder may remember how far
+/// it has looked. A `Frame` or `Skip` takes at least one byte and at most the input, and a
+/// payload lies inside its frame; [`FrameReader`] clamps an answer that breaks this rather
+/// than panic, so a faulty decoder misframes but never takes a worker down.
 pub trait Decoder {
     /// Examine the unconsumed input.
     fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError>;
