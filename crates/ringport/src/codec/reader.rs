@@ -253,8 +253,14 @@ impl<D: Decoder> FrameReader<D> {
             }
         }
         let buf = std::mem::take(&mut self.pending);
-        // On an error `buf` is dropped: nothing more is held.
-        let decoded = self.decode(&buf[self.head..])?;
+        let decoded = match self.decode(&buf[self.head..]) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // `buf` is dropped: nothing more is held (and `buffered` says so).
+                self.free();
+                return Err(e);
+            }
+        };
         let consumed = match decoded {
             Decoded::NeedMore { frame_len } => {
                 self.pending = buf;

@@ -160,3 +160,19 @@ fn an_empty_feed_with_nothing_buffered_is_a_no_op() {
         }
     }
 }
+
+#[test]
+fn after_an_error_on_held_bytes_nothing_is_held() {
+    // An error found in held bytes (a short exact read, then a line too long behind it)
+    // used to leave the delivered offset behind: `buffered` wrapped to usize::MAX.
+    let codec = Codec::Delimited(DelimitedCodec::lines().max_length(2));
+    let mut reader = FrameReader::with_exact_max(codec.decoder(), 100);
+    reader.read_exact(10, false).unwrap();
+    assert!(feed(&mut reader, b"abcdefg").unwrap().is_empty());
+    reader.read_exact(1, false).unwrap();
+    assert_eq!(
+        feed(&mut reader, &[]),
+        Err(FrameError::LineTooLong { max: 2 })
+    );
+    assert_eq!((reader.buffered(), reader.held_bytes()), (0, 0));
+}
