@@ -42,9 +42,10 @@ pub enum FrameError {
     /// A header announced a payload longer than the maximum.
     #[error("frame of {len} bytes exceeds the maximum of {max}")]
     TooLong {
-        /// The announced payload length.
+        /// The announced payload length (`u64::MAX` if an adjustment takes it beyond).
         len: u64,
-        /// The decoder's maximum.
+        /// The decoder's maximum (for a length field, at most `usize::MAX` minus the
+        /// header: the longest payload whose frame a `usize` can measure).
         max: u64,
     },
     /// A line or delimited frame ran past the maximum without its delimiter.
