@@ -40,7 +40,8 @@ fn outside(plan: &[u8], i: usize) -> Option<usize> {
     (p & 0x80 != 0).then_some((p & 0x3f) as usize + 1)
 }
 
-type Outcome = (Vec<Vec<u8>>, Option<ringport::FrameError>);
+/// Frames, the error that stopped the reader (if one did), bytes still held at the end.
+type Outcome = (Vec<Vec<u8>>, Option<ringport::FrameError>, usize);
 
 /// Feed `pieces`; exact reads per `plan` (from outside `feed` too if `from_outside`).
 fn run(codec: &Codec, pieces: &[&[u8]], plan: &[u8], from_outside: bool) -> Outcome {
@@ -84,7 +85,7 @@ fn run(codec: &Codec, pieces: &[&[u8]], plan: &[u8], from_outside: bool) -> Outc
                     expect.set(Some(len));
                     let (held, before) = (reader.buffered(), count.get());
                     if let Err(e) = reader.feed(&[], &mut on) {
-                        return (frames, Some(e));
+                        return (frames, Some(e), 0);
                     }
                     // Held bytes enough for the read: it went out in the empty feed.
                     let delivered = count.get() > before;
@@ -101,7 +102,7 @@ fn run(codec: &Codec, pieces: &[&[u8]], plan: &[u8], from_outside: bool) -> Outc
             reader.held_bytes()
         );
         if let Err(e) = r {
-            return (frames, Some(e));
+            return (frames, Some(e), 0);
         }
         // Everything deliverable was delivered: an empty feed finds nothing to do.
         let mut late = 0;
@@ -114,22 +115,28 @@ fn run(codec: &Codec, pieces: &[&[u8]], plan: &[u8], from_outside: bool) -> Outc
             "a delivery waited for the next receive"
         );
     }
-    (frames, None)
+    let held = reader.buffered();
+    (frames, None, held)
 }
 
 /// The property every target checks; `plan` steers exact reads (may be empty).
 pub fn check(codec: &Codec, stream: &[u8], cut_seed: &[u8], plan: &[u8]) {
     let pieces = chunks(stream, cut_seed);
     for plan in [&[][..], plan] {
-        let (one, one_err) = run(codec, &[stream], plan, false);
-        let (many, many_err) = run(codec, &pieces, plan, false);
+        let (one, one_err, one_held) = run(codec, &[stream], plan, false);
+        let (many, many_err, many_held) = run(codec, &pieces, plan, false);
         assert_eq!(
             one_err, many_err,
             "one-shot and chunked disagree on the error"
         );
         if *codec == Codec::Raw {
-            // Raw deliveries follow the chunking: only the bytes are fixed.
-            assert_eq!(one.concat(), many.concat(), "raw bytes differ");
+            // Raw deliveries (and so where an exact read starts) follow the chunking:
+            // each run delivers a prefix of the stream and holds the rest.
+            for (frames, held) in [(&one, one_held), (&many, many_held)] {
+                let bytes = frames.concat();
+                assert!(stream.starts_with(&bytes), "raw bytes out of order");
+                assert_eq!(bytes.len() + held, stream.len(), "raw bytes lost");
+            }
             continue;
         }
         if one_err.is_none() {
@@ -156,7 +163,7 @@ fn round_trip(codec: &Codec, frames: &[Vec<u8>]) {
             return; // e.g. a payload of a custom adjustment; not every frame re-encodes
         }
     }
-    let (again, err) = run(codec, &[&wire], &[], false);
+    let (again, err, _) = run(codec, &[&wire], &[], false);
     assert!(err.is_none());
     assert_eq!(again, frames);
 }
