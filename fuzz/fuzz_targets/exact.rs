@@ -1,39 +1,29 @@
 #![no_main]
-//! Exact reads interleaved with a length-prefixed codec: after each frame the input says
-//! whether the next delivery is an exact read and how long. Checks that exact reads come
-//! out at exactly their length and that nothing is held above the bounds.
+//! Exact reads interleaved with every codec family: the first byte picks the codec (raw,
+//! length 2, line, a 2-byte delimiter, fixed 3, or fixed usize::MAX), the next ones the
+//! chunking and a plan of exact reads asked from the frame callback and from outside
+//! `feed` (then delivered by an empty feed). Checks exact lengths, no stall, bounds.
 use libfuzzer_sys::fuzz_target;
-use ringport::codec::{Codec, Endian, Event, FrameReader, LengthCodec, Next};
+use ringport::codec::{Codec, DelimitedCodec, Endian, FixedCodec, LengthCodec};
+
+#[path = "common.rs"]
+mod common;
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 8 {
+    let Some((cfg, rest)) = common::split(data, 8) else {
         return;
-    }
-    let (plan, stream) = data.split_at(8);
-    let codec = Codec::Length(LengthCodec::new(2, Endian::Big).unwrap().max_payload_len(1000));
-    let mut reader = FrameReader::new(codec.decoder());
-    let mut step = 0usize;
-    let mut expect_exact: Option<usize> = None;
-    let cut = (plan[7] as usize).max(1);
-    for piece in stream.chunks(cut) {
-        let r = reader.feed(piece, &mut |ev| {
-            if let Event::Frame(f) = ev {
-                if let Some(n) = expect_exact.take() {
-                    assert_eq!(f.len(), n, "an exact read of {n} gave {}", f.len());
-                }
-                step += 1;
-                let p = plan[step % 7];
-                if p & 1 == 1 {
-                    let len = (p >> 1) as usize + 1;
-                    expect_exact = Some(len);
-                    return Next::ReadExact { len, progress: p & 2 != 0 };
-                }
-            }
-            Next::Continue
-        });
-        assert!(reader.buffered() <= 1002);
-        if r.is_err() {
-            return;
-        }
-    }
+    };
+    let codec = match cfg[0] % 6 {
+        0 => Codec::Raw,
+        1 => Codec::Length(
+            LengthCodec::new(2, Endian::Big)
+                .unwrap()
+                .max_payload_len(1000),
+        ),
+        2 => Codec::Delimited(DelimitedCodec::lines().max_length(100)),
+        3 => Codec::Delimited(DelimitedCodec::new(&cfg[1..3]).unwrap().max_length(50)),
+        4 => Codec::Fixed(FixedCodec::new(3).unwrap()),
+        _ => Codec::Fixed(FixedCodec::new(usize::MAX).unwrap()),
+    };
+    common::check(&codec, rest, &cfg[3..5], &cfg[5..8]);
 });

@@ -7,7 +7,9 @@ use ringport::codec::{Codec, FixedCodec};
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((cfg, rest)) = common::split(data, 3) else { return };
+    let Some((cfg, rest)) = common::split(data, 5) else {
+        return;
+    };
     let codec = FixedCodec::new(cfg[0] as usize + 1).unwrap();
-    common::check(&Codec::Fixed(codec), rest, &cfg[1..3]);
+    common::check(&Codec::Fixed(codec), rest, &cfg[1..3], &cfg[3..5]);
 });

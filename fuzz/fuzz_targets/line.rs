@@ -7,9 +7,11 @@ use ringport::codec::{Codec, DelimitedCodec};
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((cfg, rest)) = common::split(data, 4) else { return };
+    let Some((cfg, rest)) = common::split(data, 6) else {
+        return;
+    };
     let codec = DelimitedCodec::lines()
         .discard_oversized(cfg[0] & 1 != 0)
         .max_length(cfg[1] as usize);
-    common::check(&Codec::Delimited(codec), rest, &cfg[2..4]);
+    common::check(&Codec::Delimited(codec), rest, &cfg[2..4], &cfg[4..6]);
 });

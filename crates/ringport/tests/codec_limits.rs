@@ -24,7 +24,7 @@ fn frames_of(
 }
 
 #[test]
-fn a_spanning_frame_is_assembled_in_one_buffer_of_its_size_then_freed() {
+fn a_spanning_frame_is_assembled_in_a_buffer_never_above_its_size_then_freed() {
     let codec = Codec::Length(
         LengthCodec::new(4, Endian::Big)
             .unwrap()

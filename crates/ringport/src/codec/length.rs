@@ -56,7 +56,10 @@ impl LengthCodec {
         self
     }
 
-    /// The longest payload accepted (decoding and encoding).
+    /// The longest payload accepted (decoding and encoding). Any value is valid: a payload
+    /// the length field cannot express is refused by the encoder
+    /// ([`FrameError::TooLongForHeader`]), and a header announcing more than the maximum
+    /// (or a frame beyond `usize::MAX` bytes) by the decoder ([`FrameError::TooLong`]).
     pub fn max_payload_len(mut self, max: usize) -> LengthCodec {
         self.max_payload = max;
         self
@@ -90,41 +93,40 @@ impl LengthCodec {
         }
     }
 
-    /// The header of a `len`-byte payload.
+    /// The header of a `len`-byte payload. All arithmetic is in `i128`, which holds every
+    /// `usize` and `u64` plus any `i64` adjustment: nothing wraps.
     pub(super) fn parts(&self, len: usize) -> Result<FrameParts<'static>, FrameError> {
-        let too_long = FrameError::TooLongForHeader {
-            len: len as u64,
-            width: self.width,
-        };
+        let len64 = u64::try_from(len).unwrap_or(u64::MAX);
         let header = if self.includes_header {
-            self.width as i128
+            i128::from(self.width)
         } else {
             0
         };
-        let value = len as i128 + header - self.adjustment as i128;
-        if value < 0 || value > field_max(self.width) as i128 {
-            return Err(too_long);
-        }
+        let value = len as i128 + header - i128::from(self.adjustment);
+        let value = u64::try_from(value)
+            .ok()
+            .filter(|&v| v <= field_max(self.width))
+            .ok_or(FrameError::TooLongForHeader {
+                len: len64,
+                width: self.width,
+            })?;
         if len > self.max_payload {
             return Err(FrameError::TooLong {
-                len: len as u64,
+                len: len64,
                 max: self.max_payload as u64,
             });
         }
-        let bytes = match self.endian {
-            Endian::Big => (value as u64).to_be_bytes(),
-            Endian::Little => (value as u64).to_le_bytes(),
-        };
         let w = self.width as usize;
         let field = match self.endian {
-            Endian::Big => &bytes[8 - w..],
-            Endian::Little => &bytes[..w],
+            Endian::Big => &value.to_be_bytes()[8 - w..],
+            Endian::Little => &value.to_le_bytes()[..w],
         };
         Ok(FrameParts::new(field, &[]))
     }
 
-    /// The payload length a header announces.
-    fn payload_len(&self, header: &[u8]) -> Result<u64, FrameError> {
+    /// The payload length a header announces, as `i128` (exact: it may be negative or
+    /// above `u64::MAX` with an adjustment), or the typed error of a negative one.
+    fn payload_len(&self, header: &[u8]) -> Result<i128, FrameError> {
         let mut b = [0u8; 8];
         let w = self.width as usize;
         let value = match self.endian {
@@ -137,16 +139,30 @@ impl LengthCodec {
                 u64::from_le_bytes(b)
             }
         };
-        let header_len = if self.includes_header { w as i128 } else { 0 };
-        let len = value as i128 + self.adjustment as i128 - header_len;
-        if len < 0 {
+        let adjusted = i128::from(value) + i128::from(self.adjustment);
+        if !self.includes_header {
+            if adjusted < 0 {
+                return Err(FrameError::LengthUnderflow {
+                    value,
+                    adjustment: self.adjustment,
+                });
+            }
+            return Ok(adjusted);
+        }
+        if adjusted < w as i128 {
             return Err(FrameError::LengthBelowHeader {
-                value: (value as i128 + self.adjustment as i128)
-                    .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+                // Below the header (at most 8), so only a negative one can saturate.
+                value: adjusted.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
                 header: self.width,
             });
         }
-        Ok(len as u64)
+        Ok(adjusted - w as i128)
+    }
+
+    /// The longest payload the decoder accepts: the maximum, and less if the whole frame
+    /// would not fit a `usize` (with a maximum near `usize::MAX`).
+    fn payload_limit(&self) -> usize {
+        self.max_payload.min(usize::MAX - self.width as usize)
     }
 }
 
@@ -163,14 +179,16 @@ fn field_max(width: u8) -> u64 {
 #[derive(Debug, Clone)]
 pub struct LengthDecoder {
     codec: LengthCodec,
-    /// Bytes of a discarded frame still to skip.
-    skipping: u64,
+    /// Bytes of a discarded frame still to skip (header and payload: up to
+    /// `u64::MAX + i64::MAX + 8`, exact in a `u128`).
+    skipping: u128,
 }
 
 impl LengthDecoder {
     fn skip(&mut self, available: usize, oversized: Option<u64>) -> Decoded {
-        let len = (self.skipping.min(available as u64)) as usize;
-        self.skipping -= len as u64;
+        // `min` with a usize: the result fits one.
+        let len = self.skipping.min(available as u128) as usize;
+        self.skipping -= len as u128;
         Decoded::Skip { len, oversized }
     }
 }
@@ -189,18 +207,22 @@ impl Decoder for LengthDecoder {
             return Ok(Decoded::NeedMore { frame_len: Some(w) });
         }
         let len = self.codec.payload_len(&buf[..w])?;
-        if len > self.codec.max_payload as u64 {
+        let limit = self.codec.payload_limit();
+        let Some(len) = usize::try_from(len).ok().filter(|&l| l <= limit) else {
+            // Above the maximum (or above what any length type here holds).
+            let announced = u64::try_from(len).unwrap_or(u64::MAX);
             if !self.codec.discard {
                 return Err(FrameError::TooLong {
-                    len,
-                    max: self.codec.max_payload as u64,
+                    len: announced,
+                    max: limit as u64,
                 });
             }
-            self.skipping = len.saturating_add(w as u64);
-            return Ok(self.skip(buf.len(), Some(len)));
-        }
-        // len <= max_payload, a usize, so this cannot overflow.
-        let total = w + len as usize;
+            // `len` is at most u64::MAX + i64::MAX: no overflow in a u128.
+            self.skipping = len as u128 + w as u128;
+            return Ok(self.skip(buf.len(), Some(announced)));
+        };
+        // len <= usize::MAX - w (payload_limit), so this cannot overflow.
+        let total = w + len;
         if buf.len() < total {
             return Ok(Decoded::NeedMore {
                 frame_len: Some(total),

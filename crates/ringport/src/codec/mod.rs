@@ -5,9 +5,11 @@
 //! A [`Decoder`] looks at the unconsumed input and answers with a [`Decoded`]: a whole
 //! frame, "need more", or bytes to skip. [`FrameReader`] drives a decoder over received
 //! chunks: a frame that lies inside one chunk is handed out as a slice of it (no copy);
-//! only a frame that spans chunks is assembled, in a buffer sized to that frame and freed
-//! once it is delivered. Every decoder has a maximum frame length, checked before any
-//! allocation.
+//! only a frame that spans chunks is assembled, in a buffer that grows with the bytes
+//! received (never with the length a header announces) and is freed once it is
+//! delivered. Every decoder has a maximum frame length, checked before any allocation.
+//! No input makes a decoder panic or wrap a length: length arithmetic is exact for any
+//! width, adjustment and maximum, and what cannot be framed is a typed [`FrameError`].
 //!
 //! [`Codec`] names one of the built-in formats; the server and client builders take one
 //! (`Server::builder().codec(..)`), and [`crate::Conn::send_frame`] encodes with it.
@@ -29,6 +31,9 @@ use std::ops::Range;
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
 /// Default maximum length of a line or delimited frame: 64 KiB.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// The longest exact read (`Conn::read_exact`) whatever the codec: `u32::MAX` bytes (a
+/// connection stores the length of its pending exact read in 32 bits).
+pub const MAX_EXACT_READ: usize = u32::MAX as usize;
 
 /// Why a byte stream could not be framed (decoding) or a payload could not be (encoding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -37,9 +42,10 @@ pub enum FrameError {
     /// A header announced a payload longer than the maximum.
     #[error("frame of {len} bytes exceeds the maximum of {max}")]
     TooLong {
-        /// The announced payload length.
+        /// The announced payload length (`u64::MAX` if an adjustment takes it beyond).
         len: u64,
-        /// The decoder's maximum.
+        /// The decoder's maximum (for a length field, at most `usize::MAX` minus the
+        /// header: the longest payload whose frame a `usize` can measure).
         max: u64,
     },
     /// A line or delimited frame ran past the maximum without its delimiter.
@@ -55,6 +61,15 @@ pub enum FrameError {
         value: i64,
         /// The header length.
         header: u8,
+    },
+    /// A length field that does not count the header, plus a negative adjustment, gives a
+    /// negative payload length.
+    #[error("length field value {value} with adjustment {adjustment} is a negative length")]
+    LengthUnderflow {
+        /// The length field's value.
+        value: u64,
+        /// The codec's adjustment.
+        adjustment: i64,
     },
     /// A payload is too long for the length field's width (encoding).
     #[error("a {len}-byte payload does not fit a {width}-byte length field")]
@@ -96,8 +111,9 @@ pub enum Decoded {
         payload: Range<usize>,
     },
     /// Not enough input. `frame_len`, when known, is the length the input must reach
-    /// before the decoder can say more: the whole frame once its header is read (so the
-    /// caller sizes its buffer once), or the header before that.
+    /// before the decoder can say more: the whole frame once its header is read, or the
+    /// header before that. [`FrameReader`] takes it as a bound for its buffer's growth,
+    /// not as a reservation: a peer's header alone never allocates.
     NeedMore {
         /// Input length needed to progress, if known.
         frame_len: Option<usize>,
@@ -117,7 +133,10 @@ pub enum Decoded {
 ///
 /// Contract: `decode` gets the unconsumed input, starting right after the bytes the
 /// previous `Frame` or `Skip` took. After `NeedMore`, the next call gets the same bytes
-/// with more appended, so a decoder may remember how far it has looked.
+/// with more appended (unless `reset` came in between), so a decoder may remember how far
+/// it has looked. A `Frame` or `Skip` takes at least one byte and at most the input, and a
+/// payload lies inside its frame; [`FrameReader`] clamps an answer that breaks this rather
+/// than panic, so a faulty decoder misframes but never takes a worker down.
 pub trait Decoder {
     /// Examine the unconsumed input.
     fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError>;
@@ -196,7 +215,10 @@ impl Codec {
     /// Append the framed `payload` to `dst`. On error nothing is appended.
     pub fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
         let parts = self.parts(payload)?;
-        dst.reserve(parts.header().len() + payload.len() + parts.trailer().len());
+        let framed = (parts.header().len())
+            .saturating_add(payload.len())
+            .saturating_add(parts.trailer().len());
+        dst.reserve(framed);
         dst.extend_from_slice(parts.header());
         dst.extend_from_slice(payload);
         dst.extend_from_slice(parts.trailer());
@@ -205,7 +227,8 @@ impl Codec {
 
     /// The longest exact read (`Conn::read_exact`) on a connection with this codec: the
     /// codec's maximum frame, and at least [`DEFAULT_MAX_FRAME`] (a line protocol may
-    /// read a large blob).
+    /// read a large blob), at most [`MAX_EXACT_READ`]. The reader's memory for it grows
+    /// with the bytes that arrive, not with this maximum.
     pub fn max_exact_read(&self) -> usize {
         let frame = match self {
             Codec::Raw => 0,
@@ -213,7 +236,7 @@ impl Codec {
             Codec::Delimited(c) => c.max_len(),
             Codec::Fixed(c) => c.size(),
         };
-        frame.max(DEFAULT_MAX_FRAME)
+        frame.clamp(DEFAULT_MAX_FRAME, MAX_EXACT_READ)
     }
 }
 
@@ -275,10 +298,12 @@ impl std::str::FromStr for Codec {
                 .parse()
                 .map_err(|e| format!("bad size in codec {s:?}: {e}"))
         };
+        // A width that does not fit a u8 is refused, not truncated (260 is not 4).
+        let width = |n: usize| u8::try_from(n).map_err(|_| format!("bad width in codec {s:?}"));
         match name {
             "raw" if arg.is_none() => Ok(Codec::Raw),
             "line" if arg.is_none() => Ok(Codec::Delimited(DelimitedCodec::lines())),
-            "length" => LengthCodec::new(num(arg)? as u8, Endian::Big)
+            "length" => LengthCodec::new(width(num(arg)?)?, Endian::Big)
                 .map(Codec::Length)
                 .map_err(|e| e.to_string()),
             "fixed" => FixedCodec::new(num(arg)?)
@@ -336,3 +361,5 @@ impl Codec {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reader;

@@ -1,5 +1,12 @@
 //! `FrameReader`: drives a decoder over received chunks, handing out frames that lie in
 //! one chunk as slices of it and assembling only frames that span chunks.
+//!
+//! Memory (DESIGN.md invariant 2): the assembly buffer grows with the bytes that arrived,
+//! never with what a header announces. A growth reserves what is in hand, or doubles the
+//! buffer, whichever is more, and never beyond the length of the frame being assembled
+//! (when known) or the decoder's maximum frame; so a frame of `n` bytes in small chunks
+//! costs O(n) copying and under 2·n of allocations in total, and a peer that announces
+//! 8 MiB and sends 4 KiB makes the reader hold about 4 KiB.
 
 use super::{Decoded, Decoder, FrameError, DEFAULT_MAX_FRAME};
 
@@ -41,22 +48,40 @@ struct Exact {
     progress: bool,
 }
 
-/// Frames a byte stream fed in arbitrary chunks. Memory: nothing while no frame is
-/// partly received; otherwise one buffer sized to the partial frame (when its length is
-/// known) and never larger than the decoder's maximum frame, freed once the frame is out.
+/// Frames a byte stream fed in arbitrary chunks.
+///
+/// Memory: nothing while no frame is partly received; otherwise one assembly buffer that
+/// grows with the bytes received (see the module docs), never larger than the frame being
+/// assembled or the decoder's maximum frame, and freed once nothing is held.
+/// [`FrameReader::held_bytes`] says how much that is at any moment.
 #[derive(Debug)]
 pub struct FrameReader<D> {
     decoder: D,
-    /// The start of a frame that spans chunks.
+    /// Received bytes not yet delivered: `pending[head..]` (the start of a frame that spans
+    /// chunks, and bytes behind it left over by a short exact read).
     pending: Vec<u8>,
-    /// That frame's total length, once known.
+    /// Bytes at the start of `pending` already delivered or skipped.
+    head: usize,
+    /// The length the held bytes must reach before the decoder can progress, if known.
     pending_total: Option<usize>,
+    /// The held bytes were decoded as they are and need more input: decode again only
+    /// once bytes are appended (or an exact read changes the question).
+    need_more: bool,
     /// An exact read in force for the next frame.
     exact: Option<Exact>,
     /// Longest exact read allowed.
     exact_max: usize,
     /// Oversized frames skipped (discard mode).
     discarded: u64,
+}
+
+/// Bytes of `data` appended to the assembly buffer in this step, to go back to `data`
+/// (zero-copy) if the frame ends before them.
+struct Appended<'a> {
+    /// The chunk before the append.
+    from: &'a [u8],
+    /// Bytes held before the append.
+    old: usize,
 }
 
 impl<D: Decoder> FrameReader<D> {
@@ -77,14 +102,18 @@ impl<D: Decoder> FrameReader<D> {
         FrameReader {
             decoder,
             pending: Vec::new(),
+            head: 0,
             pending_total: None,
+            need_more: false,
             exact: None,
             exact_max,
             discarded: 0,
         }
     }
 
-    /// Make the next frame exactly `len` bytes (1 to the exact-read maximum).
+    /// Make the next frame exactly `len` bytes (1 to the exact-read maximum). Bytes already
+    /// held count towards it; when they are enough, the next [`FrameReader::feed`] (an
+    /// empty one will do) delivers it.
     pub fn read_exact(&mut self, len: usize, progress: bool) -> Result<(), FrameError> {
         if len == 0 {
             return Err(FrameError::WrongSize { len: 0, size: 1 });
@@ -97,18 +126,30 @@ impl<D: Decoder> FrameReader<D> {
         }
         self.decoder.reset();
         self.exact = Some(Exact { len, progress });
-        self.pending_total = (len > self.pending.len()).then_some(len);
+        self.pending_total = None;
+        // The held bytes must be looked at again: they may hold the whole read.
+        self.need_more = false;
         Ok(())
     }
 
-    /// Bytes held of a frame that spans chunks.
+    /// Bytes received and not yet delivered (held in the assembly buffer).
     pub fn buffered(&self) -> usize {
-        self.pending.len()
+        self.pending.len() - self.head
     }
 
-    /// Heap bytes the reader holds (its assembly buffer's capacity).
-    pub fn capacity(&self) -> usize {
+    /// Heap bytes the reader holds now: its assembly buffer's capacity. Zero while no
+    /// frame is partly received. It grows only with bytes actually received (at most about
+    /// twice [`FrameReader::buffered`], and never above the frame being assembled or the
+    /// decoder's maximum frame) and drops to zero when the frame is delivered, so a
+    /// caller can bound the memory of partly assembled frames over many readers by
+    /// summing this after each [`FrameReader::feed`]. Cheap (a field read).
+    pub fn held_bytes(&self) -> usize {
         self.pending.capacity()
+    }
+
+    /// The same as [`FrameReader::held_bytes`] (the older name).
+    pub fn capacity(&self) -> usize {
+        self.held_bytes()
     }
 
     /// Oversized frames skipped so far (discard mode).
@@ -119,22 +160,33 @@ impl<D: Decoder> FrameReader<D> {
     /// Decode `data`, the next chunk of the stream, calling `on` for every frame (and
     /// progress report) in order. An error means the stream cannot be framed; the reader
     /// should then be dropped.
+    ///
+    /// Bytes already held are decoded first, so every delivery that is complete with
+    /// what the reader holds goes out in this call, whatever `data` is. In particular
+    /// `feed(&[], on)` (an empty chunk) delivers what became deliverable without a
+    /// receive: an exact read asked with [`FrameReader::read_exact`] outside `feed` (from
+    /// a timer, say) that the held bytes satisfy, and the frames held behind it. With
+    /// nothing deliverable it calls `on` not at all and changes nothing.
     pub fn feed(
         &mut self,
         mut data: &[u8],
         on: &mut impl FnMut(Event<'_>) -> Next,
     ) -> Result<(), FrameError> {
-        while !data.is_empty() {
-            let keep_going = if self.pending.is_empty() {
-                self.feed_direct(&mut data, on)?
+        loop {
+            let keep_going = if self.buffered() > 0 {
+                if self.need_more && data.is_empty() {
+                    return Ok(());
+                }
+                self.feed_held(&mut data, on)?
+            } else if data.is_empty() {
+                return Ok(());
             } else {
-                self.feed_pending(&mut data, on)?
+                self.feed_direct(&mut data, on)?
             };
             if !keep_going {
                 return Ok(());
             }
         }
-        Ok(())
     }
 
     fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
@@ -150,7 +202,7 @@ impl<D: Decoder> FrameReader<D> {
         }
     }
 
-    /// Nothing pending: frames inside `data` go out as slices of it.
+    /// Nothing held: frames inside `data` go out as slices of it.
     fn feed_direct(
         &mut self,
         data: &mut &[u8],
@@ -159,15 +211,17 @@ impl<D: Decoder> FrameReader<D> {
         match self.decode(data)? {
             Decoded::Frame { consumed, payload } => {
                 self.exact = None;
-                let next = on(Event::Frame(&data[payload]));
-                *data = &data[consumed.clamp(1, data.len())..];
+                let consumed = consumed.clamp(1, data.len());
+                let next = on(Event::Frame(&data[within(payload, consumed)]));
+                *data = &data[consumed..];
                 self.apply(next)
             }
             Decoded::NeedMore { frame_len } => {
+                // Hold what is in hand, and only that: the announced length is a bound
+                // for later growth, not a reservation.
                 self.pending_total = frame_len;
-                self.pending
-                    .reserve_exact(frame_len.unwrap_or(0).max(data.len()));
-                self.pending.extend_from_slice(data);
+                self.need_more = true;
+                self.append(data);
                 *data = &[];
                 self.progress(on)
             }
@@ -179,62 +233,142 @@ impl<D: Decoder> FrameReader<D> {
         }
     }
 
-    /// A frame is partly held: append what it needs from `data` and decode again.
-    fn feed_pending(
+    /// Bytes are held: if the decoder already said they are not enough, append what the
+    /// pending delivery needs from `data`; then decode the held bytes.
+    fn feed_held(
         &mut self,
         data: &mut &[u8],
         on: &mut impl FnMut(Event<'_>) -> Next,
     ) -> Result<bool, FrameError> {
-        let old = self.pending.len();
-        let want = match (self.exact, self.pending_total) {
-            (Some(x), _) => x.len.saturating_sub(old),
-            (None, Some(total)) => total.saturating_sub(old),
-            (None, None) => self.decoder.max_frame().saturating_sub(old),
-        };
-        let take = want.clamp(1, data.len());
-        self.pending.extend_from_slice(&data[..take]);
-        if !self.progress(on)? {
-            return Ok(false);
+        let mut appended = None;
+        if self.need_more {
+            let old = self.buffered();
+            let take = self.want(old).clamp(1, data.len());
+            appended = Some(Appended { from: data, old });
+            self.append(&data[..take]);
+            *data = &data[take..];
+            self.need_more = false;
+            if !self.progress(on)? {
+                return Ok(false);
+            }
         }
-        let mut buf = std::mem::take(&mut self.pending);
-        // On an error `buf` is dropped: nothing more is held.
-        let decoded = self.decode(&buf)?;
+        let buf = std::mem::take(&mut self.pending);
+        let decoded = match self.decode(&buf[self.head..]) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // `buf` is dropped: nothing more is held (and `buffered` says so).
+                self.free();
+                return Err(e);
+            }
+        };
         let consumed = match decoded {
             Decoded::NeedMore { frame_len } => {
-                if let Some(total) = frame_len {
-                    buf.reserve_exact(total.saturating_sub(buf.len()));
-                }
                 self.pending = buf;
                 self.pending_total = frame_len;
-                *data = &data[take..];
+                self.need_more = true;
                 return Ok(true);
             }
             Decoded::Frame { consumed, payload } => {
                 self.exact = None;
-                let next = on(Event::Frame(&buf[payload]));
+                let consumed = consumed.clamp(1, buf.len() - self.head);
+                let frame = &buf[self.head..][within(payload, consumed)];
+                let next = on(Event::Frame(frame));
+                self.pending = buf;
+                self.consume(consumed, appended, data);
                 if !self.apply(next)? {
                     return Ok(false);
                 }
-                consumed
+                return Ok(true);
             }
             Decoded::Skip { len, oversized } => {
                 self.note_skip(oversized);
-                len
+                len.clamp(1, buf.len() - self.head)
             }
         };
-        let consumed = consumed.clamp(1, buf.len());
-        self.pending_total = None;
-        if consumed >= old {
-            // The frame ended inside this chunk: go on from there without a copy; the
-            // assembly buffer is freed.
-            *data = &data[consumed - old..];
-        } else {
-            // Older bytes remain (an exact read shorter than what was held): keep them.
-            buf.drain(..consumed);
-            self.pending = buf;
-            *data = &data[take..];
-        }
+        self.pending = buf;
+        self.consume(consumed, appended, data);
         Ok(true)
+    }
+
+    /// The first `consumed` held bytes are delivered or skipped. If the delivery reached
+    /// into the bytes appended from `data` in this step, the rest of those go back to
+    /// `data` (decoded from the chunk, without a copy) and the buffer is freed.
+    fn consume<'a>(
+        &mut self,
+        consumed: usize,
+        appended: Option<Appended<'a>>,
+        data: &mut &'a [u8],
+    ) {
+        self.pending_total = None;
+        match appended {
+            Some(Appended { from, old }) if consumed >= old => {
+                *data = &from[consumed - old..];
+                self.free();
+            }
+            _ => {
+                self.head += consumed;
+                self.trim();
+            }
+        }
+    }
+
+    /// Input the pending delivery needs beyond the `held` bytes (at least what the decoder
+    /// asked for; up to the maximum frame when it does not know).
+    fn want(&self, held: usize) -> usize {
+        match (self.exact, self.pending_total) {
+            (Some(x), _) => x.len.saturating_sub(held),
+            (None, Some(total)) => total.saturating_sub(held),
+            (None, None) => self.decoder.max_frame().saturating_sub(held),
+        }
+    }
+
+    /// The most the assembly buffer may need to hold for the pending delivery.
+    fn bound(&self) -> usize {
+        match (self.exact, self.pending_total) {
+            (Some(x), _) => x.len,
+            (None, Some(total)) => total,
+            (None, None) => self.decoder.max_frame(),
+        }
+    }
+
+    /// Hold `bytes` after the held ones, growing the buffer with what arrives.
+    fn append(&mut self, bytes: &[u8]) {
+        let held = self.buffered();
+        let spare = self.pending.capacity() - self.pending.len();
+        if self.head > 0 && (self.head >= held || spare < bytes.len()) {
+            // Drop delivered bytes first (amortized: only once they are as many as the
+            // held ones, or the buffer would grow anyway).
+            self.pending.drain(..self.head);
+            self.head = 0;
+        }
+        let spare = self.pending.capacity() - self.pending.len();
+        if spare < bytes.len() {
+            let need = held + bytes.len();
+            let doubled = self.pending.capacity().saturating_mul(2).min(self.bound());
+            let target = need.max(doubled);
+            self.pending.reserve_exact(target - self.pending.len());
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// After a delivery from the held bytes: free the buffer if nothing is left, and give
+    /// memory back if what is left uses less than half of it.
+    fn trim(&mut self) {
+        let held = self.buffered();
+        if held == 0 {
+            self.free();
+        } else if held < self.pending.capacity() / 2 {
+            let mut kept = Vec::with_capacity(held);
+            kept.extend_from_slice(&self.pending[self.head..]);
+            self.pending = kept;
+            self.head = 0;
+        }
+    }
+
+    fn free(&mut self) {
+        self.pending = Vec::new();
+        self.head = 0;
+        self.need_more = false;
     }
 
     /// Report exact-read progress if asked for.
@@ -244,7 +378,7 @@ impl<D: Decoder> FrameReader<D> {
                 len,
                 progress: true,
             }) => {
-                let received = self.pending.len().min(len);
+                let received = self.buffered().min(len);
                 let next = on(Event::Progress {
                     received,
                     total: len,
@@ -272,4 +406,11 @@ impl<D: Decoder> FrameReader<D> {
             tracing::debug!(len, "discarding an oversized frame");
         }
     }
+}
+
+/// A decoder's payload range, kept inside the `consumed` bytes it came with (a decoder
+/// that breaks the contract gets a shorter payload, never an out-of-bounds slice).
+fn within(payload: std::ops::Range<usize>, consumed: usize) -> std::ops::Range<usize> {
+    let end = payload.end.min(consumed);
+    payload.start.min(end)..end
 }

@@ -144,3 +144,90 @@ fn exact_reads_report_progress_and_then_the_codec_resumes() {
         Err(FrameError::WrongSize { len: 0, size: 1 })
     );
 }
+
+#[test]
+fn eight_ff_bytes_against_the_largest_maximum_are_too_long_not_a_panic() {
+    // The reproduced crash: `--codec length:8 --max-frame 18446744073709551615`.
+    let codec: Codec = "length:8".parse().unwrap();
+    let codec = codec.with_max_frame(usize::MAX);
+    for chunks in [&[&[0xff; 8][..], b"rest"][..], &[&[0xff; 5], &[0xff; 3]]] {
+        let err = frames(&codec, chunks).unwrap_err();
+        assert!(
+            matches!(err, FrameError::TooLong { len: u64::MAX, .. }),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn an_adjustment_never_wraps_a_length() {
+    let le = |adjustment: i64, includes: bool| {
+        Codec::Length(
+            LengthCodec::new(8, Endian::Little)
+                .unwrap()
+                .includes_header(includes)
+                .adjustment(adjustment)
+                .max_payload_len(usize::MAX),
+        )
+    };
+    // u64::MAX + 5 used to wrap to 4: a 4-byte frame out of a hostile header.
+    assert!(matches!(
+        frames(&le(5, false), &[&[0xff; 8], b"abcd"]),
+        Err(FrameError::TooLong { len: u64::MAX, .. })
+    ));
+    assert!(matches!(
+        frames(&le(i64::MAX, true), &[&[0xff; 8], b"abcd"]),
+        Err(FrameError::TooLong { len: u64::MAX, .. })
+    ));
+    // A negative payload length is its own typed error, whatever the header counting.
+    assert_eq!(
+        frames(&le(-3, false), &[&[2, 0, 0, 0, 0, 0, 0, 0]]),
+        Err(FrameError::LengthUnderflow {
+            value: 2,
+            adjustment: -3
+        })
+    );
+    assert_eq!(
+        frames(&le(i64::MIN, true), &[&[0; 8]]),
+        Err(FrameError::LengthBelowHeader {
+            value: i64::MIN,
+            header: 8
+        })
+    );
+    // The extremes encode and decode back where the field can hold them.
+    for adjustment in [i64::MIN, -1, 0, 1, i64::MAX] {
+        for includes in [false, true] {
+            let codec = le(adjustment, includes);
+            let mut wire = Vec::new();
+            match codec.encode(b"xyz", &mut wire) {
+                Ok(()) => assert_eq!(frames(&codec, &[&wire]).unwrap(), vec![b"xyz".to_vec()]),
+                Err(e) => assert!(matches!(e, FrameError::TooLongForHeader { .. }), "{e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn configurations_are_checked_not_wrapped() {
+    // 260 as u8 is 4: this used to parse as length:4.
+    assert!("length:260".parse::<Codec>().is_err());
+    assert!("fixed:99999999999999999999999".parse::<Codec>().is_err());
+    // Exact reads fit the connection's 32-bit exact-read length, whatever the maximum.
+    for codec in [
+        Codec::Length(LengthCodec::new(8, Endian::Big).unwrap()).with_max_frame(usize::MAX),
+        Codec::Delimited(DelimitedCodec::lines().max_length(usize::MAX)),
+        Codec::Fixed(FixedCodec::new(usize::MAX).unwrap()),
+    ] {
+        assert_eq!(codec.max_exact_read(), MAX_EXACT_READ, "{codec}");
+    }
+    assert_eq!(Codec::Raw.max_exact_read(), DEFAULT_MAX_FRAME);
+    // A zero maximum frames only empty payloads.
+    let zero = Codec::Length(LengthCodec::new(2, Endian::Big).unwrap().max_payload_len(0));
+    let mut wire = Vec::new();
+    zero.encode(b"", &mut wire).unwrap();
+    assert_eq!(frames(&zero, &[&wire]).unwrap(), vec![Vec::<u8>::new()]);
+    assert_eq!(
+        zero.encode(b"a", &mut wire),
+        Err(FrameError::TooLong { len: 1, max: 0 })
+    );
+}

@@ -100,7 +100,7 @@ fn deliver<H: Handler>(
 
 /// Heap bytes a connection's frame reader holds (a partly received frame).
 fn reader_held<S>(st: &ConnState<S>) -> usize {
-    st.reader.as_ref().map_or(0, |r| r.capacity())
+    st.reader.as_ref().map_or(0, |r| r.held_bytes())
 }
 
 /// Account for a change in what the connection's reader holds (it held `before`) in the
