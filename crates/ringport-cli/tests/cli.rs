@@ -85,6 +85,9 @@ fn echo_server_runs_on_the_backend_asked_for() {
         assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
         let (out, _) = stop(server);
         assert!(out.contains(&format!("backend {backend}")), "{out}");
-        assert!(out.contains(&format!("backend: \"{backend}\"")), "{out}");
+        assert!(
+            out.contains(&format!("backend      {backend}, 2 workers")),
+            "{out}"
+        );
     }
 }

@@ -49,5 +49,6 @@ fn a_frame_over_max_frame_closes_the_connection() {
     let _ = s.read_to_end(&mut rest);
     assert!(rest.is_empty());
     let (out, _) = stop(server);
-    assert!(out.contains("protocol_errors: 1"), "{out}");
+    assert!(out.contains("protocol errors 1"), "{out}");
+    assert!(out.contains("closed by    frame too long 1"), "{out}");
 }

@@ -97,9 +97,18 @@ fn two_thousand_announced_8_mib_frames_hold_what_arrived_only() {
         (vm_after.saturating_sub(vm_before)) >> 20,
         (rss_after.saturating_sub(rss_before)) >> 20
     );
-    assert!(held <= CONNS * 4 * SENT, "{held} bytes held for {CONNS} x {SENT}");
-    assert!(vm_after < vm_before + (1 << 30), "virtual memory grew by a GiB or more");
-    assert!(rss_after < rss_before + 200 * (1 << 20), "RSS grew by 200 MiB or more");
+    assert!(
+        held <= CONNS * 4 * SENT,
+        "{held} bytes held for {CONNS} x {SENT}"
+    );
+    assert!(
+        vm_after < vm_before + (1 << 30),
+        "virtual memory grew by a GiB or more"
+    );
+    assert!(
+        rss_after < rss_before + 200 * (1 << 20),
+        "RSS grew by 200 MiB or more"
+    );
     assert_eq!(server.stats().open as usize, CONNS, "nobody was closed");
 
     drop(clients);
@@ -138,7 +147,9 @@ fn the_frame_budget_closes_the_connection_that_asks_for_more() {
     let mut second = connect(addr);
     second.write_all(&head).unwrap();
     let _ = second.write_all(&frame[..6 * MIB]); // the server may reset it mid-way
-    wait_until(WAIT, "the second closed", || !echo.closes.lock().unwrap().is_empty());
+    wait_until(WAIT, "the second closed", || {
+        !echo.closes.lock().unwrap().is_empty()
+    });
     assert_eq!(*echo.closes.lock().unwrap(), vec![CloseReason::FrameBudget]);
     assert_eq!(server.stats().closed_with("frame_budget"), 1);
     wait_ended(&mut second);
@@ -146,8 +157,13 @@ fn the_frame_budget_closes_the_connection_that_asks_for_more() {
     // The first finishes its frame and gets it back whole.
     first.write_all(&frame[6 * MIB..]).unwrap();
     assert_eq!(read_n(&mut first, 4), head);
-    assert!(read_n(&mut first, frame.len()) == frame, "the echoed frame differs");
-    wait_until(WAIT, "nothing held once delivered", || server.stats().frame_bytes == 0);
+    assert!(
+        read_n(&mut first, frame.len()) == frame,
+        "the echoed frame differs"
+    );
+    wait_until(WAIT, "nothing held once delivered", || {
+        server.stats().frame_bytes == 0
+    });
     assert_eq!(server.stats().open, 1);
     server.shutdown(Duration::from_secs(5));
 }
