@@ -207,8 +207,12 @@ fn broadcast_to_reaches_only_that_listeners_clients() {
         .start(state.clone())
         .unwrap();
     let addrs = server.local_addrs().to_vec();
+    // From different source addresses: clients of two ports may get the same local port,
+    // and the test tells connections apart by their peer address.
     let mut zero: Vec<TcpStream> = (0..3).map(|_| connect(addrs[0])).collect();
-    let mut one: Vec<TcpStream> = (0..4).map(|_| connect(addrs[1])).collect();
+    let mut one: Vec<TcpStream> = (0..4)
+        .map(|_| util::connect_from("127.0.0.2", addrs[1]))
+        .collect();
     let list = wait_listed(&server, 7);
     for c in &zero {
         assert_eq!(info_of(&list, c).listener, Some(0));
