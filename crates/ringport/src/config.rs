@@ -62,7 +62,8 @@ pub struct EngineConfig {
     /// that arrive, never with what its header announces; a connection whose growing
     /// frame takes the worker over this budget is closed with
     /// [`crate::CloseReason::FrameBudget`] (its memory freed at once). The check follows
-    /// each receive, so the budget may be passed by at most one receive's growth.
+    /// each receive, so the budget may be passed by one reader's growth in one receive
+    /// (a buffer grows by doubling, up to its frame's length).
     /// `usize::MAX`: no budget; 0: only frames that arrive within one receive are
     /// delivered. Default: 64 MiB per worker.
     pub frame_budget: usize,
@@ -70,7 +71,7 @@ pub struct EngineConfig {
     /// broadcasts through [`crate::ConnRef`] and the server, plus a small cost per
     /// message) before the worker has taken them; beyond it, posts fail with
     /// [`crate::SendError::Full`] instead of growing the queue without limit (a shutdown
-    /// is always taken). Default: 64 MiB per worker.
+    /// is always taken). At least 4096. Default: 64 MiB per worker.
     pub mailbox_bytes: usize,
     /// Tests only: make the io_uring probe fail, as on a kernel or container without it.
     #[doc(hidden)]
@@ -80,6 +81,10 @@ pub struct EngineConfig {
     #[doc(hidden)]
     pub inject_generation_step: u32,
 }
+
+/// The smallest mailbox bound: below it even control messages (a close, a connect, a
+/// registry question) would never fit.
+const MAILBOX_BYTES_MIN: usize = 4096;
 
 /// Connection timeouts, each off when `None`. A connection closes with
 /// [`crate::CloseReason::Timeout`] naming the one that fired; queued bytes are dropped
@@ -234,6 +239,9 @@ impl EngineConfig {
             if d.is_zero() || d > Duration::from_secs(32767) {
                 return bad("tcp_keepalive must be between 1 s and 32767 s");
             }
+        }
+        if self.mailbox_bytes < MAILBOX_BYTES_MIN {
+            return bad("mailbox_bytes must be at least 4096 (room for a few messages)");
         }
         if let Some(hb) = self.timeouts.heartbeat {
             if hb.every.is_zero() {

@@ -441,8 +441,12 @@ impl ConnRef {
         self.id
     }
 
-    /// Queue `data` for sending. If the connection has closed by the time the worker
-    /// reads the message, the bytes are counted in `Stats::late_sends`.
+    /// Queue `data` for sending. If by the time the worker reads the message the
+    /// connection has closed, is closing, or has shut its write side, the message is
+    /// counted in `Stats::late_sends` and its bytes in `Stats::undelivered_bytes`.
+    /// [`SendError::Full`] if the worker's mailbox holds its bound
+    /// ([`crate::EngineConfig::mailbox_bytes`]); [`SendError::WorkerStopped`] once the
+    /// worker has stopped (or was lost).
     pub fn send(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
         self.ctx.mailbox.post(Message::Send(self.id, data.into()))
     }

@@ -112,12 +112,15 @@ impl Handler for ExactFromTimer {
     fn on_data(&self, _s: &mut (), conn: &mut Conn, data: &[u8]) {
         let mut got = self.got.lock().unwrap();
         got.push(data.to_vec());
-        if got.len() == 1 {
-            conn.set_timer(Duration::from_millis(1), 0);
-        }
+        // After the line, a timer asks for the exact read; after the exact read (served
+        // from held bytes, with no receive behind it) another timer must still be armed.
+        conn.set_timer(Duration::from_millis(1), got.len() as u64);
     }
-    fn on_timer(&self, _s: &mut (), conn: &mut Conn, _token: u64) {
-        conn.read_exact(8).unwrap();
+    fn on_timer(&self, _s: &mut (), conn: &mut Conn, token: u64) {
+        match token {
+            1 => conn.read_exact(8).unwrap(),
+            _ => conn.send(b"timer after the exact read"),
+        }
     }
     fn on_close(&self, _s: (), _conn: &Conn, _why: CloseReason) {}
 }
@@ -143,6 +146,8 @@ fn an_exact_read_asked_outside_on_data_is_served_from_bytes_already_received() {
         *h.got.lock().unwrap(),
         vec![b"hello".to_vec(), b"ABCDEFGH".to_vec()]
     );
+    let reply = b"timer after the exact read";
+    assert_eq!(read_n(&mut c, reply.len()), reply);
     server.shutdown(Duration::from_secs(5));
 }
 
@@ -192,5 +197,60 @@ fn a_panic_after_a_close_keeps_the_close_reason_and_is_counted() {
     let s = server.stats();
     assert_eq!(s.handler_panics, 2);
     assert_eq!(s.closed_with("handler_panic"), 0);
+    server.shutdown(Duration::from_secs(5));
+}
+
+/// Answers the first message and shuts its write side; the peer then stays silent.
+#[derive(Clone, Default)]
+struct ShutThenSilent {
+    reasons: Arc<Mutex<Vec<CloseReason>>>,
+}
+
+impl Handler for ShutThenSilent {
+    type Session = ();
+    fn on_open(&self, _conn: &mut Conn) {}
+    fn on_data(&self, _s: &mut (), conn: &mut Conn, data: &[u8]) {
+        conn.send(data);
+        conn.shutdown_write();
+    }
+    fn on_close(&self, _s: (), _conn: &Conn, why: CloseReason) {
+        self.reasons.lock().unwrap().push(why);
+    }
+}
+
+#[test]
+fn no_heartbeat_pings_once_the_write_side_is_shut() {
+    let _w = watchdog("no_heartbeat_pings_once_the_write_side_is_shut", TEST_LIMIT);
+    let h = ShutThenSilent::default();
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .unwrap()
+        .workers(1)
+        .timeouts(Timeouts {
+            idle: Some(Duration::from_millis(800)),
+            heartbeat: Some(Heartbeat {
+                every: Duration::from_millis(50),
+                misses: 2,
+                ping: b"?",
+            }),
+            ..Timeouts::default()
+        })
+        .start(h.clone())
+        .unwrap();
+    let mut c = connect(server.local_addrs()[0]);
+    write_all(&mut c, b"x");
+    assert_eq!(read_n(&mut c, 1), b"x");
+    // The heartbeat would close it after ~150 ms; with no ping possible it is the idle
+    // timeout that ends it.
+    wait_until(WAIT, "closed", || !h.reasons.lock().unwrap().is_empty());
+    assert_eq!(
+        *h.reasons.lock().unwrap(),
+        vec![CloseReason::Timeout(ringport::Timeout::Idle)]
+    );
+    assert_eq!(
+        server.stats().refused_send_bytes,
+        0,
+        "no ping was attempted"
+    );
     server.shutdown(Duration::from_secs(5));
 }

@@ -484,10 +484,22 @@ fn a_client_that_never_reads_or_never_closes_is_cut_off_after_the_linger_bound()
     assert!(cut <= linger + Duration::from_secs(1), "after {cut:?}");
     assert_eq!(metrics.stats().linger_timeouts, 2);
 
+    // 3. Asks, shuts its write side at once (its EOF starts a graceful close, which then
+    // waits on a flush that never ends), and never reads: still cut off in time.
+    let mut half = connect_slow_reader(addr);
+    write_all(&mut half, b"GET /metrics HTTP/1.1\r\n\r\n");
+    half.shutdown(std::net::Shutdown::Write).unwrap();
+    let asked = Instant::now();
+    wait_for_value(WAIT, "answered", || metrics.stats().answered, 3);
+    wait_for_value(WAIT, "open", || metrics.stats().server.open, 0);
+    let cut = asked.elapsed();
+    assert!(cut <= linger + Duration::from_secs(1), "after {cut:?}");
+    assert_eq!(metrics.stats().linger_timeouts, 3);
+
     // A well-behaved client is not counted.
     assert_eq!(get(addr, "/metrics").status, 200);
     wait_for_value(WAIT, "open", || metrics.stats().server.open, 0);
-    assert_eq!(metrics.stats().linger_timeouts, 2);
+    assert_eq!(metrics.stats().linger_timeouts, 3);
     metrics.shutdown();
 }
 

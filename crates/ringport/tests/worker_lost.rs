@@ -118,6 +118,20 @@ fn a_lost_worker_is_reported_and_the_others_go_on() {
         let mut c = connect(addr);
         echo_roundtrip(&mut c, b"new");
     }
+
+    // Broadcasts still reach the live worker's connections, and outbound connects go to
+    // it (round robin skips the lost worker).
+    server.broadcast(&b"all"[..]).unwrap();
+    for (c, id) in clients.iter_mut().filter(|(_, id)| id.worker() == 1) {
+        assert_eq!(util::read_n(c, 3), b"all", "{id}");
+    }
+    let connected = server.stats().connected;
+    for token in 0..4 {
+        server.connect(addr, token).unwrap();
+    }
+    wait_until(WAIT, "four outbound connections", || {
+        server.stats().connected == connected + 4
+    });
     let report = server.shutdown(Duration::from_secs(5));
     assert_eq!(report.stats.workers_lost, 1);
 }

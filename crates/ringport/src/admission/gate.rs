@@ -42,7 +42,7 @@ pub struct AdmissionConfig {
     /// least `max_connections` large when there is a cap, so it never refuses anyone
     /// before the cap would; without a cap, a new group arriving while every tracked group
     /// has a live connection is refused ([`RefuseReason::PerIpTableFull`]). Groups with no
-    /// live connection are evicted before that happens. Default:
+    /// live connection are evicted before that happens. 0 counts as 1. Default:
     /// [`DEFAULT_MAX_TRACKED_IPS`] (65,536).
     pub max_tracked_ips: usize,
     /// If not empty, only these ranges may connect. Default: empty.
@@ -115,7 +115,7 @@ impl Gate {
                 .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
             let mut limiter = PerIpLimiter::new(cfg.max_per_ip.unwrap_or(u32::MAX))
                 .with_prefixes(cfg.ipv4_prefix, cfg.ipv6_prefix)?
-                .with_max_tracked(cfg.max_tracked_ips.max(cap));
+                .with_max_tracked(cfg.max_tracked_ips.max(cap).max(1));
             if let Some((rate, burst)) = cfg.accept_rate_per_ip {
                 limiter = limiter.with_rate(TokenBucket::new(rate, burst)?);
             }

@@ -98,6 +98,19 @@ fn deliver<H: Handler>(
     }
 }
 
+/// Keep the read timeout's "frame started at" stamp in step with the reader after a
+/// delivery: none once nothing is held, else since `now` if it was not set.
+fn stamp_partial<S>(st: &mut ConnState<S>, now: u64) {
+    let buffered = st.reader.as_ref().map_or(0, |r| r.buffered());
+    if let Some(t) = st.timing.as_deref_mut() {
+        if buffered == 0 {
+            t.partial_since = None;
+        } else if t.partial_since.is_none() {
+            t.partial_since = Some(now);
+        }
+    }
+}
+
 /// Heap bytes a connection's frame reader holds (a partly received frame).
 fn reader_held<S>(st: &ConnState<S>) -> usize {
     st.reader.as_ref().map_or(0, |r| r.held_bytes())
@@ -338,17 +351,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 self.frame_held =
                     track_frame_memory(self.frame_held, before, st, self.config.frame_budget);
             }
-            let buffered = st.reader.as_ref().map_or(0, |r| r.buffered());
             if let Some(t) = st.timing.as_deref_mut() {
                 t.last_read = now;
                 t.got_data = true;
                 t.pings = 0;
-                if buffered == 0 {
-                    t.partial_since = None;
-                } else if t.partial_since.is_none() {
-                    t.partial_since = Some(now);
-                }
             }
+            stamp_partial(st, now);
             self.io.recycle(id);
         } else if c.result == 0 {
             st.read_eof = true;
@@ -458,6 +466,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if let CloseRequest::Now(reason) = st.conn.close {
             return self.begin_close(slot, gen, reason);
         }
+        // First, so what its callbacks ask (sends, timers, a close) is acted on below.
+        if self.deliver_buffered(slot, gen) {
+            return self.service(slot, gen); // once: the exact read asked is consumed
+        }
         if !self.check_send_queue(slot, gen) {
             return self.service(slot, gen); // now closing: begin the close
         }
@@ -475,13 +487,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 Self::stamp_queue(st, now);
             }
             self.watch(slot, gen);
-        }
-        self.deliver_buffered(slot, gen);
-        let Some(st) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
-        if st.phase != Phase::Open || st.conn.closing_now() {
-            return self.service(slot, gen); // a delivery asked to close
         }
         let pause_reading = self.config.send_queue.pause_reading;
         let Some(st) = self.conns.get_mut(slot, gen) else {
@@ -537,18 +542,21 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     /// An exact read asked for outside `on_data` (in `on_open`, a timer, ...) may already
     /// be satisfied by bytes the reader holds: deliver them now rather than when the next
-    /// receive arrives, which may be never.
-    fn deliver_buffered(&mut self, slot: u32, gen: u32) {
+    /// receive arrives, which may be never. True if it delivered.
+    fn deliver_buffered(&mut self, slot: u32, gen: u32) -> bool {
+        let now = self.activity_stamp();
         let Some(st) = self.conns.get_mut(slot, gen) else {
-            return;
+            return false;
         };
         let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
         if !(buffered && st.conn.exact_pending() && st.conn.close == CloseRequest::None) {
-            return;
+            return false;
         }
         let before = reader_held(st);
         deliver(&*self.handler, &self.stats, st, &[]);
         self.frame_held = track_frame_memory(self.frame_held, before, st, self.config.frame_budget);
+        stamp_partial(st, now);
+        true
     }
 
     /// Free a closing connection's frame reader (and its share of the frame budget).

@@ -11,6 +11,7 @@
 //! released by dropping it. Its listening sockets close with it, so the kernel hands new
 //! connections to the other workers' listeners.
 
+use super::conn_state::Phase;
 use super::lifecycle::{guard, report_close};
 use super::mailbox::Message;
 use super::worker::Worker;
@@ -40,14 +41,16 @@ impl<H: Handler, D: Driver> Worker<H, D> {
              goes on with the other workers, degraded"
         );
         self.stats.lost.store(1, Relaxed);
-        for m in self.mailbox.close() {
+        let mut unread = std::mem::take(&mut self.inbox);
+        unread.extend(self.mailbox.close());
+        for m in unread {
             self.refuse_posted(m);
         }
         for (slot, gen) in self.conns.keys() {
             self.release_budget(slot, gen);
             if let Some(mut st) = self.conns.remove(slot, gen) {
-                if st.opened && st.session.is_none() {
-                    continue; // on_close already ran; only the fd's close was pending
+                if st.phase == Phase::Closed {
+                    continue; // reported already; only the fd's close was pending
                 }
                 report_close(
                     &*self.handler,

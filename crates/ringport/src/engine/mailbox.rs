@@ -108,11 +108,11 @@ impl Mailbox {
     }
 
     /// Take everything posted so far (worker side).
-    pub(crate) fn drain(&self, into: &mut Vec<Message>) {
+    pub(crate) fn drain(&self, into: &mut std::collections::VecDeque<Message>) {
         self.rung.store(false, Ordering::Release);
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(q) = q.as_mut() {
-            into.append(&mut q.messages);
+            into.extend(q.messages.drain(..));
             q.bytes = 0;
             if q.messages.capacity() > super::worker::KEEP_BATCH_CAPACITY {
                 q.messages.shrink_to(super::worker::KEEP_BATCH_CAPACITY);
@@ -161,7 +161,7 @@ mod tests {
             Ok(()),
             "a shutdown is always taken"
         );
-        let mut got = Vec::new();
+        let mut got = std::collections::VecDeque::new();
         mb.drain(&mut got);
         assert_eq!(got.len(), 3);
         assert_eq!(mb.post(send(1000)), Ok(()), "room again once drained");

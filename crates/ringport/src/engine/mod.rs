@@ -202,11 +202,21 @@ impl Engine {
         token: u64,
         bind: Option<SocketAddr>,
     ) -> Result<(), Error> {
-        let i = self.next_connect.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        self.workers[i]
-            .mailbox
-            .post(Message::Connect { addr, token, bind })
-            .map_err(Error::from_post)
+        // Round robin over the workers still running (a lost one refuses at once).
+        let n = self.workers.len();
+        let first = self.next_connect.fetch_add(1, Ordering::Relaxed);
+        let mut last = crate::error::SendError::WorkerStopped;
+        for i in (first..first + n).map(|i| i % n) {
+            match self.workers[i]
+                .mailbox
+                .post(Message::Connect { addr, token, bind })
+            {
+                Ok(()) => return Ok(()),
+                Err(crate::error::SendError::WorkerStopped) => continue,
+                Err(e) => last = e,
+            }
+        }
+        Err(Error::from_post(last))
     }
 
     /// Tests only: make worker `i` panic outside any guard.

@@ -175,14 +175,26 @@ impl Engine {
         if data.is_empty() {
             return Ok(());
         }
+        // Every running worker gets it; a lost one is skipped (its connections are
+        // gone). It fails only if no worker took it, or one was full (the others have
+        // queued it: the error says the broadcast did not reach everyone).
+        let (mut taken, mut full) = (0, false);
         for w in &self.workers {
             let msg = Message::Broadcast {
                 listener,
                 data: data.clone(),
             };
-            w.mailbox.post(msg).map_err(|_| Error::Stopped)?;
+            match w.mailbox.post(msg) {
+                Ok(()) => taken += 1,
+                Err(crate::error::SendError::Full) => full = true,
+                Err(_) => {}
+            }
         }
-        Ok(())
+        match (full, taken) {
+            (true, _) => Err(Error::Busy),
+            (false, 0) => Err(Error::Stopped),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -11,7 +11,6 @@ use super::conn_state::ConnState;
 use super::worker::Worker;
 use crate::codec::Codec;
 use crate::config::Timeouts;
-use crate::conn::CloseRequest;
 use crate::error::{CloseReason, Timeout};
 use crate::handler::Handler;
 use crate::sys::Driver;
@@ -55,7 +54,8 @@ fn us(d: Duration) -> u64 {
 }
 
 /// The earliest deadline among the configured timeouts, and which one it is.
-fn earliest(t: &ConnTiming, c: &Timeouts, framed: bool) -> Option<(u64, Timeout)> {
+/// `pinging`: the heartbeat applies (not once the write side is shut: no ping can go).
+fn earliest(t: &ConnTiming, c: &Timeouts, framed: bool, pinging: bool) -> Option<(u64, Timeout)> {
     let mut best: Option<(u64, Timeout)> = None;
     // Sums saturate; a deadline a hundred years or more after the worker started is
     // never (a timeout of `Duration::MAX` is off, not overflowed into the past).
@@ -89,7 +89,7 @@ fn earliest(t: &ConnTiming, c: &Timeouts, framed: bool) -> Option<(u64, Timeout)
     if let (Some(d), Some(s)) = (c.write, t.write_since) {
         consider(s.saturating_add(us(d)), Timeout::Write);
     }
-    if let Some(h) = c.heartbeat {
+    if let (Some(h), true) = (c.heartbeat, pinging) {
         // The next ping (or, after `misses` of them, the close) is due one period after
         // the last byte received plus one period per ping already sent.
         let periods = us(h.every).saturating_mul(u64::from(t.pings) + 1);
@@ -144,10 +144,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         let framed = st.conn.ctx.codec != Codec::Raw;
+        let pinging = !st.conn.shutdown_write;
         let Some(t) = st.timing.as_deref_mut() else {
             return;
         };
-        let Some((at, _)) = earliest(t, &self.config.timeouts, framed) else {
+        let Some((at, _)) = earliest(t, &self.config.timeouts, framed, pinging) else {
             return;
         };
         match t.watch {
@@ -201,6 +202,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         let framed = st.conn.ctx.codec != Codec::Raw;
+        let pinging = !st.conn.shutdown_write;
         let Some(t) = st.timing.as_deref_mut() else {
             return;
         };
@@ -209,7 +211,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         }
         let t = st.timing.as_deref_mut().expect("checked");
-        match earliest(t, &self.config.timeouts, framed) {
+        match earliest(t, &self.config.timeouts, framed, pinging) {
             // A heartbeat with pings left to send: ping; after the last, close below.
             Some((at, Timeout::Heartbeat))
                 if at <= now
@@ -280,7 +282,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 st.conn.timers = None;
             }
         }
-        if !st.is_open() || st.conn.close != CloseRequest::None {
+        // A connection flushing before a graceful close still gets its timers (a handler
+        // may bound that flush with one); one closing now does not.
+        if !st.is_open() || st.conn.closing_now() {
             return;
         }
         crate::stats::bump(&self.stats.timers_fired, 1);

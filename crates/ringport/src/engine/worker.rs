@@ -75,6 +75,8 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) conns: Slab<ConnState<H::Session>>,
     pub(super) listeners: Vec<ListenSocket>,
     pub(super) mailbox: Arc<Mailbox>,
+    /// Messages taken from the mailbox and not yet acted on.
+    pub(super) inbox: std::collections::VecDeque<Message>,
     pub(super) stats: Arc<WorkerStats>,
     pub(super) config: EngineConfig,
     /// Admission control and the send budget, shared by the engine's workers.
@@ -153,6 +155,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 })
                 .collect(),
             mailbox,
+            inbox: Default::default(),
             stats,
             config: config.clone(),
             ctx,
@@ -267,10 +270,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     fn on_doorbell(&mut self) {
         self.io.doorbell_done();
-        let mut msgs = Vec::new();
-        self.mailbox.drain(&mut msgs);
-        for m in msgs {
+        // Taken into the worker's own inbox and popped one by one, so that if acting on
+        // one panics the rest are still there for `lose` to settle.
+        self.mailbox.drain(&mut self.inbox);
+        while let Some(m) = self.inbox.pop_front() {
             self.on_message(m);
+        }
+        if self.inbox.capacity() > KEEP_BATCH_CAPACITY {
+            self.inbox.shrink_to(KEEP_BATCH_CAPACITY);
         }
         if !self.exiting {
             self.io.arm_doorbell(

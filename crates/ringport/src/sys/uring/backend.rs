@@ -18,6 +18,17 @@ pub(crate) struct UringDriver {
     // then the buffer memory.
     ring: Uring,
     bufs: BufRing,
+    /// `shutdown` ran: the worker closed everything first, nothing is armed.
+    clean: bool,
+}
+
+impl Drop for UringDriver {
+    fn drop(&mut self) {
+        if !self.clean {
+            // An abandoned worker (lost): receives may be armed; keep their buffers.
+            self.bufs.leak();
+        }
+    }
 }
 
 impl Driver for UringDriver {
@@ -36,7 +47,11 @@ impl Driver for UringDriver {
             min_wait = ring.min_wait_supported(),
             "io_uring worker ring set up"
         );
-        Ok(UringDriver { ring, bufs })
+        Ok(UringDriver {
+            ring,
+            bufs,
+            clean: false,
+        })
     }
 
     fn setup_name(&self) -> &'static str {
@@ -132,5 +147,6 @@ impl Driver for UringDriver {
 
     fn shutdown(&mut self) {
         self.bufs.unregister(self.ring.ring());
+        self.clean = true;
     }
 }

@@ -28,6 +28,9 @@ pub(crate) struct BufRing {
     /// Buffers handed out and not yet recycled (guards against double recycle).
     lent: Vec<bool>,
     bgid: u16,
+    /// The kernel may still use the ring and its buffers (dropped without a clean
+    /// shutdown): leave both allocated.
+    leaked: bool,
 }
 
 impl BufRing {
@@ -59,6 +62,7 @@ impl BufRing {
             tail: 0,
             lent: vec![false; count as usize],
             bgid,
+            leaked: false,
         };
         // SAFETY: the entries mapping lives as long as `this`, and `this` unregisters the
         // group in its Drop before unmapping (see Drop); the kernel reads entries only.
@@ -125,6 +129,14 @@ impl BufRing {
         }
     }
 
+    /// Keep the ring mapping and the buffers allocated for good: receives may still be
+    /// armed when a worker is abandoned, and the kernel's teardown of the ring is
+    /// asynchronous, so it may still write into them after the ring fd is closed.
+    pub(crate) fn leak(&mut self) {
+        self.leaked = true;
+        std::mem::forget(std::mem::take(&mut self.memory));
+    }
+
     /// Unregister from `ring` (done by the worker before the ring is dropped).
     pub(crate) fn unregister(&self, ring: &IoUring) {
         let _ = ring.submitter().unregister_buf_ring(self.bgid);
@@ -133,8 +145,12 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
+        if self.leaked {
+            return;
+        }
         // SAFETY: the mapping was created in `new` with this length; the group was
-        // unregistered (or its ring dropped, which releases the registration) before.
+        // unregistered (or its ring dropped, which releases the registration) before,
+        // and no receive is armed (a clean shutdown closed every connection first).
         unsafe {
             libc::munmap(self.entries.cast(), self.entries_bytes);
         }

@@ -220,7 +220,8 @@ impl Uring {
             .build()
             .user_data(user_data);
         // SAFETY: buffers come from the registered ring, owned by the worker's BufRing,
-        // which outlives every receive (the worker closes connections before dropping it).
+        // which outlives every receive: a clean shutdown closes every connection first,
+        // and a driver dropped without one leaks the buffers (`UringDriver::drop`).
         unsafe { self.push(&e) }
     }
 
@@ -399,12 +400,28 @@ impl Uring {
             self.enter(want, &arg)
         };
         match res {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.submit_failures.succeeded();
+                Ok(())
+            }
             Err(e) => match e.raw_os_error() {
                 // ETIME: the wait timed out; EBUSY: overflowed completions must be reaped
                 // first; EINTR: a signal. None loses anything: the caller drains next.
                 Some(libc::ETIME) | Some(libc::EBUSY) | Some(libc::EINTR) => Ok(()),
-                _ => Err(e),
+                // Anything else (ENOMEM, EAGAIN under memory pressure) may pass: try again
+                // on the next call, up to the limit in a row.
+                errno => {
+                    let errno = errno.unwrap_or(libc::EIO);
+                    if self.submit_failures.failed(errno) {
+                        if self.submit_failures.in_a_row == 1 {
+                            tracing::warn!(error = %e, "io_uring_enter failed; retrying");
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                }
             },
         }
     }
