@@ -36,8 +36,10 @@ fn socket() -> OwnedFd {
     OwnedFd::from(TcpStream::connect(l.local_addr().unwrap()).unwrap())
 }
 
-#[test]
-fn completion_of_an_old_generation_is_dropped_and_counted() {
+type TestWorker = Worker<Counting, crate::sys::uring::UringDriver>;
+
+/// A one-worker engine's worker on io_uring, not running: the test drives it by hand.
+fn worker() -> (TestWorker, Arc<Counting>, Arc<WorkerStats>) {
     let config = EngineConfig {
         workers: 1,
         ..EngineConfig::default()
@@ -45,7 +47,7 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
     let handler = Arc::new(Counting::default());
     let stats = Arc::new(WorkerStats::default());
     let mailbox = Arc::new(Mailbox::new(usize::MAX).unwrap());
-    let mut w = Worker::<_, crate::sys::uring::UringDriver>::new(
+    let w = Worker::new(
         0,
         &config,
         handler.clone(),
@@ -59,6 +61,12 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
         }),
     )
     .unwrap();
+    (w, handler, stats)
+}
+
+#[test]
+fn completion_of_an_old_generation_is_dropped_and_counted() {
+    let (mut w, handler, stats) = worker();
     let peer = "127.0.0.1:1".parse().unwrap();
 
     // First tenant of the slot, then freed; a second tenant takes the same slot.
@@ -88,27 +96,7 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
 
 #[test]
 fn a_receive_without_a_buffer_still_finishes_a_closing_connection() {
-    let config = EngineConfig {
-        workers: 1,
-        ..EngineConfig::default()
-    };
-    let handler = Arc::new(Counting::default());
-    let stats = Arc::new(WorkerStats::default());
-    let mailbox = Arc::new(Mailbox::new(usize::MAX).unwrap());
-    let mut w = Worker::<_, crate::sys::uring::UringDriver>::new(
-        0,
-        &config,
-        handler.clone(),
-        mailbox,
-        stats.clone(),
-        vec![],
-        Arc::new(super::EngineShared {
-            gate: crate::admission::Gate::new(&Default::default()).unwrap(),
-            listener_gates: Vec::new(),
-            budget: Default::default(),
-        }),
-    )
-    .unwrap();
+    let (mut w, handler, _stats) = worker();
     let peer = "127.0.0.1:1".parse().unwrap();
     let (slot, gen) = w.insert(socket(), peer, 0, None, Phase::Open);
     w.opened(slot, gen);
