@@ -201,12 +201,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             let timeout = self
                 .next_wakeup()
                 .map(|t| crate::deadline::clamp(t.saturating_duration_since(Instant::now())));
-            if let Err(e) = self
-                .io
-                .submit_and_wait(want, self.config.batch_wait, timeout)
-            {
-                return Err(e);
-            }
+            self.io
+                .submit_and_wait(want, self.config.batch_wait, timeout)?;
             self.now = Instant::now();
             // Connections opened in this batch are stamped with its time (the registry's
             // open times; no clock read of their own).
