@@ -12,11 +12,11 @@ mod lost;
 pub(crate) mod mailbox;
 mod registry;
 mod slab;
-#[cfg(test)]
-mod stale_tests;
 mod timeouts;
 pub(crate) mod user_data;
 mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 use crate::admission::{Gate, IpNet};
 use crate::config::EngineConfig;

@@ -1,6 +1,8 @@
-//! The close protocol from inside. Invariant 3: a completion naming a freed slot's old generation is dropped
-//! and counted, never delivered to the connection that now holds the slot. (The close
-//! protocol keeps this from happening in practice, so no black-box test can reach it.)
+//! The close protocol from inside, on a worker driven by hand: states no black-box test
+//! can reach on purpose. Invariant 3: a completion naming a freed slot's old generation
+//! is dropped and counted, never delivered to the connection that now holds the slot. A
+//! receive without a buffer still finishes a close. A lost worker reports each of its
+//! connections exactly once.
 
 use super::conn_state::Phase;
 use super::mailbox::Mailbox;
@@ -20,6 +22,8 @@ use std::sync::Arc;
 #[derive(Default)]
 struct Counting {
     data_calls: AtomicUsize,
+    closes: std::sync::Mutex<Vec<CloseReason>>,
+    connect_failures: std::sync::Mutex<Vec<CloseReason>>,
 }
 
 impl Handler for Counting {
@@ -28,7 +32,12 @@ impl Handler for Counting {
     fn on_data(&self, _s: &mut (), _conn: &mut Conn, _data: &[u8]) {
         self.data_calls.fetch_add(1, Relaxed);
     }
-    fn on_close(&self, _s: (), _conn: &Conn, _why: CloseReason) {}
+    fn on_close(&self, _s: (), _conn: &Conn, why: CloseReason) {
+        self.closes.lock().unwrap().push(why);
+    }
+    fn on_connect_failed(&self, _token: u64, _addr: std::net::SocketAddr, why: CloseReason) {
+        self.connect_failures.lock().unwrap().push(why);
+    }
 }
 
 fn socket() -> OwnedFd {
@@ -121,4 +130,37 @@ fn a_receive_without_a_buffer_still_finishes_a_closing_connection() {
         .expect("the fd's close is in flight");
     assert_eq!(st.phase, Phase::Closed, "the close finished");
     assert_eq!(handler.data_calls.load(Relaxed), 0);
+}
+
+#[test]
+fn a_lost_worker_reports_each_connection_exactly_once() {
+    let (mut w, handler, stats) = worker();
+    let peer = "127.0.0.1:1".parse().unwrap();
+    // Open: reported closed with WorkerLost.
+    let (open, open_gen) = w.insert(socket(), peer, 1, None, Phase::Connecting);
+    w.opened(open, open_gen);
+    // A connect that failed: on_connect_failed ran, its fd's close is in flight.
+    let (failed, failed_gen) = w.insert(socket(), peer, 2, None, Phase::Connecting);
+    w.begin_close(failed, failed_gen, CloseReason::ConnectRefused);
+    assert_eq!(
+        w.conns.get_mut(failed, failed_gen).unwrap().phase,
+        Phase::Closed
+    );
+    // A connect still in flight: it fails with WorkerLost.
+    w.insert(socket(), peer, 3, None, Phase::Connecting);
+
+    w.lose("a test");
+    assert_eq!(
+        *handler.closes.lock().unwrap(),
+        vec![CloseReason::WorkerLost]
+    );
+    assert_eq!(
+        *handler.connect_failures.lock().unwrap(),
+        vec![CloseReason::ConnectRefused, CloseReason::WorkerLost],
+        "the failed connect is not reported twice"
+    );
+    assert_eq!(stats.lost.load(Relaxed), 1);
+    assert_eq!(stats.open.load(Relaxed), 0);
+    assert_eq!(stats.connect_failed.load(Relaxed), 2);
+    assert_eq!(w.conns.len(), 0);
 }
