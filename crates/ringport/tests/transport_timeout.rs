@@ -117,7 +117,7 @@ fn an_unacknowledged_peer_times_out_as_a_transport_timeout() {
     };
     let talker = Talker::default();
     let server = Server::builder()
-        .listen(&format!("10.201.{n}.1:0"))
+        .listen(format!("10.201.{n}.1:0"))
         .unwrap()
         .workers(1)
         .tcp_user_timeout(Duration::from_millis(400))
