@@ -56,21 +56,7 @@ use std::fmt::{self, Write as _};
 /// The `Content-Type` of the exposition format [`render`] writes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
-/// How a metric behaves over time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Counter,
-    Gauge,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        }
-    }
-}
+use crate::stats::{MetricKind as Kind, COUNTERS};
 
 /// One unlabelled metric taken from one `Stats` field.
 struct Scalar {
@@ -83,186 +69,31 @@ struct Scalar {
     get: fn(&Stats) -> u64,
 }
 
-/// The unlabelled metrics, in output order.
-const SCALARS: &[Scalar] = &[
-    Scalar {
-        field: "open",
-        name: "ringport_open_connections",
-        kind: Kind::Gauge,
-        help: "Connections open now.",
-        get: |s| s.open,
-    },
-    Scalar {
-        field: "queued_bytes",
-        name: "ringport_queued_bytes",
-        kind: Kind::Gauge,
-        help: "Bytes queued for sending and not yet taken by the kernel.",
-        get: |s| s.queued_bytes,
-    },
-    Scalar {
-        field: "inflight_ops",
-        name: "ringport_inflight_operations",
-        kind: Kind::Gauge,
-        help: "Connection operations submitted and not yet completed.",
-        get: |s| s.inflight_ops,
-    },
-    Scalar {
-        field: "frame_bytes",
-        name: "ringport_frame_bytes",
-        kind: Kind::Gauge,
-        help: "Bytes held in partly received frames.",
-        get: |s| s.frame_bytes,
-    },
-    Scalar {
+/// The unlabelled metrics, in output order: every row of the counter table
+/// (`stats.rs`) that has a metric of its own, then the worker count.
+fn scalars() -> impl Iterator<Item = Scalar> {
+    let workers = Scalar {
         field: "workers",
         name: "ringport_workers",
         kind: Kind::Gauge,
         help: "I/O workers started.",
         get: |s| s.workers,
-    },
-    Scalar {
-        field: "workers_lost",
-        name: "ringport_workers_lost",
-        kind: Kind::Gauge,
-        help: "I/O workers lost (non-zero: the server is degraded).",
-        get: |s| s.workers_lost,
-    },
-    Scalar {
-        field: "refused_send_bytes",
-        name: "ringport_refused_send_bytes_total",
-        kind: Kind::Counter,
-        help: "Bytes refused by sends after shutdown_write or abort.",
-        get: |s| s.refused_send_bytes,
-    },
-    Scalar {
-        field: "accepted",
-        name: "ringport_accepted_total",
-        kind: Kind::Counter,
-        help: "Inbound connections accepted.",
-        get: |s| s.accepted,
-    },
-    Scalar {
-        field: "rejected",
-        name: "ringport_rejected_total",
-        kind: Kind::Counter,
-        help: "Inbound connections the handler vetoed.",
-        get: |s| s.rejected,
-    },
-    Scalar {
-        field: "connected",
-        name: "ringport_connected_total",
-        kind: Kind::Counter,
-        help: "Outbound connects that succeeded.",
-        get: |s| s.connected,
-    },
-    Scalar {
-        field: "connect_failed",
-        name: "ringport_connect_failed_total",
-        kind: Kind::Counter,
-        help: "Outbound connects that failed.",
-        get: |s| s.connect_failed,
-    },
-    Scalar {
-        field: "bytes_in",
-        name: "ringport_received_bytes_total",
-        kind: Kind::Counter,
-        help: "Bytes received.",
-        get: |s| s.bytes_in,
-    },
-    Scalar {
-        field: "bytes_out",
-        name: "ringport_sent_bytes_total",
-        kind: Kind::Counter,
-        help: "Bytes sent.",
-        get: |s| s.bytes_out,
-    },
-    Scalar {
-        field: "undelivered_bytes",
-        name: "ringport_undelivered_bytes_total",
-        kind: Kind::Counter,
-        help: "Bytes accepted for sending that were never sent.",
-        get: |s| s.undelivered_bytes,
-    },
-    Scalar {
-        field: "accept_errors",
-        name: "ringport_accept_errors_total",
-        kind: Kind::Counter,
-        help: "Accept calls that failed (EMFILE, ENFILE, ...) and paused a listener.",
-        get: |s| s.accept_errors,
-    },
-    Scalar {
-        field: "timeouts_fired",
-        name: "ringport_timeouts_fired_total",
-        kind: Kind::Counter,
-        help: "Connections closed by one of their timeouts.",
-        get: |s| s.timeouts_fired,
-    },
-    Scalar {
-        field: "timers_fired",
-        name: "ringport_timers_fired_total",
-        kind: Kind::Counter,
-        help: "Handler timers that fired.",
-        get: |s| s.timers_fired,
-    },
-    Scalar {
-        field: "slow_readers",
-        name: "ringport_slow_readers_total",
-        kind: Kind::Counter,
-        help: "Connections closed as slow readers.",
-        get: |s| s.slow_readers,
-    },
-    Scalar {
-        field: "protocol_errors",
-        name: "ringport_protocol_errors_total",
-        kind: Kind::Counter,
-        help: "Connections closed because their bytes could not be framed.",
-        get: |s| s.protocol_errors,
-    },
-    Scalar {
-        field: "frames_discarded",
-        name: "ringport_frames_discarded_total",
-        kind: Kind::Counter,
-        help: "Oversized frames skipped by a codec in discard mode.",
-        get: |s| s.frames_discarded,
-    },
-    Scalar {
-        field: "handler_panics",
-        name: "ringport_handler_panics_total",
-        kind: Kind::Counter,
-        help: "Handler callbacks that panicked.",
-        get: |s| s.handler_panics,
-    },
-    Scalar {
-        field: "late_sends",
-        name: "ringport_late_sends_total",
-        kind: Kind::Counter,
-        help: "Sends through a connection handle after the connection had closed.",
-        get: |s| s.late_sends,
-    },
-    Scalar {
-        field: "enobufs",
-        name: "ringport_enobufs_total",
-        kind: Kind::Counter,
-        help: "Receives that found the provided-buffer ring empty.",
-        get: |s| s.enobufs,
-    },
-    Scalar {
-        field: "stale_completions",
-        name: "ringport_stale_completions_total",
-        kind: Kind::Counter,
-        help: "Completions for a connection slot that had been reused.",
-        get: |s| s.stale_completions,
-    },
-    Scalar {
-        field: "cq_overflows",
-        name: "ringport_cq_overflows_total",
-        kind: Kind::Counter,
-        help: "Wake-ups that found the completion queue overflowed.",
-        get: |s| s.cq_overflows,
-    },
-];
+    };
+    COUNTERS
+        .iter()
+        .filter_map(|c| {
+            Some(Scalar {
+                field: c.field,
+                name: c.metric?,
+                kind: c.kind,
+                help: c.help,
+                get: c.get,
+            })
+        })
+        .chain([workers])
+}
 
-/// `Stats` fields rendered as labelled series rather than through [`SCALARS`]: the
+/// `Stats` fields rendered as labelled series rather than through [`scalars`]: the
 /// totals `refused` and `closed` are the sums of their per-reason series.
 #[cfg_attr(not(test), allow(dead_code))]
 const LABELLED_FIELDS: [&str; 6] = [
@@ -320,7 +151,7 @@ const PER_LISTENER: &[PerListener] = &[
 /// line per metric family, then its samples, one per line.
 pub fn render(stats: &Stats) -> String {
     let mut out = String::with_capacity(4096);
-    for m in SCALARS {
+    for m in scalars() {
         family_head(&mut out, m.name, m.kind, m.help);
         let _ = writeln!(out, "{} {}", m.name, (m.get)(stats));
     }

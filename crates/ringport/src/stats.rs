@@ -7,79 +7,96 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 mod display;
 pub use display::ByteSize;
 
-/// A snapshot of an engine's counters, summed over its workers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// The backend serving: "uring".
-    pub backend: &'static str,
+mod table;
+use table::counter_table;
+pub(crate) use table::{MetricKind, Shown};
+
+counter_table! {
     /// Connections open now.
-    pub open: u64,
+    open: Gauge "ringport_open_connections" "Connections open now." => Shown::Written;
     /// Inbound connections accepted (after the handler's veto).
-    pub accepted: u64,
+    accepted: Counter "ringport_accepted_total" "Inbound connections accepted." => Shown::Written;
     /// Inbound connections the handler rejected.
-    pub rejected: u64,
+    rejected: Counter "ringport_rejected_total" "Inbound connections the handler vetoed."
+        => Shown::Written;
     /// Outbound connects that succeeded.
-    pub connected: u64,
-    /// Outbound connects that failed (refused, timed out, ...).
-    pub connect_failed: u64,
+    connected: Counter "ringport_connected_total" "Outbound connects that succeeded."
+        => Shown::Written;
     /// Connections closed (inbound and outbound).
-    pub closed: u64,
+    closed: Counter - "" => Shown::Written;
     /// Bytes received.
-    pub bytes_in: u64,
+    bytes_in: Counter "ringport_received_bytes_total" "Bytes received." => Shown::Written;
     /// Bytes sent.
-    pub bytes_out: u64,
-    /// Times a receive found the provided-buffer ring empty (ENOBUFS) and was re-armed.
-    pub enobufs: u64,
-    /// Completions whose connection generation no longer matched (dropped, not delivered).
-    pub stale_completions: u64,
-    /// Handler callbacks that panicked.
-    pub handler_panics: u64,
-    /// Bytes accepted for sending that were never sent (the close reason says why).
-    pub undelivered_bytes: u64,
-    /// Sends through a `ConnRef` that arrived after the connection had closed.
-    pub late_sends: u64,
-    /// Wake-ups that found the completion queue overflowed into the kernel's backlog
-    /// (nothing is lost; the backlog is handed over on the next wait).
-    pub cq_overflows: u64,
-    /// Connections closed because the peer's bytes could not be framed (too long a frame,
-    /// malformed header or line).
-    pub protocol_errors: u64,
-    /// Oversized frames skipped by a codec in discard mode.
-    pub frames_discarded: u64,
-    /// Inbound connections refused at accept (admission control and the handler's veto).
-    pub refused: u64,
-    /// The same, by [`crate::admission::RefuseReason`] name (every name, zeros included).
-    pub refused_by: Vec<(&'static str, u64)>,
-    /// Connections closed, by [`CloseReason`] name (every name, zeros included).
-    pub closed_by: Vec<(&'static str, u64)>,
-    /// Accept calls that failed (EMFILE, ENFILE, ...) and paused a listener.
-    pub accept_errors: u64,
-    /// Connections closed by one of their timeouts.
-    pub timeouts_fired: u64,
+    bytes_out: Counter "ringport_sent_bytes_total" "Bytes sent." => Shown::Written;
     /// Handler timers (`Conn::set_timer`) that fired.
-    pub timers_fired: u64,
-    /// Connections closed as slow readers (send queue over its cap or the budget).
-    pub slow_readers: u64,
-    /// Bytes queued for sending over all connections now (not yet taken by the kernel).
-    pub queued_bytes: u64,
-    /// Operations of connections submitted to the backend and not finally completed now:
-    /// armed receives, sends, connects (with their timeout: two), shutdowns and closes
-    /// (as of each worker's last loop; cancels are not counted).
-    pub inflight_ops: u64,
-    /// I/O workers the engine started.
-    pub workers: u64,
+    timers_fired: Counter "ringport_timers_fired_total" "Handler timers that fired."
+        => Shown::Written;
     /// Workers that died (a panic outside any handler guard, or a backend that kept
     /// failing): their connections were closed with `CloseReason::WorkerLost`, their
     /// mailboxes refuse posts, and the others go on serving. Non-zero means degraded.
-    pub workers_lost: u64,
+    workers_lost: Gauge "ringport_workers_lost"
+        "I/O workers lost (non-zero: the server is degraded)." => Shown::Written;
+    /// Handler callbacks that panicked.
+    handler_panics: Counter "ringport_handler_panics_total" "Handler callbacks that panicked."
+        => Shown::Anomaly("handler panics");
+    /// Connections closed because the peer's bytes could not be framed (too long a frame,
+    /// malformed header or line).
+    protocol_errors: Counter "ringport_protocol_errors_total"
+        "Connections closed because their bytes could not be framed."
+        => Shown::Anomaly("protocol errors");
+    /// Oversized frames skipped by a codec in discard mode.
+    frames_discarded: Counter "ringport_frames_discarded_total"
+        "Oversized frames skipped by a codec in discard mode."
+        => Shown::Anomaly("frames discarded");
+    /// Completions whose connection generation no longer matched (dropped, not delivered).
+    stale_completions: Counter "ringport_stale_completions_total"
+        "Completions for a connection slot that had been reused."
+        => Shown::Anomaly("stale completions");
+    /// Messages through a `ConnRef` (sends, closes) that arrived after the connection had
+    /// closed, was closing or had shut its write side.
+    late_sends: Counter "ringport_late_sends_total"
+        "Sends through a connection handle after the connection had closed."
+        => Shown::Anomaly("late sends");
+    /// Bytes accepted for sending that were never sent (the close reason says why).
+    undelivered_bytes: Counter "ringport_undelivered_bytes_total"
+        "Bytes accepted for sending that were never sent." => Shown::AnomalyBytes("undelivered");
+    /// Times a receive found the provided-buffer ring empty (ENOBUFS) and was re-armed.
+    enobufs: Counter "ringport_enobufs_total" "Receives that found the provided-buffer ring empty."
+        => Shown::Anomaly("enobufs");
+    /// Wake-ups that found the completion queue overflowed into the kernel's backlog
+    /// (nothing is lost; the backlog is handed over on the next wait).
+    cq_overflows: Counter "ringport_cq_overflows_total"
+        "Wake-ups that found the completion queue overflowed." => Shown::Anomaly("cq overflows");
+    /// Accept calls that failed (EMFILE, ENFILE, ...) and paused a listener.
+    accept_errors: Counter "ringport_accept_errors_total"
+        "Accept calls that failed (EMFILE, ENFILE, ...) and paused a listener."
+        => Shown::Anomaly("accept errors");
+    /// Connections closed by one of their timeouts.
+    timeouts_fired: Counter "ringport_timeouts_fired_total"
+        "Connections closed by one of their timeouts." => Shown::Anomaly("timeouts");
+    /// Connections closed as slow readers (send queue over its cap or the budget).
+    slow_readers: Counter "ringport_slow_readers_total" "Connections closed as slow readers."
+        => Shown::Anomaly("slow readers");
+    /// Outbound connects that failed (refused, timed out, ...).
+    connect_failed: Counter "ringport_connect_failed_total" "Outbound connects that failed."
+        => Shown::Anomaly("connects failed");
+    /// Operations of connections submitted to the backend and not finally completed now:
+    /// armed receives, sends, connects (with their timeout: two), shutdowns and closes
+    /// (as of each worker's last loop; cancels are not counted).
+    inflight_ops: Gauge "ringport_inflight_operations"
+        "Connection operations submitted and not yet completed."
+        => Shown::Anomaly("in-flight ops");
+    /// Bytes queued for sending over all connections now (not yet taken by the kernel).
+    queued_bytes: Gauge "ringport_queued_bytes"
+        "Bytes queued for sending and not yet taken by the kernel." => Shown::AnomalyBytes("queued");
     /// Bytes held now in partly received frames (see `EngineConfig::frame_budget`).
-    pub frame_bytes: u64,
+    frame_bytes: Gauge "ringport_frame_bytes" "Bytes held in partly received frames."
+        => Shown::AnomalyBytes("partial frames");
     /// Bytes given to `Conn::send` (or `send_bytes`, `send_frame`) that were refused:
     /// the write side was shut or the connection was closing (`Conn::try_send` says so).
-    pub refused_send_bytes: u64,
-    /// The same counters for each listener's connections, in listener order.
-    pub listeners: Vec<ListenerStats>,
+    refused_send_bytes: Counter "ringport_refused_send_bytes_total"
+        "Bytes refused by sends after shutdown_write or abort."
+        => Shown::AnomalyBytes("refused sends");
 }
 
 /// One listener's share of a [`Stats`] snapshot (its inbound connections only).
@@ -120,46 +137,6 @@ pub(crate) struct ListenerCounters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub queued_bytes: AtomicU64,
-}
-
-/// One worker's counters.
-#[derive(Debug, Default)]
-pub(crate) struct WorkerStats {
-    pub open: AtomicU64,
-    pub accepted: AtomicU64,
-    pub rejected: AtomicU64,
-    pub connected: AtomicU64,
-    pub connect_failed: AtomicU64,
-    pub closed: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub enobufs: AtomicU64,
-    pub stale_completions: AtomicU64,
-    pub handler_panics: AtomicU64,
-    pub undelivered_bytes: AtomicU64,
-    pub late_sends: AtomicU64,
-    pub cq_overflows: AtomicU64,
-    pub protocol_errors: AtomicU64,
-    pub frames_discarded: AtomicU64,
-    /// By `RefuseReason::index`.
-    pub refused: [AtomicU64; RefuseReason::ALL.len()],
-    /// By `CloseReason::index`.
-    pub closed_by: [AtomicU64; CloseReason::NAMES.len()],
-    pub accept_errors: AtomicU64,
-    pub timeouts_fired: AtomicU64,
-    pub timers_fired: AtomicU64,
-    pub slow_readers: AtomicU64,
-    /// Bytes queued on this worker's connections (its own plain counter).
-    pub queued_bytes: AtomicU64,
-    /// Published once per loop.
-    pub inflight_ops: AtomicU64,
-    /// 1 once the worker is lost.
-    pub lost: AtomicU64,
-    /// Published once per loop.
-    pub frame_bytes: AtomicU64,
-    pub refused_send_bytes: AtomicU64,
-    /// By listener index.
-    pub listeners: Box<[ListenerCounters]>,
 }
 
 impl WorkerStats {
@@ -282,46 +259,21 @@ impl Stats {
         listener_names: &[String],
     ) -> Stats {
         let workers: Vec<&WorkerStats> = workers.into_iter().collect();
-        let total = |f: fn(&WorkerStats) -> &AtomicU64| {
-            workers.iter().map(|w| f(w).load(Relaxed)).sum::<u64>()
-        };
         let refused_by = by_name(refuse_names(), workers.iter().map(|w| &w.refused));
-        Stats {
+        let mut stats = Stats {
             backend,
-            open: total(|w| &w.open),
-            accepted: total(|w| &w.accepted),
-            rejected: total(|w| &w.rejected),
-            connected: total(|w| &w.connected),
-            connect_failed: total(|w| &w.connect_failed),
-            closed: total(|w| &w.closed),
-            bytes_in: total(|w| &w.bytes_in),
-            bytes_out: total(|w| &w.bytes_out),
-            enobufs: total(|w| &w.enobufs),
-            stale_completions: total(|w| &w.stale_completions),
-            handler_panics: total(|w| &w.handler_panics),
-            undelivered_bytes: total(|w| &w.undelivered_bytes),
-            late_sends: total(|w| &w.late_sends),
-            cq_overflows: total(|w| &w.cq_overflows),
-            protocol_errors: total(|w| &w.protocol_errors),
-            frames_discarded: total(|w| &w.frames_discarded),
             refused: refused_by.iter().map(|(_, n)| n).sum(),
             refused_by,
             closed_by: by_name(close_names(), workers.iter().map(|w| &w.closed_by)),
-            accept_errors: total(|w| &w.accept_errors),
-            timeouts_fired: total(|w| &w.timeouts_fired),
-            timers_fired: total(|w| &w.timers_fired),
-            slow_readers: total(|w| &w.slow_readers),
-            queued_bytes: total(|w| &w.queued_bytes),
-            inflight_ops: total(|w| &w.inflight_ops),
             workers: workers.len() as u64,
-            workers_lost: total(|w| &w.lost),
-            frame_bytes: total(|w| &w.frame_bytes),
-            refused_send_bytes: total(|w| &w.refused_send_bytes),
             listeners: listener_names
                 .iter()
                 .enumerate()
                 .map(|(i, name)| ListenerStats::sum(name, i, &workers))
                 .collect(),
-        }
+            ..Stats::default()
+        };
+        stats.sum_table(&workers);
+        stats
     }
 }

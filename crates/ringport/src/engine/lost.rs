@@ -40,7 +40,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             "ringport worker lost ({why}); its connections are closed and the server \
              goes on with the other workers, degraded"
         );
-        self.stats.lost.store(1, Relaxed);
+        self.stats.workers_lost.store(1, Relaxed);
         let mut unread = std::mem::take(&mut self.inbox);
         unread.extend(self.mailbox.close());
         for m in unread {

@@ -159,7 +159,7 @@ fn a_lost_worker_reports_each_connection_exactly_once() {
         vec![CloseReason::ConnectRefused, CloseReason::WorkerLost],
         "the failed connect is not reported twice"
     );
-    assert_eq!(stats.lost.load(Relaxed), 1);
+    assert_eq!(stats.workers_lost.load(Relaxed), 1);
     assert_eq!(stats.open.load(Relaxed), 0);
     assert_eq!(stats.connect_failed.load(Relaxed), 2);
     assert_eq!(w.conns.len(), 0);

@@ -2,7 +2,7 @@
 //! the headline ones (open, accepted, connected, closed, bytes), so what is printed is
 //! what happened.
 
-use super::{ListenerStats, Stats};
+use super::{ListenerStats, Shown, Stats, COUNTERS};
 use std::fmt;
 
 /// A byte count in binary units for people: `512 B`, `1.2 KiB`, `140.3 MiB`. The
@@ -116,90 +116,38 @@ struct Anomaly {
     bytes: bool,
 }
 
-/// The fields the `Display` prints outside the anomalies table (`rejected` is the
-/// refusal reason `handler_veto`).
+/// The `Stats` fields outside the counter table, each written on a line of its own
+/// (`refused` is the sum of `refused_by`).
 #[cfg(test)]
-const SHOWN_ELSEWHERE: [&str; 15] = [
+const NOT_IN_THE_TABLE: [&str; 6] = [
     "backend",
     "workers",
-    "workers_lost",
-    "open",
-    "accepted",
-    "rejected",
-    "connected",
-    "closed",
-    "bytes_in",
-    "bytes_out",
     "refused",
     "refused_by",
     "closed_by",
-    "timers_fired",
     "listeners",
 ];
 
 impl Stats {
-    /// The anomaly counters and gauges worth a look; the `Display` prints the non-zero
-    /// ones, in this order. A new counter of that kind is one line here.
-    fn anomalies(&self) -> [Anomaly; 16] {
-        let a = |field, label, value, bytes| Anomaly {
-            field,
-            label,
-            value,
-            bytes,
-        };
-        [
-            a(
-                "handler_panics",
-                "handler panics",
-                self.handler_panics,
-                false,
-            ),
-            a(
-                "protocol_errors",
-                "protocol errors",
-                self.protocol_errors,
-                false,
-            ),
-            a(
-                "frames_discarded",
-                "frames discarded",
-                self.frames_discarded,
-                false,
-            ),
-            a(
-                "stale_completions",
-                "stale completions",
-                self.stale_completions,
-                false,
-            ),
-            a("late_sends", "late sends", self.late_sends, false),
-            a(
-                "undelivered_bytes",
-                "undelivered",
-                self.undelivered_bytes,
-                true,
-            ),
-            a("enobufs", "enobufs", self.enobufs, false),
-            a("cq_overflows", "cq overflows", self.cq_overflows, false),
-            a("accept_errors", "accept errors", self.accept_errors, false),
-            a("timeouts_fired", "timeouts", self.timeouts_fired, false),
-            a("slow_readers", "slow readers", self.slow_readers, false),
-            a(
-                "connect_failed",
-                "connects failed",
-                self.connect_failed,
-                false,
-            ),
-            a("inflight_ops", "in-flight ops", self.inflight_ops, false),
-            a("queued_bytes", "queued", self.queued_bytes, true),
-            a("frame_bytes", "partial frames", self.frame_bytes, true),
-            a(
-                "refused_send_bytes",
-                "refused sends",
-                self.refused_send_bytes,
-                true,
-            ),
-        ]
+    /// The anomaly counters and gauges worth a look (the counter table's rows shown in
+    /// the `anomalies` line); the `Display` prints the non-zero ones, in table order.
+    fn anomalies(&self) -> Vec<Anomaly> {
+        COUNTERS
+            .iter()
+            .filter_map(|c| {
+                let (label, bytes) = match c.shown {
+                    Shown::Anomaly(label) => (label, false),
+                    Shown::AnomalyBytes(label) => (label, true),
+                    Shown::Written => return None,
+                };
+                Some(Anomaly {
+                    field: c.field,
+                    label,
+                    value: (c.get)(self),
+                    bytes,
+                })
+            })
+            .collect()
     }
 }
 
@@ -419,36 +367,18 @@ mod tests {
 
     #[test]
     fn each_anomaly_shows_alone_when_it_is_the_only_one() {
-        for i in 0..empty().anomalies().len() {
+        for a in empty().anomalies() {
             let mut s = empty();
-            let field = [
-                &mut s.handler_panics,
-                &mut s.protocol_errors,
-                &mut s.frames_discarded,
-                &mut s.stale_completions,
-                &mut s.late_sends,
-                &mut s.undelivered_bytes,
-                &mut s.enobufs,
-                &mut s.cq_overflows,
-                &mut s.accept_errors,
-                &mut s.timeouts_fired,
-                &mut s.slow_readers,
-                &mut s.connect_failed,
-                &mut s.inflight_ops,
-                &mut s.queued_bytes,
-                &mut s.frame_bytes,
-                &mut s.refused_send_bytes,
-            ];
-            *field.into_iter().nth(i).unwrap() = 7;
-            let a = &s.anomalies()[i];
-            assert_eq!(a.value, 7, "{} is in its place", a.field);
+            *s.field_mut(a.field).unwrap() = 7;
             let want = if a.bytes { "7 B" } else { "7" };
             let last = s.to_string().lines().last().unwrap().to_string();
             assert_eq!(last, format!("anomalies    {} {want}", a.label));
         }
     }
 
-    /// Every field of `Stats` is printed somewhere (a new counter needs its line).
+    /// Every field of `Stats` is printed somewhere: an anomaly row, or a table row
+    /// written on a line of its own whose value changes the output (`rejected` shows as
+    /// the refusal reason `handler_veto`), or one of the fields outside the table.
     #[test]
     fn every_field_has_a_place() {
         let debug = format!("{:?}", Stats::default());
@@ -456,16 +386,30 @@ mod tests {
             .strip_prefix("Stats { ")
             .and_then(|t| t.strip_suffix(" }"))
             .expect("Debug of Stats is `Stats { .. }`");
-        let anomalies = Stats::default().anomalies();
-        let known: Vec<&str> = anomalies
-            .iter()
-            .map(|a| a.field)
-            .chain(SHOWN_ELSEWHERE)
-            .collect();
+        let blank = empty().to_string();
         for kv in inner.split(", ") {
             let field = kv.split_once(": ").expect("name: value").0;
-            assert!(known.contains(&field), "Stats::{field} is not displayed");
+            if NOT_IN_THE_TABLE.contains(&field) {
+                continue;
+            }
+            let row = COUNTERS
+                .iter()
+                .find(|c| c.field == field)
+                .unwrap_or_else(|| panic!("Stats::{field} is neither in the table nor written"));
+            if row.shown == Shown::Written && field != "rejected" {
+                let mut s = empty();
+                s.workers = 2;
+                *s.field_mut(field).unwrap() = 1;
+                let mut before = empty();
+                before.workers = 2;
+                assert_ne!(
+                    s.to_string(),
+                    before.to_string(),
+                    "Stats::{field} is not displayed"
+                );
+            }
         }
+        assert!(!blank.is_empty());
     }
 
     #[test]
