@@ -2,6 +2,7 @@
 
 use crate::admission::AdmissionConfig;
 use crate::codec::Codec;
+pub use crate::sys::Backend;
 use std::time::Duration;
 
 /// Settings of the I/O engine (workers, rings, buffers). Servers and clients share them.
@@ -156,21 +157,6 @@ impl Default for SendQueueLimits {
             budget: None,
         }
     }
-}
-
-/// The I/O backend of an engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backend {
-    /// `RINGPORT_BACKEND=uring|poll` if set; else io_uring if this kernel and process
-    /// allow it (probed at start), else the readiness backend, with one log line saying
-    /// why.
-    #[default]
-    Auto,
-    /// io_uring only; starting fails if it is unavailable.
-    Uring,
-    /// The portable readiness backend (epoll through mio): no receive buffer per
-    /// connection either (one read arena per worker).
-    Poll,
 }
 
 impl Default for EngineConfig {

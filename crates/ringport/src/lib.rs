@@ -42,11 +42,12 @@ mod handler;
 mod health;
 mod listener;
 pub mod metrics;
-mod outbound;
 mod routing;
 mod server;
 mod stats;
 mod sys;
+// The send queue lives with the backends that lend it to the kernel.
+use sys::outbound;
 mod timer;
 
 pub use admission::AdmissionConfig;

@@ -1,7 +1,7 @@
 //! The `Driver` trait: the completion-style interface every backend offers the engine.
 
 use super::Completion;
-use crate::outbound::Outbound;
+use crate::sys::outbound::Outbound;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{OwnedFd, RawFd};

@@ -25,6 +25,7 @@
 
 mod driver;
 pub(crate) mod eventfd;
+pub(crate) mod outbound;
 pub(crate) mod poll;
 mod send_table;
 pub(crate) mod socket;
@@ -33,7 +34,20 @@ pub(crate) mod uring;
 pub(crate) use driver::{Driver, DriverConfig};
 pub(crate) use eventfd::EventFd;
 
-use crate::config::Backend;
+/// The I/O backend of an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// `RINGPORT_BACKEND=uring|poll` if set; else io_uring if this kernel and process
+    /// allow it (probed at start), else the readiness backend, with one log line saying
+    /// why.
+    #[default]
+    Auto,
+    /// io_uring only; starting fails if it is unavailable.
+    Uring,
+    /// The portable readiness backend (epoll through mio): no receive buffer per
+    /// connection either (one read arena per worker).
+    Poll,
+}
 
 /// The completion flag that says more completions of the same operation follow
 /// (io_uring's IORING_CQE_F_MORE; the readiness backend sets the same bit).
@@ -134,5 +148,41 @@ mod tests {
         assert!(io_uring::cqueue::more(super::F_MORE));
         assert!(super::Completion::new(1, 0, true, 0).more());
         assert!(!super::Completion::new(1, 0, false, 7 << 16).more());
+    }
+
+    /// `sys/` is the bottom layer: it names nothing of the crate above it (only
+    /// `crate::sys::..`), so the engine, codecs and API can change without touching it.
+    #[test]
+    fn sys_imports_nothing_from_above_it() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sys");
+        let mut files = Vec::new();
+        walk(&root, &mut files);
+        assert!(files.len() > 10, "{files:?}");
+        // Built, so this test's own source does not match.
+        let (path, own) = (["crate", "::"].concat(), ["crate", "::sys"].concat());
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap();
+                for (i, _) in code.match_indices(&path) {
+                    assert!(
+                        code[i..].starts_with(&own),
+                        "{}:{}: {line}",
+                        f.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
     }
 }

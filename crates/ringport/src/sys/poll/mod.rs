@@ -17,7 +17,7 @@ mod tests;
 use super::driver::{Driver, DriverConfig};
 use super::send_table::{Reusable, SendTable};
 use super::Completion;
-use crate::outbound::{Chunk, Outbound};
+use crate::sys::outbound::{Chunk, Outbound};
 use fd_table::{FdTable, WaitKind};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};

@@ -1,6 +1,6 @@
 //! The system calls of the readiness backend, each with the memory it touches spelled out.
 
-use crate::outbound::Chunk;
+use crate::sys::outbound::Chunk;
 use socket2::SockRef;
 use std::io;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! The readiness backend with real sockets: memory after a burst.
 
 use super::*;
-use crate::outbound::Outbound;
+use crate::sys::outbound::Outbound;
 use bytes::Bytes;
 use std::os::unix::net::UnixStream;
 

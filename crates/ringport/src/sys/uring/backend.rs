@@ -1,8 +1,8 @@
 //! The io_uring backend behind the [`Driver`] trait: a ring and its provided-buffer ring.
 
 use super::{BufRing, Uring};
-use crate::outbound::Outbound;
 use crate::sys::driver::{Driver, DriverConfig};
+use crate::sys::outbound::Outbound;
 use crate::sys::Completion;
 use std::io;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! memory to the kernel keeps that memory here until its completion has been drained.
 
 use super::probe;
-use crate::outbound::{Chunk, Outbound};
+use crate::sys::outbound::{Chunk, Outbound};
 use crate::sys::send_table::{Reusable, SendTable};
 use crate::sys::Completion;
 use io_uring::{opcode, squeue, types, EnterFlags, IoUring};
