@@ -47,12 +47,15 @@ pub(crate) trait Driver: Sized {
     fn recycle(&mut self, buf: Self::RecvBuf);
 
     /// Send the front of `out` (the chunks move into the operation); one send per `key`
-    /// at a time. Returns the bytes the operation covers. Its completion says how many
-    /// went out; then the engine calls `finish_send`.
+    /// at a time, and `key` is the low 32 bits of `user_data`. Returns the bytes the
+    /// operation covers. Its completion says how many went out; then the engine calls
+    /// `finish_send`.
     fn send(&mut self, key: u32, fd: RawFd, out: &mut Outbound, user_data: u64) -> usize;
 
     /// The send named `key` completed having sent `sent` bytes: the unsent chunks go
-    /// back to the front of `out`.
+    /// back to the front of `out`. Safe to call at any time: a backend releases the
+    /// operation's memory only once it has reaped its completion (an early call is logged
+    /// and gives nothing back).
     fn finish_send(&mut self, key: u32, sent: usize, out: &mut Outbound);
 
     /// Connect `fd` to `addr`. Two completions follow: the connect's (`user_data`: 0, a
@@ -68,7 +71,9 @@ pub(crate) trait Driver: Sized {
         timeout_user_data: u64,
     );
 
-    /// Release what the connect named `key` held.
+    /// Release what the connect named `key` held (`key`: the low 32 bits of both names),
+    /// once both its completions have been reaped (an early call is logged, and the
+    /// memory kept).
     fn finish_connect(&mut self, key: u32);
 
     /// Cancel the operation named `target`, started on `fd` (it completes with

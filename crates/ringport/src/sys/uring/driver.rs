@@ -49,6 +49,10 @@ struct SendOp {
     hdr: libc::msghdr,
     iov: Vec<libc::iovec>,
     chunks: Vec<Chunk>,
+    /// The operation's name, to know its completion when the driver reaps it.
+    user_data: u64,
+    /// Its completion has been reaped: the kernel is done with the memory above.
+    reaped: bool,
 }
 
 impl Default for SendOp {
@@ -58,6 +62,8 @@ impl Default for SendOp {
             hdr: unsafe { std::mem::zeroed() },
             iov: Vec::new(),
             chunks: Vec::new(),
+            user_data: 0,
+            reaped: false,
         }
     }
 }
@@ -77,6 +83,29 @@ impl Reusable for SendOp {
 struct ConnectOp {
     addr: socket2::SockAddr,
     timeout: types::Timespec,
+    /// The names of the connect and of its linked timeout, and how many of those two
+    /// completions have been reaped (the memory is the kernel's until both are).
+    user_data: [u64; 2],
+    reaped: u8,
+}
+
+/// Note a reaped completion of a send or connect, whose memory the driver keeps until
+/// then: a send's or connect's key is the low 32 bits of its name (the slot, in the
+/// engine's naming), so one look at that key's op says whether this is its completion.
+fn note_reaped(
+    sends: &mut SendTable<SendOp>,
+    connects: &mut [Option<Box<ConnectOp>>],
+    user_data: u64,
+) {
+    let key = user_data as u32;
+    if let Some(op) = sends.get_mut(key).filter(|op| op.user_data == user_data) {
+        op.reaped = true;
+    }
+    if let Some(Some(op)) = connects.get_mut(key as usize) {
+        if op.user_data.contains(&user_data) {
+            op.reaped += 1;
+        }
+    }
 }
 
 /// The kernel's `struct io_uring_getevents_arg` (the io-uring crate has no setter for
@@ -197,11 +226,14 @@ impl Uring {
     fn reap_into_backlog(&mut self) {
         let mut cq = self.ring.completion();
         cq.sync();
-        self.backlog.extend(cq.map(|c| Completion {
-            user_data: c.user_data(),
-            result: c.result(),
-            flags: c.flags(),
-        }));
+        for c in cq {
+            note_reaped(&mut self.sends, &mut self.connects, c.user_data());
+            self.backlog.push(Completion {
+                user_data: c.user_data(),
+                result: c.result(),
+                flags: c.flags(),
+            });
+        }
     }
 
     /// Multishot accept on a listening socket.
@@ -235,9 +267,14 @@ impl Uring {
         out: &mut Outbound,
         user_data: u64,
     ) -> usize {
+        debug_assert_eq!(key, user_data as u32, "a send's key is its name's low bits");
         let op = self.sends.start(key);
+        op.user_data = user_data;
+        op.reaped = false;
         let total = out.take_front(IOV_MAX, &mut op.chunks);
-        let SendOp { hdr, iov, chunks } = op;
+        let SendOp {
+            hdr, iov, chunks, ..
+        } = op;
         iov.extend(chunks.iter().map(|c| libc::iovec {
             iov_base: c.as_slice().as_ptr() as *mut libc::c_void,
             iov_len: c.as_slice().len(),
@@ -250,8 +287,8 @@ impl Uring {
             .user_data(user_data);
         // SAFETY: the header, the iovecs and the chunks they point into live in the box
         // under `key` in `self.sends` (a box does not move when the table grows; chunk
-        // data is heap memory that moving a chunk does not move) until
-        // `finish_send(key)`, which the engine calls only after this send's completion.
+        // data is heap memory that moving a chunk does not move) until `finish_send(key)`,
+        // which releases them only once the driver has reaped this send's completion.
         unsafe { self.push(&e) }
         total
     }
@@ -259,6 +296,15 @@ impl Uring {
     /// The send named `key` completed having sent `sent` bytes: give the unsent chunks
     /// back to the front of `out` and release the operation.
     pub(crate) fn finish_send(&mut self, key: u32, sent: usize, out: &mut Outbound) {
+        // Only once the kernel is done with it. An early call (an engine bug) keeps the
+        // memory in the table, where it stays lent (and is leaked at drop).
+        if !self.sends.get_mut(key).is_some_and(|op| op.reaped) {
+            tracing::error!(
+                key,
+                "finish_send before its completion was reaped; memory kept"
+            );
+            return;
+        }
         self.sends.finish(key, |op| {
             op.iov.clear();
             out.give_back(&mut op.chunks, sent);
@@ -284,9 +330,16 @@ impl Uring {
             self.connects[key].is_none(),
             "one connect in flight per key"
         );
+        debug_assert_eq!(
+            key, user_data as u32 as usize,
+            "a connect's key: its name's low bits"
+        );
+        debug_assert_eq!(key, timeout_user_data as u32 as usize);
         let op = Box::new(ConnectOp {
             addr: addr.into(),
             timeout: types::Timespec::from(timeout),
+            user_data: [user_data, timeout_user_data],
+            reaped: 0,
         });
         let c = opcode::Connect::new(types::Fd(fd), op.addr.as_ptr().cast(), op.addr.len())
             .build()
@@ -308,7 +361,13 @@ impl Uring {
     /// Release the memory of the connect named `key` (after both its completions).
     pub(crate) fn finish_connect(&mut self, key: u32) {
         if let Some(slot) = self.connects.get_mut(key as usize) {
-            *slot = None;
+            // Only once the kernel is done with it: both completions reaped. An early
+            // call (an engine bug) keeps the memory, which is leaked at drop.
+            if slot.as_ref().is_some_and(|op| op.reaped >= 2) {
+                *slot = None;
+            } else {
+                tracing::error!(key, "finish_connect before both completions; memory kept");
+            }
         }
     }
 
@@ -460,11 +519,14 @@ impl Uring {
         let mut cq = self.ring.completion();
         cq.sync();
         let lost = cq.overflow();
-        out.extend(cq.map(|c| Completion {
-            user_data: c.user_data(),
-            result: c.result(),
-            flags: c.flags(),
-        }));
+        for c in &mut cq {
+            note_reaped(&mut self.sends, &mut self.connects, c.user_data());
+            out.push(Completion {
+                user_data: c.user_data(),
+                result: c.result(),
+                flags: c.flags(),
+            });
+        }
         if lost != self.lost_seen {
             // Only possible if the kernel could not allocate its overflow backlog.
             tracing::error!(lost, "the kernel dropped completions");

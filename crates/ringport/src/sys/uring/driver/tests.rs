@@ -86,3 +86,40 @@ fn submit_failures_give_up_after_the_limit_and_a_success_resets_them() {
     assert!(!f.failed(libc::EAGAIN), "the last try in a row gives up");
     assert_eq!(f.broken, Some(libc::EAGAIN));
 }
+
+#[test]
+fn a_send_finished_before_its_completion_is_reaped_keeps_its_memory() {
+    let Ok(mut ring) = Uring::new(64, 256) else {
+        eprintln!("no io_uring here; skipped");
+        return;
+    };
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    let mut out = Outbound::default();
+    out.push_shared(Bytes::from_static(b"hello"));
+    let key = 7u32;
+    let name = (3u64 << 56) | u64::from(key);
+    assert_eq!(ring.send(key, ours.as_raw_fd(), &mut out, name), 5);
+    // Too early: nothing reaped yet (not even submitted). The op keeps its chunks.
+    ring.finish_send(key, 0, &mut out);
+    assert_eq!(
+        ring.sends.in_flight(),
+        1,
+        "released before the kernel was done"
+    );
+    assert!(out.is_empty(), "chunks handed back while still lent");
+
+    let mut batch = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while batch.is_empty() {
+        assert!(Instant::now() < deadline, "the send never completed");
+        ring.submit_and_wait(1, Duration::ZERO, Some(Duration::from_millis(10)))
+            .expect("wait");
+        ring.drain(&mut batch);
+    }
+    assert_eq!((batch[0].user_data, batch[0].result), (name, 5));
+    ring.finish_send(key, 5, &mut out);
+    assert_eq!(ring.sends.in_flight(), 0);
+    let mut got = [0u8; 5];
+    std::io::Read::read_exact(&mut &theirs, &mut got).unwrap();
+    assert_eq!(&got, b"hello");
+}
