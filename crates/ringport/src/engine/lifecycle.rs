@@ -32,69 +32,90 @@ pub(super) fn guard<R>(stats: &WorkerStats, f: impl FnOnce() -> R) -> Option<R> 
 
 /// Hand received bytes to the handler through the connection's frame reader: whole
 /// frames (or raw chunks), exact reads and their progress, in order. Stops delivering once
-/// the connection is asked to close; a framing error closes it with a typed reason.
+/// the connection is asked to close; a framing error closes it with a typed reason. A
+/// codec switched by the handler (`Conn::set_codec`) frames the bytes after the delivery
+/// that switched it, those of this receive included.
 fn deliver<H: Handler>(
     handler: &H,
     stats: &WorkerStats,
     st: &mut ConnState<H::Session>,
-    data: &[u8],
+    mut data: &[u8],
 ) {
     let Some(session) = st.session.as_mut() else {
         return;
     };
     let conn = &mut st.conn;
     if st.reader.is_none() {
-        if conn.ctx.codec == Codec::Raw && !conn.exact_pending() {
-            // Raw bytes, no exact read asked: straight to the handler, no reader needed.
+        // A reader made now decodes with the codec in force: nothing to switch.
+        conn.take_codec_changed();
+        if conn.ctx.codec.is_passthrough() && !conn.exact_pending() {
+            // Unframed bytes, no exact read asked: straight to the handler, no reader.
             if guard(stats, || handler.on_data(session, conn, data)).is_none() {
                 conn.panicked();
             }
-            if !conn.exact_pending() {
+            if !conn.exact_pending() && !conn.take_codec_changed() {
                 return;
             }
-            // The handler asked for an exact read: the next receive goes through a reader.
+            // An exact read or another codec from now on: the next receive goes
+            // through a reader.
             st.reader = Some(new_reader(&conn.ctx.codec));
             return;
         }
         st.reader = Some(new_reader(&conn.ctx.codec));
     }
     let reader = st.reader.as_deref_mut().expect("created above");
-    if let Some((len, progress)) = conn.take_exact() {
-        if let Err(e) = reader.read_exact(len as usize, progress) {
+    loop {
+        if conn.take_codec_changed() {
+            let codec = &conn.ctx.codec;
+            reader.set_decoder(codec.decoder(), codec.max_exact_read());
+        }
+        if let Some((len, progress)) = conn.take_exact() {
+            if let Err(e) = reader.read_exact(len as usize, progress) {
+                conn.fail(CloseReason::from_frame_error(e));
+                return;
+            }
+        }
+        let discarded = reader.discarded_frames();
+        let result = reader.feed(data, &mut |event| {
+            let ok = match event {
+                Event::Frame(frame) => guard(stats, || handler.on_data(session, conn, frame)),
+                Event::Progress { received, total } => guard(stats, || {
+                    handler.on_progress(session, conn, received, total)
+                }),
+            };
+            if ok.is_none() {
+                conn.panicked();
+            }
+            if conn.close != CloseRequest::None {
+                return Next::Stop;
+            }
+            if conn.codec_changed() {
+                // The rest is framed by the new codec (an exact read asked too waits).
+                return Next::Hold;
+            }
+            match conn.take_exact() {
+                Some((len, progress)) => Next::ReadExact {
+                    len: len as usize,
+                    progress,
+                },
+                None => Next::Continue,
+            }
+        });
+        let skipped = reader.discarded_frames() - discarded;
+        if skipped > 0 {
+            bump(&stats.frames_discarded, skipped);
+        }
+        if let Err(e) = result {
+            bump(&stats.protocol_errors, 1);
+            tracing::debug!(conn = %conn.id(), peer = %conn.peer, error = %e, "closing: bad framing");
             conn.fail(CloseReason::from_frame_error(e));
             return;
         }
-    }
-    let discarded = reader.discarded_frames();
-    let result = reader.feed(data, &mut |event| {
-        let ok = match event {
-            Event::Frame(frame) => guard(stats, || handler.on_data(session, conn, frame)),
-            Event::Progress { received, total } => guard(stats, || {
-                handler.on_progress(session, conn, received, total)
-            }),
-        };
-        if ok.is_none() {
-            conn.panicked();
+        if !conn.codec_changed() || conn.close != CloseRequest::None {
+            return;
         }
-        if conn.close != CloseRequest::None {
-            return Next::Stop;
-        }
-        match conn.take_exact() {
-            Some((len, progress)) => Next::ReadExact {
-                len: len as usize,
-                progress,
-            },
-            None => Next::Continue,
-        }
-    });
-    let skipped = reader.discarded_frames() - discarded;
-    if skipped > 0 {
-        bump(&stats.frames_discarded, skipped);
-    }
-    if let Err(e) = result {
-        bump(&stats.protocol_errors, 1);
-        tracing::debug!(conn = %conn.id(), peer = %conn.peer, error = %e, "closing: bad framing");
-        conn.fail(CloseReason::from_frame_error(e));
+        // The reader holds the rest of this receive: decode it with the new codec.
+        data = &[];
     }
 }
 
@@ -540,8 +561,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
     }
 
-    /// An exact read asked for outside `on_data` (in `on_open`, a timer, ...) may already
-    /// be satisfied by bytes the reader holds: deliver them now rather than when the next
+    /// An exact read (or a codec switch) asked for outside `on_data` (in `on_open`, a
+    /// timer, ...) may already be satisfied by bytes the reader holds: deliver them now rather than when the next
     /// receive arrives, which may be never. True if it delivered.
     fn deliver_buffered(&mut self, slot: u32, gen: u32) -> bool {
         let now = self.activity_stamp();
@@ -549,7 +570,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return false;
         };
         let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
-        if !(buffered && st.conn.exact_pending() && st.conn.close == CloseRequest::None) {
+        let asked = st.conn.exact_pending() || st.conn.codec_changed();
+        if !(buffered && asked && st.session.is_some() && st.conn.close == CloseRequest::None) {
             return false;
         }
         let before = reader_held(st);
