@@ -85,6 +85,10 @@ pub enum FrameError {
         /// The bytes needed.
         min: u64,
     },
+    /// The input breaks the format in a way of a custom decoder's own (the text says
+    /// how: "varint longer than 10 bytes").
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
     /// The codec's frames are not a header and a trailer around the payload
     /// ([`Codec::parts`]); encode with [`Codec::encode`] instead.
     #[error("this codec does not frame a payload with a header and trailer only")]
@@ -518,5 +522,7 @@ impl Codec {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_custom;
 #[cfg(test)]
 mod tests_reader;
