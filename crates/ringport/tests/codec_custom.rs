@@ -293,3 +293,46 @@ fn a_codec_switched_on_every_frame_survives_any_chunking() {
     }
     assert_eq!(server.shutdown(WAIT).stats.protocol_errors, 0);
 }
+
+/// Lines; `LATER` asks for a timer, and the timer switches to 4-byte length frames: the
+/// bytes held by the line decoder since are framed anew without waiting for a receive.
+struct SwitchOnTimer;
+
+impl Handler for SwitchOnTimer {
+    type Session = ();
+    fn on_open(&self, _conn: &mut Conn) {}
+    fn on_data(&self, _s: &mut (), conn: &mut Conn, frame: &[u8]) {
+        if frame == b"LATER" && matches!(conn.codec(), Codec::Delimited(_)) {
+            conn.set_timer(std::time::Duration::from_millis(20), 1);
+        } else {
+            conn.send_frame(frame).unwrap();
+        }
+    }
+    fn on_timer(&self, _s: &mut (), conn: &mut Conn, _token: u64) {
+        conn.set_codec(length4());
+    }
+    fn on_close(&self, _s: (), _conn: &Conn, _reason: CloseReason) {}
+}
+
+#[test]
+fn set_codec_outside_on_data_frames_the_bytes_already_held() {
+    let _w = watchdog("set_codec_timer", TEST_LIMIT);
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .unwrap()
+        .workers(2)
+        .codec(lines())
+        .start(SwitchOnTimer)
+        .expect("start the server");
+    let addr = server.local_addrs()[0];
+    let l4 = length4();
+    // No newline in the frame: the line decoder holds it until the switch.
+    let frame = encoded(&l4, b"held payload");
+    let mut wire = b"LATER\n".to_vec();
+    wire.extend(&frame);
+    let mut s = connect(addr);
+    write_all(&mut s, &wire);
+    // Nothing more is sent: only the switch itself can deliver the frame.
+    assert_eq!(read_n(&mut s, frame.len()), frame);
+    assert_eq!(server.shutdown(WAIT).stats.protocol_errors, 0);
+}
