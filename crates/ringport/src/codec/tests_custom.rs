@@ -139,3 +139,56 @@ fn hold_then_set_decoder_reframes_the_rest_of_the_chunk() {
         assert_eq!((reader.buffered(), reader.held_bytes()), (0, 0));
     }
 }
+
+/// One length byte, then the payload.
+#[derive(Clone)]
+struct Tiny;
+
+impl Decoder for Tiny {
+    fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
+        let Some(&len) = buf.first() else {
+            return Ok(Decoded::NeedMore { frame_len: Some(1) });
+        };
+        let total = 1 + len as usize;
+        if buf.len() < total {
+            return Ok(Decoded::NeedMore {
+                frame_len: Some(total),
+            });
+        }
+        Ok(Decoded::Frame {
+            consumed: total,
+            payload: 1..total,
+        })
+    }
+    fn max_frame(&self) -> usize {
+        256
+    }
+}
+
+impl Encoder for Tiny {
+    fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        dst.push(payload.len() as u8);
+        dst.extend_from_slice(payload);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_custom_frame_inside_one_chunk_is_handed_over_without_a_copy() {
+    let codec = Codec::custom(Tiny);
+    let mut reader = FrameReader::new(codec.decoder());
+    let chunk = b"\x03abc\x02de\x04fg";
+    let range = chunk.as_ptr_range();
+    let mut got = Vec::new();
+    reader
+        .feed(chunk, &mut |ev| {
+            if let Event::Frame(f) = ev {
+                assert!(range.contains(&f.as_ptr()), "a slice of the chunk");
+                got.push(f.to_vec());
+            }
+            Next::Continue
+        })
+        .unwrap();
+    assert_eq!(got, [&b"abc"[..], b"de"]);
+    assert_eq!(reader.buffered(), 3); // "\x04fg" held for the rest
+}
