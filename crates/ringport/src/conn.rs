@@ -87,6 +87,16 @@ impl ConnInfo {
     }
 }
 
+/// `Conn::flags`: the pending exact read reports progress.
+const EXACT_PROGRESS: u8 = 1;
+/// `Conn::flags`: `set_codec` replaced the context since the frame reader last looked,
+/// so the reader must switch decoders before framing more.
+const CODEC_CHANGED: u8 = 2;
+
+/// Frames up to this long from an encoder are copied into the send queue (gathered with
+/// their neighbours); longer ones are queued without a copy.
+const SMALL_FRAME: usize = 4096;
+
 /// What every connection of a worker shares: its mailbox (for `ConnRef`) and the
 /// engine's codec (for `send_frame`).
 #[derive(Debug)]
@@ -137,10 +147,12 @@ pub struct Conn {
     pub(crate) close: CloseRequest,
     pub(crate) shutdown_write: bool,
     /// An exact read asked for and not yet handed to the frame reader: its length (0:
-    /// none) and whether progress is reported (two fields, not an `Option` of a pair, so
+    /// none); whether progress is reported is in `flags` (not an `Option` of a pair, so
     /// they share the padding of the fields above).
     pub(crate) exact_len: u32,
-    pub(crate) exact_progress: bool,
+    /// [`EXACT_PROGRESS`] and [`CODEC_CHANGED`] (one byte for both keeps `Conn` within
+    /// its padding).
+    flags: u8,
     /// The handler's timers: asked for in callbacks and armed by the worker after them,
     /// and those armed (cancelled when the connection closes). Boxed: 8 bytes for a
     /// connection that sets none.
@@ -168,7 +180,7 @@ impl Conn {
             close: CloseRequest::None,
             shutdown_write: false,
             exact_len: 0,
-            exact_progress: false,
+            flags: 0,
             timers: None,
         }
     }
@@ -274,7 +286,10 @@ impl Conn {
     /// ([`SendError::Unframeable`]); so is any payload once the connection no longer
     /// sends (see [`Conn::try_send`]).
     pub fn send_frame(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        let parts = self.ctx.codec.parts(payload)?;
+        let parts = match self.ctx.codec.parts(payload) {
+            Err(FrameError::NoParts) => return self.send_encoded(payload),
+            parts => parts?,
+        };
         let len = parts.header().len() + payload.len() + parts.trailer().len();
         self.sendable(len)?;
         for piece in [parts.header(), payload, parts.trailer()] {
@@ -284,6 +299,63 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// `send_frame` for a codec that encodes the whole frame (a custom one).
+    fn send_encoded(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        let mut frame = Vec::new();
+        self.ctx.codec.encode(payload, &mut frame)?;
+        self.sendable(frame.len())?;
+        self.queued += frame.len();
+        if frame.len() <= SMALL_FRAME {
+            self.out.push_copy(&frame); // gathered with the bytes queued before it
+        } else if !frame.is_empty() {
+            self.out.push_shared(Bytes::from(frame));
+        }
+        Ok(())
+    }
+
+    /// The codec framing this connection now: the listener's (or server's), or the one
+    /// last given to [`Conn::set_codec`].
+    pub fn codec(&self) -> &Codec {
+        &self.ctx.codec
+    }
+
+    /// Frame this connection with `codec` from now on (a handshake in lines, then
+    /// length-prefixed frames): it cuts the bytes after the current delivery, those
+    /// already received and not yet delivered included, and [`Conn::send_frame`] encodes
+    /// with it. Also valid outside `on_data` (in `on_open`, a timer): bytes held then are
+    /// framed anew right after the callback. A [`ConnRef`] taken before the switch still
+    /// frames its `send_frame` with the codec of when it was taken; take a new one.
+    pub fn set_codec(&mut self, codec: Codec) {
+        // A context of its own (same mailbox and counters): the `Conn` stays the size it
+        // was, and handles taken from now on frame with the new codec.
+        self.ctx = Arc::new(ConnContext {
+            mailbox: self.ctx.mailbox.clone(),
+            codec,
+            stats: self.ctx.stats.clone(),
+        });
+        self.set_flag(CODEC_CHANGED, true);
+    }
+
+    fn set_flag(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
+    /// `set_codec` was called since the frame reader last switched decoders.
+    pub(crate) fn codec_changed(&self) -> bool {
+        self.flags & CODEC_CHANGED != 0
+    }
+
+    /// As [`Conn::codec_changed`], and clear it (the reader now decodes with the codec).
+    pub(crate) fn take_codec_changed(&mut self) -> bool {
+        let changed = self.codec_changed();
+        self.set_flag(CODEC_CHANGED, false);
+        changed
     }
 
     /// Whether `len` more bytes may be queued; if not, they are counted as refused.
@@ -326,14 +398,14 @@ impl Conn {
         }
         // Exact reads are at most u32::MAX bytes (the reader's limit is lower anyway).
         self.exact_len = len.min(u32::MAX as usize) as u32;
-        self.exact_progress = progress;
+        self.set_flag(EXACT_PROGRESS, progress);
         Ok(())
     }
 
     /// The exact read asked for since the last look, if any: (length, progress).
     pub(crate) fn take_exact(&mut self) -> Option<(u32, bool)> {
         let len = std::mem::take(&mut self.exact_len);
-        (len > 0).then_some((len, self.exact_progress))
+        (len > 0).then_some((len, self.flags & EXACT_PROGRESS != 0))
     }
 
     /// An exact read has been asked for and not yet handed to the frame reader.

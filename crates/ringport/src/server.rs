@@ -188,7 +188,9 @@ impl<H: Handler> Server<H> {
     /// [`Stats::late_sends`]. Called from a callback running on that connection's worker
     /// (which cannot answer then), the handle is returned without the check, and its
     /// `send_frame` frames with the server's codec: there, use [`crate::Conn::handle`]
-    /// for a connection of a listener with a codec of its own.
+    /// for a connection of a listener with a codec of its own, or one switched with
+    /// [`crate::Conn::set_codec`]. Asked from any other thread, the handle frames with the
+    /// connection's codec as it is when the worker answers.
     pub fn connection(&self, id: ConnId) -> Option<ConnRef> {
         self.engine.connection(id, REGISTRY_WAIT)
     }

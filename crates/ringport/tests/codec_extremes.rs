@@ -1,6 +1,7 @@
 //! Property tests of every codec at its extremes: every length width and byte order with
 //! the largest maxima, every adjustment sign up to `i64::MIN`/`i64::MAX`, header counted
-//! or not, delimiters and fixed sizes up to `usize::MAX`; random and adversarial headers,
+//! or not, length-field offsets and bytes to strip (small and up to `usize::MAX`),
+//! delimiters and fixed sizes up to `usize::MAX`; random and adversarial headers,
 //! random chunkings, exact reads asked from callbacks and from outside `feed`. The reader
 //! must never panic and must give exactly what a plain reference model gives: the same
 //! frames, the same typed error (or none), the same count of discarded frames. Where the
@@ -23,6 +24,8 @@ enum Spec {
         adjustment: i64,
         max: usize,
         discard: bool,
+        offset: usize,
+        strip: Option<usize>,
     },
     Delimited {
         delim: Vec<u8>,
@@ -45,16 +48,21 @@ impl Spec {
                 adjustment,
                 max,
                 discard,
+                offset,
+                strip,
             } => {
                 let endian = if *big { Endian::Big } else { Endian::Little };
-                Codec::Length(
-                    LengthCodec::new(*width, endian)
-                        .unwrap()
-                        .includes_header(*includes)
-                        .adjustment(*adjustment)
-                        .max_payload_len(*max)
-                        .discard_oversized(*discard),
-                )
+                let mut c = LengthCodec::new(*width, endian)
+                    .unwrap()
+                    .includes_header(*includes)
+                    .adjustment(*adjustment)
+                    .max_payload_len(*max)
+                    .discard_oversized(*discard)
+                    .length_field_offset(*offset);
+                if let Some(strip) = strip {
+                    c = c.initial_bytes_to_strip(*strip);
+                }
+                Codec::Length(c)
             }
             Spec::Delimited {
                 delim,
@@ -189,16 +197,19 @@ impl Model {
             adjustment,
             max,
             discard,
+            offset,
+            strip,
         } = self.spec.clone()
         else {
             unreachable!()
         };
         let rest = &self.buf[self.at..];
-        let w = width as usize;
+        let offset = offset.min(usize::MAX - 8);
+        let w = offset + width as usize;
         if rest.len() < w {
             return Step::Incomplete;
         }
-        let mut field = rest[..w].to_vec();
+        let mut field = rest[offset..w].to_vec();
         if !big {
             field.reverse();
         }
@@ -209,7 +220,7 @@ impl Model {
                 let value = counted.max(i128::from(i64::MIN)) as i64;
                 return Step::Error(FrameError::LengthBelowHeader {
                     value,
-                    header: width,
+                    header: w as u64,
                 });
             }
             counted - w as i128
@@ -233,12 +244,19 @@ impl Model {
             return Step::Skip { len, counted: true };
         }
         let total = w + len as usize;
+        let strip = strip.unwrap_or(w);
+        if strip > total {
+            return Step::Error(FrameError::StripBeyondFrame {
+                strip: strip as u64,
+                frame: total as u64,
+            });
+        }
         if rest.len() < total {
             return Step::Incomplete;
         }
         Step::Frame {
             consumed: total,
-            payload: w..total,
+            payload: strip..total,
         }
     }
 
@@ -419,15 +437,27 @@ fn spec() -> impl Strategy<Value = Spec> {
             adjustment(),
             max_choice(0..300),
             any::<bool>(),
+            prop_oneof![
+                4 => Just(0usize),
+                4 => 1usize..4,
+                1 => prop::sample::select(vec![usize::MAX - 9, usize::MAX - 8, usize::MAX]),
+            ],
+            prop_oneof![
+                4 => Just(None),
+                4 => (0usize..12).prop_map(Some),
+                1 => Just(Some(usize::MAX)),
+            ],
         )
             .prop_map(
-                |(width, big, includes, adjustment, max, discard)| Spec::Length {
+                |(width, big, includes, adjustment, max, discard, offset, strip)| Spec::Length {
                     width,
                     big,
                     includes,
                     adjustment,
                     max,
-                    discard
+                    discard,
+                    offset,
+                    strip,
                 }
             ),
         (
@@ -448,17 +478,23 @@ fn spec() -> impl Strategy<Value = Spec> {
     ]
 }
 
-/// A length field of `width` bytes holding `value` (truncated to the width).
+/// A length field of `width` bytes holding `value` (truncated to the width), after the
+/// codec's offset bytes (a few of them only, for a huge offset).
 fn field(spec: &Spec, value: u64) -> Vec<u8> {
-    let Spec::Length { width, big, .. } = spec else {
+    let Spec::Length {
+        width, big, offset, ..
+    } = spec
+    else {
         return Vec::new();
     };
     let w = *width as usize;
+    let mut out = vec![0xA5; (*offset).min(16)];
     if *big {
-        value.to_be_bytes()[8 - w..].to_vec()
+        out.extend_from_slice(&value.to_be_bytes()[8 - w..]);
     } else {
-        value.to_le_bytes()[..w].to_vec()
+        out.extend_from_slice(&value.to_le_bytes()[..w]);
     }
+    out
 }
 
 /// One piece of a hostile stream: a valid frame, an adversarial header, or noise.
@@ -478,10 +514,12 @@ fn piece(spec: &Spec, kind: u8, arg: u64, bytes: &[u8]) -> Vec<u8> {
                 includes,
                 adjustment,
                 max,
+                offset,
                 ..
             } = spec
             {
-                let header = if *includes { i128::from(*width) } else { 0 };
+                let hdr = (*offset).min(usize::MAX - 8) as i128 + i128::from(*width);
+                let header = if *includes { hdr } else { 0 };
                 let v = *max as i128 + header - i128::from(*adjustment) + (arg % 3) as i128 - 1;
                 out = field(spec, v.clamp(0, i128::from(u64::MAX)) as u64);
             }
@@ -535,7 +573,18 @@ proptest! {
             }
             let before = wire.len();
             match codec.encode(&p, &mut wire) {
-                Ok(()) => sent.push(p),
+                // What a length codec delivers starts `bytes_to_strip` into the frame.
+                Ok(()) => match &codec {
+                    Codec::Length(c) => {
+                        let strip = c.bytes_to_strip();
+                        if wire.len() - before < strip {
+                            wire.truncate(before); // would not decode: not sent
+                        } else {
+                            sent.push(wire[before + strip..].to_vec());
+                        }
+                    }
+                    _ => sent.push(p),
+                },
                 Err(_) => prop_assert_eq!(wire.len(), before, "nothing appended on error"),
             }
         }

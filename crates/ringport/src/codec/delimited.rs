@@ -1,7 +1,7 @@
 //! Frames ended by a delimiter: lines (`\n`, with an optional `\r` before it) or any byte
 //! string.
 
-use super::{Decoded, Decoder, FrameError, FrameParts, DEFAULT_MAX_LINE};
+use super::{put_parts, Decoded, Decoder, Encoder, FrameError, FrameParts, DEFAULT_MAX_LINE};
 use std::sync::Arc;
 
 /// Settings of a delimited format.
@@ -117,6 +117,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
         memchr::memchr(needle[0], hay)
     } else {
         memchr::memmem::find(hay, needle)
+    }
+}
+
+impl Encoder for DelimitedCodec {
+    fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        put_parts(&self.parts(payload)?, payload, dst);
+        Ok(())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Fixed-size frames, and the raw pass-through decoder.
 
-use super::{Decoded, Decoder, FrameError, FrameParts};
+use super::{put_parts, Decoded, Decoder, Encoder, FrameError, FrameParts};
 
 /// Every frame is exactly `size` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,13 @@ impl FixedCodec {
     }
 }
 
+impl Encoder for FixedCodec {
+    fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        put_parts(&self.parts(payload.len())?, payload, dst);
+        Ok(())
+    }
+}
+
 impl Decoder for FixedCodec {
     fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
         if buf.len() < self.size {
@@ -51,7 +58,8 @@ impl Decoder for FixedCodec {
     }
 }
 
-/// No framing: whatever has arrived is one delivery.
+/// No framing: whatever has arrived is one delivery (and encoding appends the payload as
+/// it is).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawDecoder;
 
@@ -69,5 +77,12 @@ impl Decoder for RawDecoder {
 
     fn max_frame(&self) -> usize {
         usize::MAX
+    }
+}
+
+impl Encoder for RawDecoder {
+    fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        dst.extend_from_slice(payload);
+        Ok(())
     }
 }

@@ -1,7 +1,10 @@
 //! Length-prefixed frames: a 1, 2, 4 or 8-byte length field, big or little endian, that
-//! counts the payload or the payload and the header, optionally off by a fixed adjustment.
+//! counts the payload or the payload and the header, optionally off by a fixed adjustment,
+//! optionally after a fixed number of other header bytes, with the bytes delivered
+//! starting where the codec says (Netty's `LengthFieldBasedFrameDecoder` parameters:
+//! `lengthFieldOffset`, `lengthFieldLength`, `lengthAdjustment`, `initialBytesToStrip`).
 
-use super::{Decoded, Decoder, FrameError, FrameParts, DEFAULT_MAX_FRAME};
+use super::{Decoded, Decoder, Encoder, FrameError, FrameParts, DEFAULT_MAX_FRAME};
 
 /// Byte order of a length field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,8 +16,23 @@ pub enum Endian {
 }
 
 /// Settings of a length-prefixed format. The frame is `header | payload`, where the header
-/// is the length field and its value is
-/// `payload_len + (header_len if includes_header) - adjustment`.
+/// is `offset` bytes of the application's (0 by default) followed by the length field,
+/// whose value is `payload_len + (header_len if includes_header) - adjustment`. A decoded
+/// frame is delivered from byte `strip` on (by default the whole header is stripped: the
+/// payload alone).
+///
+/// ```
+/// use ringport::codec::{Codec, Endian, LengthCodec};
+///
+/// // A 1-byte message type, then a 2-byte length of what follows; deliver the type too.
+/// let codec = LengthCodec::new(2, Endian::Big)?
+///     .length_field_offset(1)
+///     .initial_bytes_to_strip(0);
+/// let mut out = Vec::new();
+/// Codec::Length(codec).encode(b"Thello", &mut out)?; // type 'T', payload "hello"
+/// assert_eq!(out, b"T\x00\x05hello");
+/// # Ok::<(), ringport::FrameError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LengthCodec {
     width: u8,
@@ -23,6 +41,11 @@ pub struct LengthCodec {
     adjustment: i64,
     max_payload: usize,
     discard: bool,
+    /// Bytes before the length field (at most `usize::MAX - 8`, so the header length
+    /// `offset + width` always fits a `usize`).
+    offset: usize,
+    /// Bytes dropped from the front of each delivered frame; `None`: the whole header.
+    strip: Option<usize>,
 }
 
 impl LengthCodec {
@@ -39,10 +62,47 @@ impl LengthCodec {
             adjustment: 0,
             max_payload: DEFAULT_MAX_FRAME.min(field_max(width).min(usize::MAX as u64) as usize),
             discard: false,
+            offset: 0,
+            strip: None,
         })
     }
 
-    /// The length field counts the header too.
+    /// `offset` bytes come before the length field (Netty's `lengthFieldOffset`): they
+    /// are part of the header. Encoding then takes them as the first `offset` bytes of the
+    /// payload given to it and puts the length field after them. Offsets above
+    /// `usize::MAX - 8` are taken as that (no frame could hold one anyway).
+    pub fn length_field_offset(mut self, offset: usize) -> LengthCodec {
+        self.offset = offset.min(usize::MAX - 8);
+        self
+    }
+
+    /// Drop the first `strip` bytes of every decoded frame (Netty's
+    /// `initialBytesToStrip`): 0 delivers the whole frame, header included. By default the
+    /// whole header is stripped (the payload after the length field is delivered). A frame
+    /// shorter than `strip` is an error ([`FrameError::StripBeyondFrame`]). Encoding does
+    /// not depend on it.
+    pub fn initial_bytes_to_strip(mut self, strip: usize) -> LengthCodec {
+        self.strip = Some(strip);
+        self
+    }
+
+    /// The bytes before the length field.
+    pub fn field_offset(&self) -> usize {
+        self.offset
+    }
+
+    /// The bytes dropped from the front of each decoded frame.
+    pub fn bytes_to_strip(&self) -> usize {
+        self.strip.unwrap_or(self.header_len())
+    }
+
+    /// The header's length: the bytes before the length field and the field.
+    pub fn header_len(&self) -> usize {
+        // offset <= usize::MAX - 8 and width <= 8: no overflow.
+        self.offset + self.width as usize
+    }
+
+    /// The length field counts the header too (the bytes before it included).
     pub fn includes_header(mut self, yes: bool) -> LengthCodec {
         self.includes_header = yes;
         self
@@ -93,12 +153,21 @@ impl LengthCodec {
         }
     }
 
-    /// The header of a `len`-byte payload. All arithmetic is in `i128`, which holds every
-    /// `usize` and `u64` plus any `i64` adjustment: nothing wraps.
+    /// The header of a `len`-byte payload; [`FrameError::NoParts`] with a length-field
+    /// offset (the field goes inside the payload given to [`Encoder::encode`]).
     pub(super) fn parts(&self, len: usize) -> Result<FrameParts<'static>, FrameError> {
+        if self.offset > 0 {
+            return Err(FrameError::NoParts);
+        }
+        self.field(len)
+    }
+
+    /// The length field for `len` payload bytes after it. All arithmetic is in `i128`,
+    /// which holds every `usize` and `u64` plus any `i64` adjustment: nothing wraps.
+    fn field(&self, len: usize) -> Result<FrameParts<'static>, FrameError> {
         let len64 = u64::try_from(len).unwrap_or(u64::MAX);
         let header = if self.includes_header {
-            i128::from(self.width)
+            self.header_len() as i128
         } else {
             0
         };
@@ -126,16 +195,17 @@ impl LengthCodec {
 
     /// The payload length a header announces, as `i128` (exact: it may be negative or
     /// above `u64::MAX` with an adjustment), or the typed error of a negative one.
-    fn payload_len(&self, header: &[u8]) -> Result<i128, FrameError> {
+    fn payload_len(&self, field: &[u8]) -> Result<i128, FrameError> {
         let mut b = [0u8; 8];
         let w = self.width as usize;
+        let header = self.header_len();
         let value = match self.endian {
             Endian::Big => {
-                b[8 - w..].copy_from_slice(header);
+                b[8 - w..].copy_from_slice(field);
                 u64::from_be_bytes(b)
             }
             Endian::Little => {
-                b[..w].copy_from_slice(header);
+                b[..w].copy_from_slice(field);
                 u64::from_le_bytes(b)
             }
         };
@@ -149,20 +219,40 @@ impl LengthCodec {
             }
             return Ok(adjusted);
         }
-        if adjusted < w as i128 {
+        if adjusted < header as i128 {
             return Err(FrameError::LengthBelowHeader {
-                // Below the header (at most 8), so only a negative one can saturate.
                 value: adjusted.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
-                header: self.width,
+                header: header as u64,
             });
         }
-        Ok(adjusted - w as i128)
+        Ok(adjusted - header as i128)
     }
 
     /// The longest payload the decoder accepts: the maximum, and less if the whole frame
     /// would not fit a `usize` (with a maximum near `usize::MAX`).
     fn payload_limit(&self) -> usize {
-        self.max_payload.min(usize::MAX - self.width as usize)
+        self.max_payload.min(usize::MAX - self.header_len())
+    }
+}
+
+impl Encoder for LengthCodec {
+    /// With a length-field offset, the first `offset` bytes of `payload` go before the
+    /// field and the rest after it (and count as the payload); otherwise the field, then
+    /// `payload`. Nothing is appended on error.
+    fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        if payload.len() < self.offset {
+            return Err(FrameError::TooShort {
+                len: payload.len() as u64,
+                min: self.offset as u64,
+            });
+        }
+        let (before, after) = payload.split_at(self.offset);
+        let field = self.field(after.len())?;
+        dst.reserve(payload.len().saturating_add(field.header().len()));
+        dst.extend_from_slice(before);
+        dst.extend_from_slice(field.header());
+        dst.extend_from_slice(after);
+        Ok(())
     }
 }
 
@@ -201,12 +291,13 @@ impl Decoder for LengthDecoder {
             }
             return Ok(self.skip(buf.len(), None));
         }
-        let w = self.codec.width as usize;
+        let c = &self.codec;
+        let w = c.header_len();
         if buf.len() < w {
             // The header first; its value then tells the whole frame's length.
             return Ok(Decoded::NeedMore { frame_len: Some(w) });
         }
-        let len = self.codec.payload_len(&buf[..w])?;
+        let len = c.payload_len(&buf[c.offset..w])?;
         let limit = self.codec.payload_limit();
         let Some(len) = usize::try_from(len).ok().filter(|&l| l <= limit) else {
             // Above the maximum (or above what any length type here holds).
@@ -223,6 +314,13 @@ impl Decoder for LengthDecoder {
         };
         // len <= usize::MAX - w (payload_limit), so this cannot overflow.
         let total = w + len;
+        let strip = self.codec.bytes_to_strip();
+        if strip > total {
+            return Err(FrameError::StripBeyondFrame {
+                strip: strip as u64,
+                frame: total as u64,
+            });
+        }
         if buf.len() < total {
             return Ok(Decoded::NeedMore {
                 frame_len: Some(total),
@@ -230,14 +328,14 @@ impl Decoder for LengthDecoder {
         }
         Ok(Decoded::Frame {
             consumed: total,
-            payload: w..total,
+            payload: strip..total,
         })
     }
 
     fn max_frame(&self) -> usize {
         self.codec
             .max_payload
-            .saturating_add(self.codec.width as usize)
+            .saturating_add(self.codec.header_len())
     }
 
     fn reset(&mut self) {

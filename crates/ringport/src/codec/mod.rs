@@ -11,15 +11,21 @@
 //! No input makes a decoder panic or wrap a length: length arithmetic is exact for any
 //! width, adjustment and maximum, and what cannot be framed is a typed [`FrameError`].
 //!
-//! [`Codec`] names one of the built-in formats; the server and client builders take one
-//! (`Server::builder().codec(..)`), and [`crate::Conn::send_frame`] encodes with it.
+//! [`Codec`] names a frame format: one of the built-in ones, or a user's own
+//! ([`Codec::custom`]: any type implementing [`Decoder`] and [`Encoder`]). The server,
+//! listener and client builders take one (`Server::builder().codec(..)`),
+//! [`crate::Conn::send_frame`] encodes with it, and [`crate::Conn::set_codec`] switches a
+//! connection to another mid-stream. The built-in formats are ordinary implementations of
+//! the same traits; the engine asks a codec only what any codec can answer.
 #![forbid(unsafe_code)]
 
+mod custom;
 mod delimited;
 mod fixed;
 mod length;
 mod reader;
 
+pub use custom::{CustomCodec, CustomDecoder};
 pub use delimited::DelimitedCodec;
 pub use fixed::{FixedCodec, RawDecoder};
 pub use length::{Endian, LengthCodec};
@@ -59,9 +65,34 @@ pub enum FrameError {
     LengthBelowHeader {
         /// The length field's value after adjustment (may be negative; saturated).
         value: i64,
-        /// The header length.
-        header: u8,
+        /// The header length (the bytes before the length field and the field).
+        header: u64,
     },
+    /// A length codec strips more bytes from the front of a frame than the frame has.
+    #[error("cannot strip {strip} bytes from a {frame}-byte frame")]
+    StripBeyondFrame {
+        /// The codec's bytes to strip.
+        strip: u64,
+        /// The frame's length (header and payload).
+        frame: u64,
+    },
+    /// A payload is shorter than the bytes the format puts before its length field
+    /// (encoding with a length-field offset).
+    #[error("a {len}-byte payload is shorter than the {min} bytes before the length field")]
+    TooShort {
+        /// The payload length.
+        len: u64,
+        /// The bytes needed.
+        min: u64,
+    },
+    /// The input breaks the format in a way of a custom decoder's own (the text says
+    /// how: "varint longer than 10 bytes").
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+    /// The codec's frames are not a header and a trailer around the payload
+    /// ([`Codec::parts`]); encode with [`Codec::encode`] instead.
+    #[error("this codec does not frame a payload with a header and trailer only")]
+    NoParts,
     /// A length field that does not count the header, plus a negative adjustment, gives a
     /// negative payload length.
     #[error("length field value {value} with adjustment {adjustment} is a negative length")]
@@ -137,6 +168,12 @@ pub enum Decoded {
 /// it has looked. A `Frame` or `Skip` takes at least one byte and at most the input, and a
 /// payload lies inside its frame; [`FrameReader`] clamps an answer that breaks this rather
 /// than panic, so a faulty decoder misframes but never takes a worker down.
+///
+/// Memory: [`Decoder::max_frame`] is enforced by [`FrameReader`], not only trusted: a
+/// `NeedMore` announcing a longer frame, or still asking for more once the held bytes
+/// reach the maximum, fails with [`FrameError::TooLong`]; an announced length is never
+/// reserved, only used to bound growth. A user decoder is object-safe and needs `Send`
+/// (it lives on a worker thread): see [`Codec::custom`].
 pub trait Decoder {
     /// Examine the unconsumed input.
     fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError>;
@@ -144,6 +181,38 @@ pub trait Decoder {
     fn max_frame(&self) -> usize;
     /// Forget any partial progress (the input is about to be read another way).
     fn reset(&mut self) {}
+}
+
+/// The other direction: frames a payload for sending ([`crate::Conn::send_frame`]).
+/// Object-safe; a codec's encoder is shared by every connection and worker, so it has no
+/// per-connection state (`&self`) and must be `Send + Sync` to go in a [`Codec`].
+pub trait Encoder {
+    /// Append the framed `payload` to `dst`. A payload the format cannot carry is a typed
+    /// error (through [`Codec`], nothing is appended then).
+    fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError>;
+}
+
+impl<T: Decoder + ?Sized> Decoder for Box<T> {
+    fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
+        (**self).decode(buf)
+    }
+    fn max_frame(&self) -> usize {
+        (**self).max_frame()
+    }
+    fn reset(&mut self) {
+        (**self).reset()
+    }
+}
+
+/// Append header, payload and trailer to `dst` (one reservation).
+pub(crate) fn put_parts(parts: &FrameParts<'_>, payload: &[u8], dst: &mut Vec<u8>) {
+    let framed = (parts.header().len())
+        .saturating_add(payload.len())
+        .saturating_add(parts.trailer().len());
+    dst.reserve(framed);
+    dst.extend_from_slice(parts.header());
+    dst.extend_from_slice(payload);
+    dst.extend_from_slice(parts.trailer());
 }
 
 /// The bytes an encoder puts around a payload.
@@ -176,7 +245,13 @@ impl<'a> FrameParts<'a> {
     }
 }
 
-/// One of the built-in frame formats, with its settings. Cheap to clone.
+/// A frame format, with its settings: a built-in one, or a user's own
+/// ([`Codec::Custom`], made with [`Codec::custom`]). Cheap to clone.
+///
+/// An enum rather than a trait object so the built-in formats keep their names
+/// (`Codec::Length(..)`, parsed from the CLI, printed) and their static dispatch; a user
+/// format is one more variant holding a shared factory, and the engine treats every
+/// variant alike through the methods below.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Codec {
     /// No framing: every received chunk is delivered as it came.
@@ -188,9 +263,78 @@ pub enum Codec {
     Delimited(DelimitedCodec),
     /// Every frame has the same size.
     Fixed(FixedCodec),
+    /// A user-written format (see [`Codec::custom`]).
+    Custom(CustomCodec),
 }
 
 impl Codec {
+    /// A user format from a value that decodes and encodes: every connection decodes with
+    /// a clone of `codec` (its fresh state), and every `send_frame` encodes with it.
+    ///
+    /// ```
+    /// use ringport::codec::{Codec, Decoded, Decoder, Encoder, FrameError};
+    ///
+    /// /// Frames of one length byte and that many payload bytes.
+    /// #[derive(Clone, Default)]
+    /// struct Tiny;
+    ///
+    /// impl Decoder for Tiny {
+    ///     fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
+    ///         let Some(&len) = buf.first() else {
+    ///             return Ok(Decoded::NeedMore { frame_len: Some(1) });
+    ///         };
+    ///         let total = 1 + len as usize;
+    ///         if buf.len() < total {
+    ///             return Ok(Decoded::NeedMore { frame_len: Some(total) });
+    ///         }
+    ///         Ok(Decoded::Frame { consumed: total, payload: 1..total })
+    ///     }
+    ///     fn max_frame(&self) -> usize {
+    ///         256
+    ///     }
+    /// }
+    ///
+    /// impl Encoder for Tiny {
+    ///     fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
+    ///         let len = u8::try_from(payload.len())
+    ///             .map_err(|_| FrameError::TooLongForHeader { len: payload.len() as u64, width: 1 })?;
+    ///         dst.push(len);
+    ///         dst.extend_from_slice(payload);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let codec = Codec::custom(Tiny);
+    /// let mut out = Vec::new();
+    /// codec.encode(b"hi", &mut out)?;
+    /// assert_eq!(out, b"\x02hi");
+    /// # Ok::<(), FrameError>(())
+    /// ```
+    pub fn custom<C>(codec: C) -> Codec
+    where
+        C: Decoder + Encoder + Clone + Send + Sync + 'static,
+    {
+        Codec::Custom(CustomCodec::from_codec(codec))
+    }
+
+    /// A user format from a decoder factory (called once per connection) and an encoder,
+    /// for a decoder that is not `Clone` or not `Sync`.
+    pub fn custom_with<F, D, E>(make_decoder: F, encoder: E) -> Codec
+    where
+        F: Fn() -> D + Send + Sync + 'static,
+        D: Decoder + Send + 'static,
+        E: Encoder + Send + Sync + 'static,
+    {
+        Codec::Custom(CustomCodec::from_parts(make_decoder, encoder))
+    }
+
+    /// True for a codec that does not frame at all ([`Codec::Raw`]): received chunks may
+    /// go to the handler as they came, without a frame reader, and a read timeout counts
+    /// silence rather than unfinished frames.
+    pub fn is_passthrough(&self) -> bool {
+        matches!(self, Codec::Raw)
+    }
+
     /// A fresh decoder for one connection.
     pub fn decoder(&self) -> FrameDecoder {
         match self {
@@ -198,31 +342,33 @@ impl Codec {
             Codec::Length(c) => FrameDecoder::Length(c.decoder()),
             Codec::Delimited(c) => FrameDecoder::Delimited(c.decoder()),
             Codec::Fixed(c) => FrameDecoder::Fixed(c.clone()),
+            Codec::Custom(c) => FrameDecoder::Custom(c.decoder()),
         }
     }
 
     /// The header and trailer that frame a payload of `len` bytes; `payload` is looked at
     /// only by codecs that must check it (a delimiter inside a delimited payload).
+    /// [`FrameError::NoParts`] for a format that is not a header and trailer around the
+    /// payload (a length field after an offset, a custom codec): use [`Codec::encode`].
     pub fn parts(&self, payload: &[u8]) -> Result<FrameParts<'_>, FrameError> {
         match self {
             Codec::Raw => Ok(FrameParts::new(&[], &[])),
             Codec::Length(c) => c.parts(payload.len()),
             Codec::Delimited(c) => c.parts(payload),
             Codec::Fixed(c) => c.parts(payload.len()),
+            Codec::Custom(_) => Err(FrameError::NoParts),
         }
     }
 
     /// Append the framed `payload` to `dst`. On error nothing is appended.
     pub fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
-        let parts = self.parts(payload)?;
-        let framed = (parts.header().len())
-            .saturating_add(payload.len())
-            .saturating_add(parts.trailer().len());
-        dst.reserve(framed);
-        dst.extend_from_slice(parts.header());
-        dst.extend_from_slice(payload);
-        dst.extend_from_slice(parts.trailer());
-        Ok(())
+        match self {
+            Codec::Raw => RawDecoder.encode(payload, dst),
+            Codec::Length(c) => c.encode(payload, dst),
+            Codec::Delimited(c) => c.encode(payload, dst),
+            Codec::Fixed(c) => c.encode(payload, dst),
+            Codec::Custom(c) => c.encode(payload, dst),
+        }
     }
 
     /// The longest exact read (`Conn::read_exact`) on a connection with this codec: the
@@ -235,13 +381,21 @@ impl Codec {
             Codec::Length(c) => c.max_payload(),
             Codec::Delimited(c) => c.max_len(),
             Codec::Fixed(c) => c.size(),
+            Codec::Custom(c) => c.max_frame(),
         };
         frame.clamp(DEFAULT_MAX_FRAME, MAX_EXACT_READ)
     }
 }
 
-/// The decoder of a [`Codec`] (static dispatch over the built-in decoders).
-#[derive(Debug, Clone)]
+impl Encoder for Codec {
+    fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        Codec::encode(self, payload, dst)
+    }
+}
+
+/// The decoder of a [`Codec`] (static dispatch over the built-in decoders, dynamic for a
+/// custom one).
+#[derive(Debug)]
 pub enum FrameDecoder {
     /// See [`Codec::Raw`].
     Raw(RawDecoder),
@@ -251,6 +405,8 @@ pub enum FrameDecoder {
     Delimited(delimited::DelimitedDecoder),
     /// See [`Codec::Fixed`].
     Fixed(FixedCodec),
+    /// See [`Codec::Custom`].
+    Custom(CustomDecoder),
 }
 
 impl Decoder for FrameDecoder {
@@ -261,6 +417,7 @@ impl Decoder for FrameDecoder {
             FrameDecoder::Length(d) => d.decode(buf),
             FrameDecoder::Delimited(d) => d.decode(buf),
             FrameDecoder::Fixed(d) => d.decode(buf),
+            FrameDecoder::Custom(d) => d.decode(buf),
         }
     }
 
@@ -270,6 +427,7 @@ impl Decoder for FrameDecoder {
             FrameDecoder::Length(d) => d.max_frame(),
             FrameDecoder::Delimited(d) => d.max_frame(),
             FrameDecoder::Fixed(d) => d.max_frame(),
+            FrameDecoder::Custom(d) => d.max_frame(),
         }
     }
 
@@ -279,6 +437,7 @@ impl Decoder for FrameDecoder {
             FrameDecoder::Length(d) => d.reset(),
             FrameDecoder::Delimited(d) => d.reset(),
             FrameDecoder::Fixed(d) => d.reset(),
+            FrameDecoder::Custom(d) => d.reset(),
         }
     }
 }
@@ -318,7 +477,7 @@ impl std::str::FromStr for Codec {
 
 impl std::fmt::Display for Codec {
     /// The CLI spelling where there is one (`raw`, `line`, `length:4`, `fixed:16`);
-    /// `length:4le` for a little-endian field; `delimited` for other delimiters.
+    /// `length:4le` for a little-endian field; `delimited` for other delimiters; `custom`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Codec::Raw => f.write_str("raw"),
@@ -333,13 +492,14 @@ impl std::fmt::Display for Codec {
             Codec::Delimited(c) if c.is_lines() => f.write_str("line"),
             Codec::Delimited(_) => f.write_str("delimited"),
             Codec::Fixed(c) => write!(f, "fixed:{}", c.size()),
+            Codec::Custom(_) => f.write_str("custom"),
         }
     }
 }
 
 impl Codec {
     /// The same codec with its maximum frame length (payload bytes) set to `max`; ignored
-    /// by `Raw` and `Fixed`.
+    /// by `Raw`, `Fixed` and `Custom` (a custom decoder states its own maximum).
     pub fn with_max_frame(self, max: usize) -> Codec {
         match self {
             Codec::Length(c) => Codec::Length(c.max_payload_len(max)),
@@ -349,7 +509,8 @@ impl Codec {
     }
 
     /// The same codec, discarding oversized frames and reading on from the next one
-    /// instead of failing (where the format allows it: `Length` and `Delimited`).
+    /// instead of failing (where the format allows it: `Length` and `Delimited`; a custom
+    /// decoder discards with [`Decoded::Skip`] itself).
     pub fn with_discard_oversized(self, discard: bool) -> Codec {
         match self {
             Codec::Length(c) => Codec::Length(c.discard_oversized(discard)),
@@ -361,5 +522,7 @@ impl Codec {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_custom;
 #[cfg(test)]
 mod tests_reader;

@@ -32,6 +32,9 @@ pub enum Next {
     Continue,
     /// Stop: the rest of this chunk is not delivered (the connection is closing).
     Stop,
+    /// Stop decoding and hold the rest of this chunk: the next [`FrameReader::feed`]
+    /// decodes it first (typically after [`FrameReader::set_decoder`] switched formats).
+    Hold,
     /// The next frame is exactly `len` bytes, whatever the codec says; report progress if
     /// `progress`. After that frame the codec frames again.
     ReadExact {
@@ -73,6 +76,8 @@ pub struct FrameReader<D> {
     exact_max: usize,
     /// Oversized frames skipped (discard mode).
     discarded: u64,
+    /// The callback answered [`Next::Hold`]: the rest of the chunk is to be held.
+    hold: bool,
 }
 
 /// Bytes of `data` appended to the assembly buffer in this step, to go back to `data`
@@ -108,7 +113,24 @@ impl<D: Decoder> FrameReader<D> {
             exact: None,
             exact_max,
             discarded: 0,
+            hold: false,
         }
+    }
+
+    /// Decode the bytes from here on with `decoder` (a connection switching formats
+    /// mid-stream), whose exact reads may be up to `exact_max` bytes. Bytes held and not
+    /// yet delivered are decoded again by the new decoder at the next
+    /// [`FrameReader::feed`] (an empty one will do); an exact read in force stays.
+    pub fn set_decoder(&mut self, decoder: D, exact_max: usize) {
+        self.decoder = decoder;
+        self.exact_max = exact_max;
+        self.pending_total = None;
+        self.need_more = false;
+    }
+
+    /// The decoder in use.
+    pub fn decoder(&self) -> &D {
+        &self.decoder
     }
 
     /// Make the next frame exactly `len` bytes (1 to the exact-read maximum). Bytes already
@@ -184,6 +206,11 @@ impl<D: Decoder> FrameReader<D> {
                 self.feed_direct(&mut data, on)?
             };
             if !keep_going {
+                if std::mem::take(&mut self.hold) && !data.is_empty() {
+                    // Behind the held bytes, if any: the stream's order is kept.
+                    self.append(data);
+                    self.need_more = false;
+                }
                 return Ok(());
             }
         }
@@ -198,8 +225,29 @@ impl<D: Decoder> FrameReader<D> {
             Some(x) => Ok(Decoded::NeedMore {
                 frame_len: Some(x.len),
             }),
-            None => self.decoder.decode(buf),
+            None => {
+                let decoded = self.decoder.decode(buf)?;
+                if let Decoded::NeedMore { frame_len } = decoded {
+                    self.check_max(buf.len(), frame_len)?;
+                }
+                Ok(decoded)
+            }
         }
+    }
+
+    /// The decoder's maximum frame, enforced whatever the decoder: it may not ask to hold
+    /// more than that (a header announcing more, or no frame yet in a maximal input).
+    fn check_max(&self, held: usize, frame_len: Option<usize>) -> Result<(), FrameError> {
+        let max = self.decoder.max_frame();
+        let len = match frame_len {
+            Some(len) if len > max => len,
+            _ if held >= max && max < usize::MAX => held,
+            _ => return Ok(()),
+        };
+        Err(FrameError::TooLong {
+            len: len as u64,
+            max: max as u64,
+        })
     }
 
     /// Nothing held: frames inside `data` go out as slices of it.
@@ -393,6 +441,10 @@ impl<D: Decoder> FrameReader<D> {
         match next {
             Next::Continue => Ok(true),
             Next::Stop => Ok(false),
+            Next::Hold => {
+                self.hold = true;
+                Ok(false)
+            }
             Next::ReadExact { len, progress } => {
                 self.read_exact(len, progress)?;
                 Ok(true)

@@ -5,9 +5,9 @@
 //! and the fd's close get submitted, and only that close's completion frees the slot.
 
 use super::conn_state::{ConnState, Phase};
+use super::delivery::{deliver, reader_held, stamp_partial, track_frame_memory};
 use super::user_data::{encode, OpKind};
 use super::worker::Worker;
-use crate::codec::{Codec, Event, FrameDecoder, FrameReader, Next};
 use crate::conn::{CloseRequest, Conn, ConnId};
 use crate::error::CloseReason;
 use crate::handler::Handler;
@@ -28,121 +28,6 @@ pub(super) fn guard<R>(stats: &WorkerStats, f: impl FnOnce() -> R) -> Option<R> 
             None
         }
     }
-}
-
-/// Hand received bytes to the handler through the connection's frame reader: whole
-/// frames (or raw chunks), exact reads and their progress, in order. Stops delivering once
-/// the connection is asked to close; a framing error closes it with a typed reason.
-fn deliver<H: Handler>(
-    handler: &H,
-    stats: &WorkerStats,
-    st: &mut ConnState<H::Session>,
-    data: &[u8],
-) {
-    let Some(session) = st.session.as_mut() else {
-        return;
-    };
-    let conn = &mut st.conn;
-    if st.reader.is_none() {
-        if conn.ctx.codec == Codec::Raw && !conn.exact_pending() {
-            // Raw bytes, no exact read asked: straight to the handler, no reader needed.
-            if guard(stats, || handler.on_data(session, conn, data)).is_none() {
-                conn.panicked();
-            }
-            if !conn.exact_pending() {
-                return;
-            }
-            // The handler asked for an exact read: the next receive goes through a reader.
-            st.reader = Some(new_reader(&conn.ctx.codec));
-            return;
-        }
-        st.reader = Some(new_reader(&conn.ctx.codec));
-    }
-    let reader = st.reader.as_deref_mut().expect("created above");
-    if let Some((len, progress)) = conn.take_exact() {
-        if let Err(e) = reader.read_exact(len as usize, progress) {
-            conn.fail(CloseReason::from_frame_error(e));
-            return;
-        }
-    }
-    let discarded = reader.discarded_frames();
-    let result = reader.feed(data, &mut |event| {
-        let ok = match event {
-            Event::Frame(frame) => guard(stats, || handler.on_data(session, conn, frame)),
-            Event::Progress { received, total } => guard(stats, || {
-                handler.on_progress(session, conn, received, total)
-            }),
-        };
-        if ok.is_none() {
-            conn.panicked();
-        }
-        if conn.close != CloseRequest::None {
-            return Next::Stop;
-        }
-        match conn.take_exact() {
-            Some((len, progress)) => Next::ReadExact {
-                len: len as usize,
-                progress,
-            },
-            None => Next::Continue,
-        }
-    });
-    let skipped = reader.discarded_frames() - discarded;
-    if skipped > 0 {
-        bump(&stats.frames_discarded, skipped);
-    }
-    if let Err(e) = result {
-        bump(&stats.protocol_errors, 1);
-        tracing::debug!(conn = %conn.id(), peer = %conn.peer, error = %e, "closing: bad framing");
-        conn.fail(CloseReason::from_frame_error(e));
-    }
-}
-
-/// Keep the read timeout's "frame started at" stamp in step with the reader after a
-/// delivery: none once nothing is held, else since `now` if it was not set.
-fn stamp_partial<S>(st: &mut ConnState<S>, now: u64) {
-    let buffered = st.reader.as_ref().map_or(0, |r| r.buffered());
-    if let Some(t) = st.timing.as_deref_mut() {
-        if buffered == 0 {
-            t.partial_since = None;
-        } else if t.partial_since.is_none() {
-            t.partial_since = Some(now);
-        }
-    }
-}
-
-/// Heap bytes a connection's frame reader holds (a partly received frame).
-fn reader_held<S>(st: &ConnState<S>) -> usize {
-    st.reader.as_ref().map_or(0, |r| r.held_bytes())
-}
-
-/// Account for a change in what the connection's reader holds (it held `before`) in the
-/// worker's total `held`, and return the new total. A connection whose reader grew while
-/// the total is over `budget` is closed with [`CloseReason::FrameBudget`] and its reader
-/// freed at once: the connection that asked for more, not one already holding its share.
-fn track_frame_memory<S>(
-    held: usize,
-    before: usize,
-    st: &mut ConnState<S>,
-    budget: usize,
-) -> usize {
-    let after = reader_held(st);
-    let held = held - before + after;
-    if after <= before || held <= budget {
-        return held;
-    }
-    tracing::debug!(conn = %st.conn.id(), held, budget, "closing: over the frame budget");
-    st.conn.fail(CloseReason::FrameBudget);
-    st.reader = None;
-    held - after
-}
-
-/// A connection's frame reader, made when its first receive needs one.
-fn new_reader(codec: &Codec) -> Box<FrameReader<FrameDecoder>> {
-    Box::new(FrameReader::with_exact_max(
-        codec.decoder(),
-        codec.max_exact_read(),
-    ))
 }
 
 /// A connection has closed with `reason`: count it, release its admission, and run
@@ -540,8 +425,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
     }
 
-    /// An exact read asked for outside `on_data` (in `on_open`, a timer, ...) may already
-    /// be satisfied by bytes the reader holds: deliver them now rather than when the next
+    /// An exact read (or a codec switch) asked for outside `on_data` (in `on_open`, a
+    /// timer, ...) may already be satisfied by bytes the reader holds: deliver them now rather than when the next
     /// receive arrives, which may be never. True if it delivered.
     fn deliver_buffered(&mut self, slot: u32, gen: u32) -> bool {
         let now = self.activity_stamp();
@@ -549,7 +434,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return false;
         };
         let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
-        if !(buffered && st.conn.exact_pending() && st.conn.close == CloseRequest::None) {
+        let asked = st.conn.exact_pending() || st.conn.codec_changed();
+        if !(buffered && asked && st.session.is_some() && st.conn.close == CloseRequest::None) {
             return false;
         }
         let before = reader_held(st);

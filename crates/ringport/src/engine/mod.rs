@@ -7,6 +7,7 @@
 mod accept;
 mod backpressure;
 mod conn_state;
+mod delivery;
 mod lifecycle;
 mod lost;
 pub(crate) mod mailbox;

@@ -9,7 +9,6 @@
 
 use super::conn_state::ConnState;
 use super::worker::Worker;
-use crate::codec::Codec;
 use crate::config::Timeouts;
 use crate::error::{CloseReason, Timeout};
 use crate::handler::Handler;
@@ -143,7 +142,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        let framed = st.conn.ctx.codec != Codec::Raw;
+        let framed = !st.conn.ctx.codec.is_passthrough();
         let pinging = !st.conn.shutdown_write;
         let Some(t) = st.timing.as_deref_mut() else {
             return;
@@ -201,7 +200,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(st) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        let framed = st.conn.ctx.codec != Codec::Raw;
+        let framed = !st.conn.ctx.codec.is_passthrough();
         let pinging = !st.conn.shutdown_write;
         let Some(t) = st.timing.as_deref_mut() else {
             return;
