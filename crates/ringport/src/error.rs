@@ -56,6 +56,7 @@ pub enum CloseReason {
 
 /// Which timeout closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Timeout {
     /// Connected, but no byte arrived within the first-data timeout.
     FirstData,
@@ -224,8 +225,9 @@ pub enum Error {
     NoListener(usize),
 }
 
-/// Why a [`crate::ConnRef`] could not take a message.
+/// Why a send (or another message to a connection) was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The owning worker has stopped.
     #[error("the connection's worker has stopped")]
