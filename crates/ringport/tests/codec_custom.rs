@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use ringport::codec::{DelimitedCodec, Endian, LengthCodec};
 use ringport::{CloseReason, Codec, Conn, FrameError, Handler, Server};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -37,41 +37,6 @@ fn encoded(codec: &Codec, payload: &[u8]) -> Vec<u8> {
         .encode(payload, &mut out)
         .expect("the payload encodes");
     out
-}
-
-/// Write `wire` in random pieces of 1 to `max_piece` bytes from another thread while
-/// reading the echo, which must be `wire` itself, byte for byte, until EOF.
-fn expect_echo(addr: SocketAddr, wire: Vec<u8>, seed: u64, max_piece: usize) {
-    let wire = Arc::new(wire);
-    let mut stream = connect(addr);
-    let mut writer_stream = stream.try_clone().unwrap();
-    let to_write = wire.clone();
-    let writer = thread::spawn(move || {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut off = 0;
-        while off < to_write.len() {
-            let n = rng.gen_range(1..=max_piece).min(to_write.len() - off);
-            write_all(&mut writer_stream, &to_write[off..off + n]);
-            off += n;
-        }
-        shutdown_write(&writer_stream);
-    });
-    let mut got = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = stream.read(&mut buf).expect("read the echo");
-        if n == 0 {
-            break;
-        }
-        assert!(
-            got + n <= wire.len() && buf[..n] == wire[got..got + n],
-            "echo differs within {got}..{}",
-            got + n
-        );
-        got += n;
-    }
-    assert_eq!(got, wire.len(), "EOF before the whole echo");
-    writer.join().unwrap();
 }
 
 #[test]
