@@ -360,7 +360,7 @@ impl Conn {
 
     /// Whether `len` more bytes may be queued; if not, they are counted as refused.
     fn sendable(&self, len: usize) -> Result<(), SendError> {
-        let refused = if self.aborted() {
+        let refused = if self.closing_now() {
             SendError::Closing
         } else if self.shutdown_write {
             SendError::WriteShut
@@ -444,7 +444,7 @@ impl Conn {
     /// Close at once; queued bytes are dropped and counted as undelivered
     /// ([`CloseReason::Aborted`]).
     pub fn abort(&mut self) {
-        if !self.aborted() {
+        if !self.closing_now() {
             self.close = CloseRequest::Now(CloseReason::Aborted);
         }
     }
@@ -464,19 +464,15 @@ impl Conn {
         }
     }
 
-    fn aborted(&self) -> bool {
-        matches!(self.close, CloseRequest::Now(_))
-    }
-
     /// A close-now has been asked (its reason is set).
     pub(crate) fn closing_now(&self) -> bool {
-        self.aborted()
+        matches!(self.close, CloseRequest::Now(_))
     }
 
     /// Close now with `reason`, unless a close-now reason is already set: the first one
     /// is the one reported.
     pub(crate) fn fail(&mut self, reason: CloseReason) {
-        if !self.aborted() {
+        if !self.closing_now() {
             self.close = CloseRequest::Now(reason);
         }
     }

@@ -90,6 +90,14 @@ impl<S> ConnState<S> {
     pub(crate) fn is_open(&self) -> bool {
         self.phase == Phase::Open
     }
+
+    /// The connection takes more bytes from other threads (a `ConnRef` send, a
+    /// broadcast): open, not asked to close, write side not shut.
+    pub(crate) fn takes_sends(&self) -> bool {
+        self.is_open()
+            && self.conn.close == crate::conn::CloseRequest::None
+            && !self.conn.shutdown_write
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::stats::{bump, WorkerStats};
 /// the connection is asked to close; a framing error closes it with a typed reason. A
 /// codec switched by the handler (`Conn::set_codec`) frames the bytes after the delivery
 /// that switched it, those of this receive included.
-pub(super) fn deliver<H: Handler>(
+fn deliver<H: Handler>(
     handler: &H,
     stats: &WorkerStats,
     st: &mut ConnState<H::Session>,
@@ -118,25 +118,30 @@ pub(super) fn reader_held<S>(st: &ConnState<S>) -> usize {
     st.reader.as_ref().map_or(0, |r| r.held_bytes())
 }
 
-/// Account for a change in what the connection's reader holds (it held `before`) in the
-/// worker's total `held`, and return the new total. A connection whose reader grew while
-/// the total is over `budget` is closed with [`CloseReason::FrameBudget`] and its reader
-/// freed at once: the connection that asked for more, not one already holding its share.
-pub(super) fn track_frame_memory<S>(
-    held: usize,
-    before: usize,
-    st: &mut ConnState<S>,
+/// [`deliver`] `data`, then account for the change in what the connection's reader holds
+/// in the worker's total `held` (bytes in partly received frames). A connection whose
+/// reader grew while the total is over `budget` is closed with
+/// [`CloseReason::FrameBudget`] and its reader freed at once: the connection that asked
+/// for more, not one already holding its share.
+pub(super) fn deliver_within_budget<H: Handler>(
+    handler: &H,
+    stats: &WorkerStats,
+    st: &mut ConnState<H::Session>,
+    data: &[u8],
+    held: &mut usize,
     budget: usize,
-) -> usize {
+) {
+    let before = reader_held(st);
+    deliver(handler, stats, st, data);
     let after = reader_held(st);
-    let held = held - before + after;
-    if after <= before || held <= budget {
-        return held;
+    *held = *held - before + after;
+    if after <= before || *held <= budget {
+        return;
     }
-    tracing::debug!(conn = %st.conn.id(), held, budget, "closing: over the frame budget");
+    tracing::debug!(conn = %st.conn.id(), held = *held, budget, "closing: over the frame budget");
     st.conn.fail(CloseReason::FrameBudget);
     st.reader = None;
-    held - after
+    *held -= after;
 }
 
 /// A connection's frame reader, made when its first receive needs one.

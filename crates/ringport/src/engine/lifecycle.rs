@@ -5,7 +5,7 @@
 //! and the fd's close get submitted, and only that close's completion frees the slot.
 
 use super::conn_state::{ConnState, Phase};
-use super::delivery::{deliver, reader_held, stamp_partial, track_frame_memory};
+use super::delivery::{deliver_within_budget, reader_held, stamp_partial};
 use super::user_data::{encode, OpKind};
 use super::worker::Worker;
 use crate::conn::{CloseRequest, Conn, ConnId};
@@ -152,7 +152,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         );
     }
 
-    fn connect_failed(&mut self, token: u64, addr: SocketAddr, reason: CloseReason) {
+    pub(super) fn connect_failed(&mut self, token: u64, addr: SocketAddr, reason: CloseReason) {
         bump(&self.stats.connect_failed, 1);
         let handler = &self.handler;
         guard(&self.stats, || {
@@ -231,10 +231,16 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 bump(&l.bytes_in, c.result as u64);
             }
             if st.is_open() && st.conn.close == CloseRequest::None {
-                let before = reader_held(st);
-                deliver(&*self.handler, &self.stats, st, self.io.recv_bytes(&id));
-                self.frame_held =
-                    track_frame_memory(self.frame_held, before, st, self.config.frame_budget);
+                let data = self.io.recv_bytes(&id);
+                let budget = self.config.frame_budget;
+                deliver_within_budget(
+                    &*self.handler,
+                    &self.stats,
+                    st,
+                    data,
+                    &mut self.frame_held,
+                    budget,
+                );
             }
             if let Some(t) = st.timing.as_deref_mut() {
                 t.last_read = now;
@@ -438,9 +444,15 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if !(buffered && asked && st.session.is_some() && st.conn.close == CloseRequest::None) {
             return false;
         }
-        let before = reader_held(st);
-        deliver(&*self.handler, &self.stats, st, &[]);
-        self.frame_held = track_frame_memory(self.frame_held, before, st, self.config.frame_budget);
+        let budget = self.config.frame_budget;
+        deliver_within_budget(
+            &*self.handler,
+            &self.stats,
+            st,
+            &[],
+            &mut self.frame_held,
+            budget,
+        );
         stamp_partial(st, now);
         true
     }

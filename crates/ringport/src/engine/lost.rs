@@ -12,7 +12,7 @@
 //! connections to the other workers' listeners.
 
 use super::conn_state::Phase;
-use super::lifecycle::{guard, report_close};
+use super::lifecycle::report_close;
 use super::mailbox::Message;
 use super::worker::Worker;
 use crate::error::CloseReason;
@@ -74,11 +74,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 bump(&self.stats.undelivered_bytes, data.len() as u64);
             }
             Message::Connect { addr, token, .. } => {
-                bump(&self.stats.connect_failed, 1);
-                let handler = &self.handler;
-                guard(&self.stats, || {
-                    handler.on_connect_failed(token, addr, CloseReason::WorkerLost)
-                });
+                self.connect_failed(token, addr, CloseReason::WorkerLost)
             }
             // A question's waiter sees its channel closed; the rest needs nothing.
             _ => {}

@@ -13,7 +13,7 @@ use super::conn_state::ConnState;
 use super::mailbox::{Mailbox, Message};
 use super::worker::Worker;
 use super::Engine;
-use crate::conn::{CloseRequest, ConnContext, ConnId, ConnInfo, ConnRef};
+use crate::conn::{ConnContext, ConnId, ConnInfo, ConnRef};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::sys::Driver;
@@ -117,10 +117,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 }
 
 fn takes_broadcast<S>(st: &ConnState<S>, listener: Option<u16>) -> bool {
-    st.is_open()
-        && st.conn.close == CloseRequest::None
-        && !st.conn.shutdown_write
-        && listener.map_or(true, |l| st.conn.listener == l)
+    st.takes_sends() && listener.map_or(true, |l| st.conn.listener == l)
 }
 
 impl Engine {

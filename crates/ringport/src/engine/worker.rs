@@ -285,18 +285,19 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     fn on_message(&mut self, msg: Message) {
         match msg {
-            Message::Send(id, data) => match self.find(id) {
-                Some(gen) if self.takes_sends(id.slot(), gen) => {
-                    if let Some(st) = self.conns.get_mut(id.slot(), gen) {
+            Message::Send(id, data) => {
+                let gen = self.find(id);
+                match gen.and_then(|g| self.conns.get_mut(id.slot(), g)) {
+                    Some(st) if st.takes_sends() => {
                         st.conn.send_bytes(data);
+                        self.mark_dirty(id.slot(), gen.expect("found"));
                     }
-                    self.mark_dirty(id.slot(), gen);
+                    _ => {
+                        bump(&self.stats.late_sends, 1);
+                        bump(&self.stats.undelivered_bytes, data.len() as u64);
+                    }
                 }
-                _ => {
-                    bump(&self.stats.late_sends, 1);
-                    bump(&self.stats.undelivered_bytes, data.len() as u64);
-                }
-            },
+            }
             Message::Close(id) => {
                 if let Some(gen) = self.find(id) {
                     if let Some(st) = self.conns.get_mut(id.slot(), gen) {
@@ -321,16 +322,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn find(&mut self, id: crate::conn::ConnId) -> Option<u32> {
         let (gen, st) = self.conns.get_slot_mut(id.slot())?;
         (st.conn.id() == id).then_some(gen)
-    }
-
-    /// The connection takes more bytes to send: open, not asked to close, write side
-    /// not shut.
-    fn takes_sends(&mut self, slot: u32, gen: u32) -> bool {
-        self.conns.get_mut(slot, gen).is_some_and(|st| {
-            st.is_open()
-                && st.conn.close == crate::conn::CloseRequest::None
-                && !st.conn.shutdown_write
-        })
     }
 
     /// Mark a connection to be looked at after the batch.

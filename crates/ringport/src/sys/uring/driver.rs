@@ -41,6 +41,21 @@ impl SubmitFailures {
     fn succeeded(&mut self) {
         self.in_a_row = 0;
     }
+
+    /// `what` failed with `e`: count it; if it may be tried again, log the first of a
+    /// run and wait a millisecond (true), else log that the ring is given up (false).
+    fn retry_after(&mut self, e: &io::Error, what: &str) -> bool {
+        if self.failed(e.raw_os_error().unwrap_or(libc::EIO)) {
+            if self.in_a_row == 1 {
+                tracing::warn!(error = %e, "{what} failed; retrying");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            true
+        } else {
+            tracing::error!(error = %e, tries = SUBMIT_FAILURES_MAX, "{what} keeps failing; giving the ring up");
+            false
+        }
+    }
 }
 
 /// An in-flight sendmsg: the header and iovecs the kernel reads, and the chunks they
@@ -209,15 +224,8 @@ impl Uring {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap_into_backlog(),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => {
-                let errno = e.raw_os_error().unwrap_or(libc::EIO);
-                if self.submit_failures.failed(errno) {
-                    if self.submit_failures.in_a_row == 1 {
-                        tracing::warn!(error = %e, "io_uring submit failed while the queue was full; retrying");
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                } else {
-                    tracing::error!(error = %e, tries = SUBMIT_FAILURES_MAX, "io_uring submit keeps failing; giving the ring up");
-                }
+                self.submit_failures
+                    .retry_after(&e, "io_uring submit with the queue full");
                 self.reap_into_backlog();
             }
         }
@@ -469,18 +477,8 @@ impl Uring {
                 Some(libc::ETIME) | Some(libc::EBUSY) | Some(libc::EINTR) => Ok(()),
                 // Anything else (ENOMEM, EAGAIN under memory pressure) may pass: try again
                 // on the next call, up to the limit in a row.
-                errno => {
-                    let errno = errno.unwrap_or(libc::EIO);
-                    if self.submit_failures.failed(errno) {
-                        if self.submit_failures.in_a_row == 1 {
-                            tracing::warn!(error = %e, "io_uring_enter failed; retrying");
-                        }
-                        std::thread::sleep(Duration::from_millis(1));
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                }
+                _ if self.submit_failures.retry_after(&e, "io_uring_enter") => Ok(()),
+                _ => Err(e),
             },
         }
     }
