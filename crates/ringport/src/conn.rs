@@ -1,6 +1,8 @@
 //! The per-callback connection context (`Conn`) and the cross-thread handle (`ConnRef`).
 
 use crate::codec::{Codec, FrameError};
+pub(crate) use crate::core::lifecycle::CloseRequest;
+use crate::core::Lifecycle;
 use crate::engine::mailbox::{Mailbox, Message};
 use crate::error::{CloseReason, SendError};
 use crate::outbound::Outbound;
@@ -116,16 +118,6 @@ pub(crate) struct UserTimers {
     pub armed: Vec<crate::timer::TimerKey>,
 }
 
-/// What the handler asked the engine to do with the connection's lifetime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CloseRequest {
-    None,
-    /// Flush the queue, then close with this reason.
-    AfterFlush(CloseReason),
-    /// Close now; queued bytes are undelivered.
-    Now(CloseReason),
-}
-
 /// The connection context lent to every callback. It lives on the connection's worker.
 #[derive(Debug)]
 pub struct Conn {
@@ -144,7 +136,9 @@ pub struct Conn {
     pub(crate) out: Outbound,
     /// Bytes accepted by `send` and not yet sent: `out` plus the in-flight send.
     pub(crate) queued: usize,
-    pub(crate) close: CloseRequest,
+    /// Where the connection is in its life (the machine its worker steps), with what the
+    /// handler asked about its end.
+    pub(crate) life: Lifecycle,
     pub(crate) shutdown_write: bool,
     /// An exact read asked for and not yet handed to the frame reader: its length (0:
     /// none); whether progress is reported is in `flags` (not an `Option` of a pair, so
@@ -166,6 +160,7 @@ impl Conn {
         peer: SocketAddr,
         fd: std::os::fd::RawFd,
         ctx: Arc<ConnContext>,
+        life: Lifecycle,
     ) -> Conn {
         Conn {
             id_word: id.word,
@@ -177,7 +172,7 @@ impl Conn {
             ctx,
             out: Outbound::default(),
             queued: 0,
-            close: CloseRequest::None,
+            life,
             shutdown_write: false,
             exact_len: 0,
             flags: 0,
@@ -436,17 +431,14 @@ impl Conn {
     /// Close gracefully: stop reading, send what is queued, then close
     /// ([`CloseReason::Local`]).
     pub fn close(&mut self) {
-        if self.close == CloseRequest::None {
-            self.close = CloseRequest::AfterFlush(CloseReason::Local);
-        }
+        self.life
+            .ask(CloseRequest::AfterFlush(CloseReason::Local));
     }
 
     /// Close at once; queued bytes are dropped and counted as undelivered
     /// ([`CloseReason::Aborted`]).
     pub fn abort(&mut self) {
-        if !self.closing_now() {
-            self.close = CloseRequest::Now(CloseReason::Aborted);
-        }
+        self.life.ask(CloseRequest::Now(CloseReason::Aborted));
     }
 
     /// Shut the write side (send FIN) once the queue is flushed; reading goes on. Bytes
@@ -466,23 +458,26 @@ impl Conn {
 
     /// A close-now has been asked (its reason is set).
     pub(crate) fn closing_now(&self) -> bool {
-        matches!(self.close, CloseRequest::Now(_))
+        matches!(self.life.request(), CloseRequest::Now(_))
+    }
+
+    /// What was asked about the connection's end (see `Lifecycle::request`).
+    pub(crate) fn close_request(&self) -> CloseRequest {
+        self.life.request()
     }
 
     /// Close now with `reason`, unless a close-now reason is already set: the first one
     /// is the one reported.
     pub(crate) fn fail(&mut self, reason: CloseReason) {
-        if !self.closing_now() {
-            self.close = CloseRequest::Now(reason);
-        }
+        self.life.ask(CloseRequest::Now(reason));
     }
 
     /// A callback panicked (the guard counted it): close now with
     /// [`CloseReason::HandlerPanic`], unless a close was already asked, whose reason
     /// stays.
     pub(crate) fn panicked(&mut self) {
-        if self.close == CloseRequest::None {
-            self.close = CloseRequest::Now(CloseReason::HandlerPanic);
+        if self.life.request() == CloseRequest::None {
+            self.life.ask(CloseRequest::Now(CloseReason::HandlerPanic));
         }
     }
 

@@ -35,6 +35,7 @@ mod client;
 pub mod codec;
 mod config;
 mod conn;
+mod core;
 mod deadline;
 mod engine;
 mod error;

@@ -52,6 +52,12 @@ counter_table! {
     stale_completions: Counter "ringport_stale_completions_total"
         "Completions for a connection slot that had been reused."
         => Shown::Anomaly("stale completions");
+    /// Times the engine was asked to free a connection's slot while its in-flight ledger
+    /// still held operations (an engine bug; the slot was kept). Always 0 in a healthy
+    /// engine.
+    slot_frees_refused: Counter "ringport_slot_frees_refused_total"
+        "Slot frees refused because operations were still in flight (an engine bug)."
+        => Shown::Anomaly("slot frees refused");
     /// Messages through a `ConnRef` (sends, closes) that arrived after the connection had
     /// closed, was closing or had shut its write side.
     late_sends: Counter "ringport_late_sends_total"

@@ -1,9 +1,10 @@
 //! Accepting: the multishot accept's completions, admission control, and pausing a
 //! listener when accepting fails (out of descriptors or memory).
 
-use super::conn_state::Phase;
-use super::lifecycle::{errno_of, guard};
-use super::user_data::{encode, OpKind};
+use super::callbacks::guard;
+use super::lifecycle::errno_of;
+use crate::core::op_name::encode;
+use crate::core::{Lifecycle, OpKind};
 use super::worker::Worker;
 use crate::admission::RefuseReason;
 use crate::handler::{Accept, Handler, Incoming};
@@ -18,7 +19,7 @@ const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
 impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn on_accept(&mut self, i: usize, c: Completion) {
         if !c.more() {
-            self.listeners[i].armed = false;
+            self.listeners[i].ledger.complete(OpKind::Accept);
         }
         if c.result >= 0 {
             let fd = socket::adopt_accepted(c.result);
@@ -31,7 +32,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 e => self.pause_accepting(i, e),
             }
         }
-        if self.shutting_down && !self.listeners[i].armed {
+        if self.shutting_down && self.listeners[i].ledger.is_empty() {
             self.listeners[i].fd = None;
         } else {
             self.arm_accept(i);
@@ -88,11 +89,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         bump(&self.stats.accepted, 1);
         bump(&self.stats.listeners[listener].accepted, 1);
-        let (slot, gen) = self.insert(fd, peer, 0, Some(listener), Phase::Open);
-        if let Some(st) = self.conns.get_mut(slot, gen) {
+        let key = self.insert(fd, peer, 0, Some(listener), Lifecycle::accepted());
+        if let Some(st) = self.conns.get_mut(key) {
             st.admitted = true;
         }
-        self.opened(slot, gen);
+        self.opened(key);
     }
 
     /// Close a refused connection at once and count why.

@@ -3,6 +3,7 @@
 //! that closes a connection whose peer does not read (`CloseReason::SlowReader`), and a
 //! budget for the queued send memory of the whole engine.
 
+use crate::core::ConnKey;
 use super::worker::Worker;
 use crate::error::CloseReason;
 use crate::handler::Handler;
@@ -43,8 +44,8 @@ impl SendBudget {
 impl<H: Handler, D: Driver> Worker<H, D> {
     /// After a connection's callbacks or a send completion: act on its queue size.
     /// Returns false if the connection is now closing.
-    pub(super) fn check_send_queue(&mut self, slot: u32, gen: u32) -> bool {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+    pub(super) fn check_send_queue(&mut self, key: ConnKey) -> bool {
+        let Some(st) = self.conns.get_mut(key) else {
             return false;
         };
         // Inline rather than a method: `st` borrows the slab while this reads the config.
@@ -80,7 +81,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             QueueVerdict::Writable(writable) => {
                 if let Some(session) = st.session.as_mut() {
                     let (handler, conn) = (&self.handler, &mut st.conn);
-                    let ok = super::lifecycle::guard(&self.stats, || {
+                    let ok = super::callbacks::guard(&self.stats, || {
                         handler.on_writable(session, conn, writable)
                     });
                     if ok.is_none() {
@@ -94,8 +95,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     /// A closing connection's queue no longer counts against the budget.
-    pub(super) fn release_budget(&mut self, slot: u32, gen: u32) {
-        if let Some(st) = self.conns.get_mut(slot, gen) {
+    pub(super) fn release_budget(&mut self, key: ConnKey) {
+        if let Some(st) = self.conns.get_mut(key) {
             self.shared.budget.account(st.queued_reported, 0);
             let delta = -(st.queued_reported as i64);
             add_signed(&self.stats.queued_bytes, delta);

@@ -4,7 +4,7 @@
 //! `decoder`, `max_exact_read`): a custom one goes through the same path as a built-in.
 
 use super::conn_state::ConnState;
-use super::lifecycle::guard;
+use super::callbacks::guard;
 use crate::codec::{Codec, Event, FrameDecoder, FrameReader, Next};
 use crate::conn::CloseRequest;
 use crate::error::CloseReason;
@@ -67,7 +67,7 @@ fn deliver<H: Handler>(
             if ok.is_none() {
                 conn.panicked();
             }
-            if conn.close != CloseRequest::None {
+            if conn.close_request() != CloseRequest::None {
                 return Next::Stop;
             }
             if conn.codec_changed() {
@@ -92,7 +92,7 @@ fn deliver<H: Handler>(
             conn.fail(CloseReason::from_frame_error(e));
             return;
         }
-        if !conn.codec_changed() || conn.close != CloseRequest::None {
+        if !conn.codec_changed() || conn.close_request() != CloseRequest::None {
             return;
         }
         // The reader holds the rest of this receive: decode it with the new codec.

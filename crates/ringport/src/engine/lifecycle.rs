@@ -1,70 +1,24 @@
-//! A connection's life on its worker: accept or connect, receive, send, close.
+//! A connection's life on its worker, as the I/O shell around `core::Lifecycle`: each
+//! completion is checked against the connection's ledger and handed to the machine, the
+//! handler runs, and the machine's [`Actions`] are carried out on the driver.
 //!
-//! Close protocol (DESIGN.md invariant 3): a closing connection cancels its in-flight
-//! operations and waits for every one of their completions; only then does `on_close` run
-//! and the fd's close get submitted, and only that close's completion frees the slot.
+//! Close protocol (DESIGN.md invariant 3): a closing connection cancels what its ledger
+//! holds and waits for every final completion; only then does `on_close` run and the
+//! fd's close get submitted, and only that close's completion frees the slot (and only
+//! with an empty ledger: [`Worker::free`]).
 
-use super::conn_state::{ConnState, Phase};
+use super::callbacks::{open_session, report_close, report_connect_failed, with_session};
+use super::conn_state::ConnState;
 use super::delivery::{deliver_within_budget, reader_held, stamp_partial};
-use super::user_data::{encode, OpKind};
 use super::worker::Worker;
 use crate::conn::{CloseRequest, Conn, ConnId};
+use crate::core::{Action, Actions, ConnKey, Lifecycle, OpKind, Wants};
 use crate::error::CloseReason;
 use crate::handler::Handler;
-use crate::stats::{add_signed, bump, WorkerStats};
+use crate::stats::bump;
 use crate::sys::{socket, Completion, Driver};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
-
-/// Run a user callback; a panic is caught and counted, and `None` returned.
-pub(super) fn guard<R>(stats: &WorkerStats, f: impl FnOnce() -> R) -> Option<R> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => Some(r),
-        Err(_) => {
-            bump(&stats.handler_panics, 1);
-            tracing::warn!("a handler callback panicked; closing its connection");
-            None
-        }
-    }
-}
-
-/// A connection has closed with `reason`: count it, release its admission, and run
-/// `on_close` (or, for a connect that never opened, `on_connect_failed`).
-pub(super) fn report_close<H: Handler>(
-    handler: &H,
-    stats: &WorkerStats,
-    shared: &super::EngineShared,
-    st: &mut ConnState<H::Session>,
-    reason: CloseReason,
-) {
-    let undelivered = st.conn.queued_bytes() as u64;
-    if undelivered > 0 {
-        bump(&stats.undelivered_bytes, undelivered);
-    }
-    if st.opened {
-        add_signed(&stats.open, -1);
-        bump(&stats.closed, 1);
-        bump(&stats.closed_by[reason.index()], 1);
-        if let Some(l) = stats.listener(st.conn.listener) {
-            add_signed(&l.open, -1);
-            bump(&l.closed_by[reason.index()], 1);
-        }
-        if st.admitted {
-            let (listener, ip) = (usize::from(st.conn.listener), st.conn.peer.ip());
-            shared.release(listener, ip, Instant::now());
-        }
-        if let Some(session) = st.session.take() {
-            let conn = &st.conn;
-            guard(stats, || handler.on_close(session, conn, reason));
-        }
-    } else if st.conn.is_outbound() {
-        let (token, addr) = (st.conn.token(), st.conn.peer_addr());
-        bump(&stats.connect_failed, 1);
-        guard(stats, || handler.on_connect_failed(token, addr, reason));
-    }
-}
 
 pub(super) fn errno_of(result: i32) -> i32 {
     -result
@@ -78,8 +32,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         peer: SocketAddr,
         token: u64,
         listener: Option<usize>,
-        phase: Phase,
-    ) -> (u32, u32) {
+        life: Lifecycle,
+    ) -> ConnKey {
         let index = self.index;
         let ctx = match listener {
             Some(l) => self.listeners[l].ctx.clone(),
@@ -87,150 +41,137 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         };
         let serial = self.next_serial;
         self.next_serial += 1;
-        self.conns.insert_with(|slot, _gen| {
-            let id = ConnId::new(index, slot, serial);
+        self.inflight_ops += u64::from(life.ledger().len());
+        self.conns.insert_with(|key| {
+            let id = ConnId::new(index, key.slot, serial);
             let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            let mut conn = Conn::new(id, token, peer, raw, ctx);
+            let mut conn = Conn::new(id, token, peer, raw, ctx, life);
             if let Some(l) = listener {
                 // Fewer than u16::MAX listeners (checked at start).
                 conn.listener = l as u16;
             }
-            ConnState::new(conn, fd, phase)
+            ConnState::new(conn, fd)
         })
     }
 
     /// The connection is open: run `on_open`, start receiving.
-    pub(super) fn opened(&mut self, slot: u32, gen: u32) {
+    pub(super) fn opened(&mut self, key: ConnKey) {
         bump(&self.stats.open, 1);
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
         if let Some(l) = self.stats.listener(st.conn.listener) {
             bump(&l.open, 1);
         }
-        st.phase = Phase::Open;
-        st.opened = true;
-        let handler = &self.handler;
-        let conn = &mut st.conn;
-        match guard(&self.stats, || handler.on_open(conn)) {
-            Some(session) => st.session = Some(session),
-            None => st.conn.panicked(),
-        }
-        self.timing_opened(slot, gen);
-        self.mark_dirty(slot, gen);
+        st.conn.life.open();
+        open_session(&*self.handler, &self.stats, st);
+        self.timing_opened(key);
+        self.mark_dirty(key);
     }
 
     pub(super) fn start_connect(&mut self, addr: SocketAddr, token: u64, bind: Option<SocketAddr>) {
         if self.shutting_down {
-            self.connect_failed(token, addr, CloseReason::Shutdown);
-            return;
+            return self.connect_failed(token, addr, CloseReason::Shutdown);
         }
         let fd = match socket::for_connect(addr, bind, &self.config.sock_opts()) {
             Ok(fd) => fd,
             Err(e) => {
                 let errno = e.raw_os_error().unwrap_or(libc::EIO);
-                self.connect_failed(token, addr, CloseReason::Io(errno));
-                return;
+                return self.connect_failed(token, addr, CloseReason::Io(errno));
             }
         };
-        let (slot, gen) = self.insert(fd, addr, token, None, Phase::Connecting);
+        let key = self.insert(fd, addr, token, None, Lifecycle::connecting());
         // A timeout too long to represent waits "forever" (a hundred years).
         let timeout = crate::deadline::clamp(self.config.connect_timeout);
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
-        st.inflight += 2;
-        self.inflight_ops += 2;
-        st.connect_ops = 2;
-        self.io.connect(
-            slot,
-            st.conn.fd,
-            addr,
-            timeout,
-            encode(OpKind::Connect, slot, gen),
-            encode(OpKind::ConnectTimeout, slot, gen),
-        );
+        let (connect, timed) = (key.name(OpKind::Connect), key.name(OpKind::ConnectTimeout));
+        self.io
+            .connect(key.slot, st.conn.fd, addr, timeout, connect, timed);
     }
 
     pub(super) fn connect_failed(&mut self, token: u64, addr: SocketAddr, reason: CloseReason) {
-        bump(&self.stats.connect_failed, 1);
-        let handler = &self.handler;
-        guard(&self.stats, || {
-            handler.on_connect_failed(token, addr, reason)
-        });
+        report_connect_failed(&*self.handler, &self.stats, token, addr, reason);
     }
 
-    pub(super) fn on_connect(&mut self, slot: u32, gen: u32, c: Completion) {
-        if self.conns.get_mut(slot, gen).is_none() {
-            return self.stale();
+    /// The connection's operation of `kind` completed (`more`: not its last completion).
+    /// True if the completion is the connection's own (its slot's generation and its
+    /// ledger say so); else it is stale, and counted.
+    fn completed(&mut self, key: ConnKey, kind: OpKind, more: bool) -> bool {
+        let own = self
+            .conns
+            .get_mut(key)
+            .is_some_and(|st| st.conn.life.completed(kind, more));
+        if !own {
+            bump(&self.stats.stale_completions, 1);
+        } else if !more {
+            self.inflight_ops -= 1;
         }
-        self.connect_op_done(slot, gen);
-        let Some(st_phase) = self.conns.get_mut(slot, gen).map(|s| s.phase) else {
+        own
+    }
+
+    pub(super) fn on_connect(&mut self, key: ConnKey, c: Completion) {
+        if !self.completed(key, OpKind::Connect, false) {
             return;
-        };
-        if st_phase != Phase::Connecting {
-            return; // cancelled by a shutdown; the close is already under way
         }
-        if c.result == 0 {
-            bump(&self.stats.connected, 1);
-            self.opened(slot, gen);
-        } else {
-            let reason = CloseReason::from_connect_errno(errno_of(c.result));
-            self.begin_close(slot, gen, reason);
+        if self.conns.get_mut(key).is_some_and(|st| st.conn.life.connected()) {
+            if c.result == 0 {
+                bump(&self.stats.connected, 1);
+                self.opened(key);
+            } else {
+                let reason = CloseReason::from_connect_errno(errno_of(c.result));
+                self.begin_close(key, reason);
+            }
         }
+        self.connect_op_done(key);
     }
 
-    pub(super) fn on_connect_timeout(&mut self, slot: u32, gen: u32) {
-        if self.conns.get_mut(slot, gen).is_none() {
-            return self.stale();
+    pub(super) fn on_connect_timeout(&mut self, key: ConnKey) {
+        if self.completed(key, OpKind::ConnectTimeout, false) {
+            self.connect_op_done(key);
         }
-        self.connect_op_done(slot, gen);
     }
 
     /// One of the connect's two completions arrived.
-    fn connect_op_done(&mut self, slot: u32, gen: u32) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+    fn connect_op_done(&mut self, key: ConnKey) {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
-        st.connect_ops -= 1;
-        st.inflight -= 1;
-        self.inflight_ops -= 1;
-        if st.connect_ops == 0 {
-            self.io.finish_connect(slot);
+        let ledger = st.conn.life.ledger();
+        if !ledger.has(OpKind::Connect) && !ledger.has(OpKind::ConnectTimeout) {
+            self.io.finish_connect(key.slot);
         }
-        self.op_done(slot, gen);
+        self.settle(key);
     }
 
-    pub(super) fn on_recv(&mut self, slot: u32, gen: u32, c: Completion) {
+    pub(super) fn on_recv(&mut self, key: ConnKey, c: Completion) {
         let now = self.activity_stamp();
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+        if !self.completed(key, OpKind::Recv, c.more()) {
             if c.result > 0 {
                 if let Some(id) = self.io.claim_recv(&c) {
                     self.io.recycle(id);
                 }
             }
-            return self.stale();
-        };
-        if !c.more() {
-            st.recv_armed = false;
-            st.read_pause_cancelled = false;
-            st.inflight -= 1;
-            self.inflight_ops -= 1;
+            return;
         }
+        let Some(st) = self.conns.get_mut(key) else {
+            return;
+        };
         if c.result > 0 {
             let Some(id) = self.io.claim_recv(&c) else {
-                // The kernel named no buffer we lent: close, but finish this op's
-                // accounting first (a closing connection waits for its last op).
+                // The kernel named no buffer we lent: close (the receive's accounting is
+                // done above, so a closing connection does not wait for it).
                 tracing::error!(flags = c.flags, "receive completion without a valid buffer");
                 st.conn.fail(CloseReason::Io(libc::EIO));
-                self.op_done(slot, gen);
-                return self.mark_dirty(slot, gen);
+                self.settle(key);
+                return self.mark_dirty(key);
             };
             bump(&self.stats.bytes_in, c.result as u64);
             if let Some(l) = self.stats.listener(st.conn.listener) {
                 bump(&l.bytes_in, c.result as u64);
             }
-            if st.is_open() && st.conn.close == CloseRequest::None {
+            if st.is_open() && st.conn.close_request() == CloseRequest::None {
                 let data = self.io.recv_bytes(&id);
                 let budget = self.config.frame_budget;
                 deliver_within_budget(
@@ -250,39 +191,34 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             stamp_partial(st, now);
             self.io.recycle(id);
         } else if c.result == 0 {
-            st.read_eof = true;
-            if st.is_open() && st.conn.close == CloseRequest::None {
-                if let Some(session) = st.session.as_mut() {
-                    let (handler, conn) = (&self.handler, &mut st.conn);
-                    if guard(&self.stats, || handler.on_eof(session, conn)).is_none() {
-                        st.conn.panicked();
-                    }
-                }
+            st.conn.life.read_eof();
+            if st.is_open() && st.conn.close_request() == CloseRequest::None {
+                let handler = &self.handler;
+                with_session(&self.stats, st, |s, conn| handler.on_eof(s, conn));
                 // A graceful close after EOF is the peer's doing.
-                if st.conn.close == CloseRequest::AfterFlush(CloseReason::Local) {
-                    st.conn.close = CloseRequest::AfterFlush(CloseReason::PeerClosed);
-                }
+                st.conn.life.peer_closed();
             }
         } else {
             match errno_of(c.result) {
                 libc::ENOBUFS => bump(&self.stats.enobufs, 1), // re-armed after the batch
                 libc::ECANCELED => {}
-                e => {
-                    st.conn.fail(CloseReason::from_errno(e));
-                }
+                e => st.conn.fail(CloseReason::from_errno(e)),
             }
         }
-        self.op_done(slot, gen);
-        self.mark_dirty(slot, gen);
+        self.settle(key);
+        self.mark_dirty(key);
     }
 
-    pub(super) fn on_send(&mut self, slot: u32, gen: u32, c: Completion) {
+    pub(super) fn on_send(&mut self, key: ConnKey, c: Completion) {
         let now = self.activity_stamp();
-        let Some(st) = self.conns.get_mut(slot, gen) else {
-            return self.stale();
+        if !self.completed(key, OpKind::Send, false) {
+            return;
+        }
+        let Some(st) = self.conns.get_mut(key) else {
+            return;
         };
         let sent = c.result.max(0) as usize;
-        self.io.finish_send(slot, sent, &mut st.conn.out);
+        self.io.finish_send(key.slot, sent, &mut st.conn.out);
         st.conn.queued -= sent;
         if let (Some(t), true) = (st.timing.as_deref_mut(), sent > 0) {
             // Progress: the write timeout counts from here.
@@ -290,158 +226,98 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             t.write_since = (st.conn.queued > 0).then_some(now);
         }
         debug_assert!(st.conn.out.len() <= st.conn.queued);
-        st.inflight -= 1;
-        self.inflight_ops -= 1;
-        st.sending = false;
         if c.result >= 0 {
             bump(&self.stats.bytes_out, sent as u64);
             if let Some(l) = self.stats.listener(st.conn.listener) {
                 bump(&l.bytes_out, sent as u64);
             }
-            if !st.conn.has_unsent() && st.is_open() && st.conn.close == CloseRequest::None {
-                if let Some(session) = st.session.as_mut() {
-                    let (handler, conn) = (&self.handler, &mut st.conn);
-                    if guard(&self.stats, || handler.on_drained(session, conn)).is_none() {
-                        st.conn.panicked();
-                    }
-                }
+            if !st.conn.has_unsent() && st.is_open() && st.conn.close_request() == CloseRequest::None {
+                let handler = &self.handler;
+                with_session(&self.stats, st, |s, conn| handler.on_drained(s, conn));
             }
         } else if errno_of(c.result) != libc::ECANCELED {
-            let reason = CloseReason::from_errno(errno_of(c.result));
-            st.conn.fail(reason);
+            st.conn.fail(CloseReason::from_errno(errno_of(c.result)));
         }
-        self.op_done(slot, gen);
-        self.mark_dirty(slot, gen);
+        self.settle(key);
+        self.mark_dirty(key);
     }
 
-    /// A shutdown or close completed.
-    pub(super) fn on_op_done(&mut self, slot: u32, gen: u32) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
-            return self.stale();
-        };
-        st.inflight -= 1;
-        self.inflight_ops -= 1;
-        self.op_done(slot, gen);
+    /// A shutdown or a close completed.
+    pub(super) fn on_op_done(&mut self, key: ConnKey, kind: OpKind) {
+        if self.completed(key, kind, false) {
+            self.settle(key);
+        }
     }
 
-    /// After an op's final completion: finish a close whose ops have all completed, and
-    /// free the slot once the fd's close has completed.
-    fn op_done(&mut self, slot: u32, gen: u32) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+    /// After a final completion: what the machine makes of the ledger now.
+    fn settle(&mut self, key: ConnKey) {
+        if let Some(st) = self.conns.get_mut(key) {
+            let actions = st.conn.life.settle();
+            self.apply(key, actions);
+        }
+    }
+
+    /// Act on what callbacks asked for: deliver bytes an exact read was waiting for,
+    /// check the send queue, arm timers, then let the machine plan (send, shut down
+    /// writing, re-arm or pause receiving, close).
+    pub(super) fn service(&mut self, key: ConnKey) {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
-        if st.inflight > 0 {
+        if !st.is_open() {
             return;
         }
-        match st.phase {
-            Phase::Closing => self.finish_close(slot, gen),
-            Phase::Closed => {
-                self.conns.remove(slot, gen);
-            }
-            _ => {}
-        }
-    }
-
-    fn stale(&mut self) {
-        bump(&self.stats.stale_completions, 1);
-    }
-
-    /// Act on what callbacks asked for: close, send, shut down writing, re-arm receive.
-    pub(super) fn service(&mut self, slot: u32, gen: u32) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
-        if st.phase != Phase::Open {
-            return;
-        }
-        if let CloseRequest::Now(reason) = st.conn.close {
-            return self.begin_close(slot, gen, reason);
+        if let CloseRequest::Now(reason) = st.conn.close_request() {
+            return self.begin_close(key, reason);
         }
         // First, so what its callbacks ask (sends, timers, a close) is acted on below.
-        if self.deliver_buffered(slot, gen) {
-            return self.service(slot, gen); // once: the exact read asked is consumed
+        if self.deliver_buffered(key) {
+            return self.service(key); // once: the exact read asked is consumed
         }
-        if !self.check_send_queue(slot, gen) {
-            return self.service(slot, gen); // now closing: begin the close
+        if !self.check_send_queue(key) {
+            return self.service(key); // now closing: begin the close
         }
         // Timers and timeouts: nothing to do (and no clock read) unless in use.
         if self
             .conns
-            .get_mut(slot, gen)
+            .get_mut(key)
             .is_some_and(|st| st.conn.timers_asked())
         {
-            self.arm_user_timers(slot, gen);
+            self.arm_user_timers(key);
         }
         if self.config.timeouts.any() {
             let now = self.now_us();
-            if let Some(st) = self.conns.get_mut(slot, gen) {
+            if let Some(st) = self.conns.get_mut(key) {
                 Self::stamp_queue(st, now);
             }
-            self.watch(slot, gen);
+            self.watch(key);
         }
         let pause_reading = self.config.send_queue.pause_reading;
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
-        let paused = pause_reading && st.above_high;
-        if !st.sending && !st.conn.out.is_empty() && !st.write_shut {
-            let ud = encode(OpKind::Send, slot, gen);
-            self.io.send(slot, st.conn.fd, &mut st.conn.out, ud);
-            st.sending = true;
-            st.inflight += 1;
-            self.inflight_ops += 1;
-        }
-        let flushed = !st.sending && !st.conn.has_unsent();
-        if let CloseRequest::AfterFlush(reason) = st.conn.close {
-            if flushed {
-                return self.begin_close(slot, gen, reason);
-            }
-            if st.recv_armed && !st.cancelled {
-                st.cancelled = true;
-                self.io.cancel(
-                    encode(OpKind::Recv, slot, gen),
-                    st.conn.fd,
-                    encode(OpKind::Ignore, 0, 0),
-                );
-            }
-            return;
-        }
-        if flushed && st.conn.shutdown_write && !st.write_shut {
-            st.write_shut = true;
-            st.inflight += 1;
-            self.inflight_ops += 1;
-            self.io
-                .shutdown_write(st.conn.fd, encode(OpKind::Shutdown, slot, gen));
-        }
-        if paused {
-            if st.recv_armed && !st.read_pause_cancelled {
-                st.read_pause_cancelled = true;
-                self.io.cancel(
-                    encode(OpKind::Recv, slot, gen),
-                    st.conn.fd,
-                    encode(OpKind::Ignore, 0, 0),
-                );
-            }
-        } else if !st.recv_armed && !st.read_eof {
-            st.recv_armed = true;
-            st.inflight += 1;
-            self.inflight_ops += 1;
-            self.io
-                .recv_multi(st.conn.fd, encode(OpKind::Recv, slot, gen));
-        }
+        let wants = Wants {
+            shutdown_write: st.conn.shutdown_write,
+            has_out: !st.conn.out.is_empty(),
+            has_unsent: st.conn.has_unsent(),
+            pause_reading: pause_reading && st.above_high,
+        };
+        let actions = st.conn.life.plan(wants);
+        self.apply(key, actions);
     }
 
     /// An exact read (or a codec switch) asked for outside `on_data` (in `on_open`, a
-    /// timer, ...) may already be satisfied by bytes the reader holds: deliver them now rather than when the next
-    /// receive arrives, which may be never. True if it delivered.
-    fn deliver_buffered(&mut self, slot: u32, gen: u32) -> bool {
+    /// timer, ...) may already be satisfied by bytes the reader holds: deliver them now
+    /// rather than when the next receive arrives, which may be never. True if it
+    /// delivered.
+    fn deliver_buffered(&mut self, key: ConnKey) -> bool {
         let now = self.activity_stamp();
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+        let Some(st) = self.conns.get_mut(key) else {
             return false;
         };
         let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
         let asked = st.conn.exact_pending() || st.conn.codec_changed();
-        if !(buffered && asked && st.session.is_some() && st.conn.close == CloseRequest::None) {
+        if !(buffered && asked && st.session.is_some() && st.conn.close_request() == CloseRequest::None) {
             return false;
         }
         let budget = self.config.frame_budget;
@@ -457,95 +333,118 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         true
     }
 
-    /// Free a closing connection's frame reader (and its share of the frame budget).
-    fn drop_reader(&mut self, slot: u32, gen: u32) {
-        if let Some(st) = self.conns.get_mut(slot, gen) {
+    /// Close now with `reason` (the first reason given is the one reported): see
+    /// [`Lifecycle::close`].
+    pub(super) fn begin_close(&mut self, key: ConnKey, reason: CloseReason) {
+        if let Some(actions) = self.conns.get_mut(key).and_then(|st| st.conn.life.close(reason)) {
+            self.closing(key, reason);
+            self.apply(key, actions);
+        }
+    }
+
+    /// A connection entered `Closing`: what the engine keeps for it besides its
+    /// operations goes now (timers, its watch, its share of the send and frame budgets).
+    fn closing(&mut self, key: ConnKey, reason: CloseReason) {
+        self.unwatch(key);
+        self.cancel_user_timers(key);
+        self.release_budget(key);
+        if let Some(st) = self.conns.get_mut(key) {
+            debug_assert_eq!(st.conn.close_request(), CloseRequest::Now(reason));
             self.frame_held -= reader_held(st);
             st.reader = None;
         }
     }
 
-    /// Enter `Closing`: cancel whatever is in flight, then finish once all completed.
-    pub(super) fn begin_close(&mut self, slot: u32, gen: u32, reason: CloseReason) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
-        if matches!(st.phase, Phase::Closing | Phase::Closed) {
-            return;
+    /// Carry out the machine's actions, in order.
+    fn apply(&mut self, key: ConnKey, actions: Actions) {
+        for action in actions {
+            let Some(st) = self.conns.get_mut(key) else {
+                return;
+            };
+            match action {
+                Action::Start(kind) => self.start(key, kind),
+                Action::Cancel(kind) => {
+                    let ignore = crate::core::op_name::encode(OpKind::Ignore, 0, 0);
+                    self.io.cancel(key.name(kind), st.conn.fd, ignore);
+                }
+                Action::Report(reason) => {
+                    report_close(&*self.handler, &self.stats, &self.shared, st, reason)
+                }
+                Action::Free => self.free(key),
+            }
         }
-        st.phase = Phase::Closing;
-        st.conn.close = CloseRequest::Now(reason);
-        self.unwatch(slot, gen);
-        self.cancel_user_timers(slot, gen);
-        self.release_budget(slot, gen);
-        self.drop_reader(slot, gen);
-        let Some(st) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
-        let ignore = encode(OpKind::Ignore, 0, 0);
-        if st.recv_armed {
-            self.io
-                .cancel(encode(OpKind::Recv, slot, gen), st.conn.fd, ignore);
-        }
-        if st.sending {
-            self.io
-                .cancel(encode(OpKind::Send, slot, gen), st.conn.fd, ignore);
-        }
-        if st.connect_ops > 0 {
-            self.io
-                .cancel(encode(OpKind::Connect, slot, gen), st.conn.fd, ignore);
-        }
-        self.op_done(slot, gen);
     }
 
-    /// Every op completed: report, run `on_close` (or `on_connect_failed`), close the fd.
-    fn finish_close(&mut self, slot: u32, gen: u32) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+    /// Start the connection's operation of `kind`, which its ledger has just recorded.
+    fn start(&mut self, key: ConnKey, kind: OpKind) {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
-        let (Phase::Closing, CloseRequest::Now(reason)) = (st.phase, st.conn.close) else {
-            return;
-        };
-        st.phase = Phase::Closed;
-        report_close(&*self.handler, &self.stats, &self.shared, st, reason);
-        let Some(st) = self.conns.get_mut(slot, gen) else {
-            return;
-        };
-        if let Some(fd) = st.fd.take() {
-            st.inflight += 1;
-            self.inflight_ops += 1;
-            self.io.close(fd, encode(OpKind::Close, slot, gen));
-        } else {
-            self.conns.remove(slot, gen);
+        self.inflight_ops += 1;
+        let (fd, name) = (st.conn.fd, key.name(kind));
+        match kind {
+            OpKind::Recv => self.io.recv_multi(fd, name),
+            OpKind::Send => {
+                self.io.send(key.slot, fd, &mut st.conn.out, name);
+            }
+            OpKind::Shutdown => self.io.shutdown_write(fd, name),
+            OpKind::Close => match st.fd.take() {
+                Some(fd) => self.io.close(fd, name),
+                // Never without a descriptor; if it were, nothing is in flight for it.
+                None => self.on_op_done(key, OpKind::Close),
+            },
+            other => {
+                tracing::error!(?other, "the lifecycle asked to start an operation it never starts");
+            }
         }
+    }
+
+    /// Free a connection's slot: only once its ledger is empty (checked always, not only
+    /// in debug builds: a slot freed with an operation in flight would let that
+    /// operation's completion reach the next tenant, or its memory be reused).
+    pub(super) fn free(&mut self, key: ConnKey) {
+        let Some(st) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !st.conn.life.ledger().is_empty() {
+            bump(&self.stats.slot_frees_refused, 1);
+            tracing::error!(ledger = ?st.conn.life.ledger(), "a slot asked to be freed with operations in flight; kept");
+            debug_assert!(false, "slot freed with a non-empty ledger");
+            return;
+        }
+        self.conns.remove(key);
     }
 
     /// Shutdown: flush and close an open connection, drop a pending connect.
-    pub(super) fn request_shutdown_close(&mut self, slot: u32, gen: u32) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+    pub(super) fn request_shutdown_close(&mut self, key: ConnKey) {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
-        match st.phase {
-            Phase::Open => {
-                if st.conn.close == CloseRequest::None {
-                    st.conn.close = CloseRequest::AfterFlush(CloseReason::Shutdown);
-                }
-                self.mark_dirty(slot, gen);
+        match st.conn.life.state() {
+            crate::core::lifecycle::State::Open { .. } => {
+                // Unless the handler asked a close of its own, whose reason stands.
+                st.conn
+                    .life
+                    .ask(CloseRequest::AfterFlush(CloseReason::Shutdown));
+                self.mark_dirty(key);
             }
-            Phase::Connecting => self.begin_close(slot, gen, CloseReason::Shutdown),
+            crate::core::lifecycle::State::Connecting => {
+                self.begin_close(key, CloseReason::Shutdown)
+            }
             _ => {}
         }
     }
 
     /// The shutdown deadline passed: close whatever has not finished flushing.
     pub(super) fn force_close_all(&mut self) {
-        for (slot, gen) in self.conns.keys() {
-            let Some(st) = self.conns.get_mut(slot, gen) else {
+        use crate::core::lifecycle::State;
+        for key in self.conns.keys() {
+            let Some(st) = self.conns.get_mut(key) else {
                 continue;
             };
-            if matches!(st.phase, Phase::Open | Phase::Connecting) {
+            if matches!(st.conn.life.state(), State::Open { .. } | State::Connecting) {
                 self.exit.forced += 1;
-                self.begin_close(slot, gen, CloseReason::ShutdownDeadline);
+                self.begin_close(key, CloseReason::ShutdownDeadline);
             }
         }
     }

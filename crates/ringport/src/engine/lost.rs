@@ -11,8 +11,7 @@
 //! released by dropping it. Its listening sockets close with it, so the kernel hands new
 //! connections to the other workers' listeners.
 
-use super::conn_state::Phase;
-use super::lifecycle::report_close;
+use super::callbacks::report_close;
 use super::mailbox::Message;
 use super::worker::Worker;
 use crate::error::CloseReason;
@@ -46,10 +45,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         for m in unread {
             self.refuse_posted(m);
         }
-        for (slot, gen) in self.conns.keys() {
-            self.release_budget(slot, gen);
-            if let Some(mut st) = self.conns.remove(slot, gen) {
-                if st.phase == Phase::Closed {
+        for key in self.conns.keys() {
+            self.release_budget(key);
+            // Removed whatever their ledgers hold: the ring is abandoned, and memory the
+            // kernel may still touch is leaked with it (see `UringDriver`'s drop).
+            if let Some(mut st) = self.conns.remove(key) {
+                if st.conn.life.is_closed() {
                     continue; // reported already; only the fd's close was pending
                 }
                 report_close(

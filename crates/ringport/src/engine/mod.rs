@@ -6,6 +6,7 @@
 
 mod accept;
 mod backpressure;
+mod callbacks;
 mod conn_state;
 mod delivery;
 mod lifecycle;
@@ -14,7 +15,6 @@ pub(crate) mod mailbox;
 mod registry;
 mod slab;
 mod timeouts;
-pub(crate) mod user_data;
 mod worker;
 #[cfg(test)]
 mod worker_tests;

@@ -80,8 +80,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 let list = self
                     .conns
                     .iter_mut()
-                    .filter(|(_, _, _, st)| st.is_open())
-                    .map(|(_, _, stamp, st)| {
+                    .filter(|(_, _, st)| st.is_open())
+                    .map(|(_, stamp, st)| {
                         let age = TICK * now_ticks.wrapping_sub(stamp);
                         st.conn.info(now.checked_sub(age).unwrap_or(now))
                     })
@@ -91,7 +91,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Query::Find(id, reply) => {
                 let found = self
                     .find(id)
-                    .and_then(|gen| self.conns.get_mut(id.slot(), gen))
+                    .and_then(|key| self.conns.get_mut(key))
                     .filter(|st| st.is_open())
                     .map(|st| st.conn.handle());
                 let _ = reply.send(found);
@@ -103,14 +103,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// not been asked to close.
     pub(super) fn on_broadcast(&mut self, listener: Option<u16>, data: Bytes) {
         let dirty = &mut self.dirty;
-        for (slot, gen, _, st) in self.conns.iter_mut() {
+        for (key, _, st) in self.conns.iter_mut() {
             if !takes_broadcast(st, listener) {
                 continue;
             }
             st.conn.send_bytes(data.clone());
             if !st.dirty {
                 st.dirty = true;
-                dirty.push((slot, gen));
+                dirty.push(key);
             }
         }
     }

@@ -6,7 +6,8 @@
 //! freed, but not for handles, which are checked by the connection's serial number
 //! instead (see `ConnId`).
 
-use super::user_data::GEN_MASK;
+use crate::core::op_name::GEN_MASK;
+use crate::core::ConnKey;
 
 struct Entry<T> {
     gen: u32,
@@ -16,7 +17,7 @@ struct Entry<T> {
     value: Option<T>,
 }
 
-/// A slab of `T` addressed by (slot, generation).
+/// A slab of `T` addressed by [`ConnKey`] (slot and generation).
 pub(crate) struct Slab<T> {
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
@@ -50,8 +51,8 @@ impl<T> Slab<T> {
         self.len
     }
 
-    /// Store a value built from its (slot, generation); returns them.
-    pub(crate) fn insert_with(&mut self, make: impl FnOnce(u32, u32) -> T) -> (u32, u32) {
+    /// Store a value built from its key; returns the key.
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce(ConnKey) -> T) -> ConnKey {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -65,38 +66,39 @@ impl<T> Slab<T> {
         };
         let e = &mut self.entries[slot as usize];
         debug_assert!(e.value.is_none());
-        e.value = Some(make(slot, e.gen));
+        let key = ConnKey { slot, gen: e.gen };
+        e.value = Some(make(key));
         e.stamp = self.stamp;
         self.len += 1;
-        (slot, e.gen)
+        key
     }
 
-    /// The value in `slot` if it is live and of generation `gen`.
-    pub(crate) fn get_mut(&mut self, slot: u32, gen: u32) -> Option<&mut T> {
-        let e = self.entries.get_mut(slot as usize)?;
-        if e.gen != gen {
+    /// The value under `key` if it is live (its slot holds that generation).
+    pub(crate) fn get_mut(&mut self, key: ConnKey) -> Option<&mut T> {
+        let e = self.entries.get_mut(key.slot as usize)?;
+        if e.gen != key.gen {
             return None;
         }
         e.value.as_mut()
     }
 
-    /// The live value in `slot`, whatever its generation, with that generation.
-    pub(crate) fn get_slot_mut(&mut self, slot: u32) -> Option<(u32, &mut T)> {
+    /// The live value in `slot`, whatever its generation, with its key.
+    pub(crate) fn get_slot_mut(&mut self, slot: u32) -> Option<(ConnKey, &mut T)> {
         let e = self.entries.get_mut(slot as usize)?;
-        let gen = e.gen;
-        e.value.as_mut().map(|v| (gen, v))
+        let key = ConnKey { slot, gen: e.gen };
+        e.value.as_mut().map(|v| (key, v))
     }
 
-    /// Free `slot` (of generation `gen`) and return its value; the slot's next tenant gets
-    /// a new generation.
-    pub(crate) fn remove(&mut self, slot: u32, gen: u32) -> Option<T> {
-        let e = self.entries.get_mut(slot as usize)?;
-        if e.gen != gen {
+    /// Free the slot of `key` and return its value; the slot's next tenant gets a new
+    /// generation.
+    pub(crate) fn remove(&mut self, key: ConnKey) -> Option<T> {
+        let e = self.entries.get_mut(key.slot as usize)?;
+        if e.gen != key.gen {
             return None;
         }
         let v = e.value.take()?;
         e.gen = e.gen.wrapping_add(self.generation_step) & GEN_MASK;
-        self.free.push(slot);
+        self.free.push(key.slot);
         self.len -= 1;
         Some(v)
     }
@@ -106,21 +108,27 @@ impl<T> Slab<T> {
         self.stamp = stamp;
     }
 
-    /// Every live value with its slot, generation and insertion stamp.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u32, u32, u32, &mut T)> {
-        self.entries
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, e)| Some((i as u32, e.gen, e.stamp, e.value.as_mut()?)))
+    /// Every live value with its key and insertion stamp.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (ConnKey, u32, &mut T)> {
+        self.entries.iter_mut().enumerate().filter_map(|(i, e)| {
+            let key = ConnKey {
+                slot: i as u32,
+                gen: e.gen,
+            };
+            Some((key, e.stamp, e.value.as_mut()?))
+        })
     }
 
-    /// (slot, generation) of every live value.
-    pub(crate) fn keys(&self) -> Vec<(u32, u32)> {
+    /// The key of every live value.
+    pub(crate) fn keys(&self) -> Vec<ConnKey> {
         self.entries
             .iter()
             .enumerate()
             .filter(|(_, e)| e.value.is_some())
-            .map(|(i, e)| (i as u32, e.gen))
+            .map(|(i, e)| ConnKey {
+                slot: i as u32,
+                gen: e.gen,
+            })
             .collect()
     }
 }
@@ -132,31 +140,27 @@ mod tests {
     #[test]
     fn reused_slot_gets_new_generation_and_old_name_misses() {
         let mut s = Slab::new();
-        let (slot, gen) = s.insert_with(|_, _| "first");
-        assert_eq!(s.remove(slot, gen), Some("first"));
-        let (slot2, gen2) = s.insert_with(|_, _| "second");
-        assert_eq!(slot2, slot, "the freed slot is reused");
-        assert_ne!(gen2, gen);
-        assert!(s.get_mut(slot, gen).is_none(), "a stale name finds nothing");
-        assert_eq!(s.get_mut(slot2, gen2).copied(), Some("second"));
-        assert!(s.remove(slot, gen).is_none(), "a stale name frees nothing");
+        let old = s.insert_with(|_| "first");
+        assert_eq!(s.remove(old), Some("first"));
+        let new = s.insert_with(|_| "second");
+        assert_eq!(new.slot, old.slot, "the freed slot is reused");
+        assert_ne!(new.gen, old.gen);
+        assert!(s.get_mut(old).is_none(), "a stale name finds nothing");
+        assert_eq!(s.get_mut(new).copied(), Some("second"));
+        assert!(s.remove(old).is_none(), "a stale name frees nothing");
         assert_eq!(s.len(), 1);
     }
 
     #[test]
     fn a_generation_step_of_2_pow_24_brings_the_generation_round() {
         let mut s = Slab::with_generation_step(GEN_MASK + 1);
-        let (slot, gen) = s.insert_with(|_, _| "first");
-        s.remove(slot, gen);
-        let (slot2, gen2) = s.insert_with(|_, _| "second");
+        let old = s.insert_with(|_| "first");
+        s.remove(old);
+        let new = s.insert_with(|_| "second");
+        assert_eq!(new, old, "as after 2^24 reuses of the slot");
         assert_eq!(
-            (slot2, gen2),
-            (slot, gen),
-            "as after 2^24 reuses of the slot"
-        );
-        assert_eq!(
-            s.get_slot_mut(slot).map(|(g, v)| (g, *v)),
-            Some((gen, "second"))
+            s.get_slot_mut(old.slot).map(|(k, v)| (k, *v)),
+            Some((old, "second"))
         );
     }
 
@@ -164,11 +168,11 @@ mod tests {
     fn values_carry_the_stamp_of_their_insertion() {
         let mut s = Slab::new();
         s.set_stamp(7);
-        let a = s.insert_with(|_, _| 'a');
+        let a = s.insert_with(|_| 'a');
         s.set_stamp(9);
-        let b = s.insert_with(|_, _| 'b');
-        let all: Vec<_> = s.iter_mut().map(|(sl, g, t, v)| (sl, g, t, *v)).collect();
-        assert_eq!(all, vec![(a.0, a.1, 7, 'a'), (b.0, b.1, 9, 'b')]);
+        let b = s.insert_with(|_| 'b');
+        let all: Vec<_> = s.iter_mut().map(|(k, t, v)| (k, t, *v)).collect();
+        assert_eq!(all, vec![(a, 7, 'a'), (b, 9, 'b')]);
     }
 
     #[test]
@@ -182,9 +186,9 @@ mod tests {
     #[test]
     fn keys_lists_live_entries_only() {
         let mut s = Slab::new();
-        let a = s.insert_with(|_, _| 1);
-        let b = s.insert_with(|_, _| 2);
-        s.remove(a.0, a.1);
+        let a = s.insert_with(|_| 1);
+        let b = s.insert_with(|_| 2);
+        s.remove(a);
         assert_eq!(s.keys(), vec![b]);
     }
 }

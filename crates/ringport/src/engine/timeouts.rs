@@ -7,6 +7,7 @@
 //! connection closes with that timeout as its reason, else the watch is set again. A
 //! deadline that moves earlier (a frame starts, data queues up) resets the watch.
 
+use crate::core::ConnKey;
 use super::conn_state::ConnState;
 use super::worker::Worker;
 use crate::config::Timeouts;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum TimerEntry {
     /// Check the connection's timeouts.
-    Watch { slot: u32, gen: u32 },
+    Watch(ConnKey),
     /// A timer the handler set with `Conn::set_timer`, for the connection with this
     /// serial number in the slot (see `ConnId`).
     User { slot: u32, serial: u64, token: u64 },
@@ -114,14 +115,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     /// Stamp a newly opened connection and watch it.
-    pub(super) fn timing_opened(&mut self, slot: u32, gen: u32) {
+    pub(super) fn timing_opened(&mut self, key: ConnKey) {
         if !self.config.timeouts.any() {
             return;
         }
         // A fresh reading, not the loop's: the loop's time can precede this connection's
         // accept, and a timeout must never fire early.
         let now = us(Instant::now().saturating_duration_since(self.epoch));
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
         st.timing = Some(Box::new(ConnTiming {
@@ -130,16 +131,16 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             last_write: now,
             ..ConnTiming::default()
         }));
-        self.watch(slot, gen);
+        self.watch(key);
     }
 
     /// Set or move the connection's watch to its earliest deadline if that is earlier
     /// than the one set (never later: a watch firing early just sets itself again).
-    pub(super) fn watch(&mut self, slot: u32, gen: u32) {
+    pub(super) fn watch(&mut self, key: ConnKey) {
         if !self.config.timeouts.any() {
             return;
         }
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
         let framed = !st.conn.ctx.codec.is_passthrough();
@@ -159,7 +160,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
             None => {
                 let when = self.epoch + Duration::from_micros(at);
-                let key = self.wheel.insert(when, TimerEntry::Watch { slot, gen });
+                let key = self.wheel.insert(when, TimerEntry::Watch(key));
                 t.watch = Some((key, at));
             }
         }
@@ -184,7 +185,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.wheel.poll(self.now, |e| fired.push(e));
         for e in fired.drain(..) {
             match e {
-                TimerEntry::Watch { slot, gen } => self.on_watch(slot, gen),
+                TimerEntry::Watch(key) => self.on_watch(key),
                 TimerEntry::User {
                     slot,
                     serial,
@@ -195,9 +196,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.fired = fired;
     }
 
-    fn on_watch(&mut self, slot: u32, gen: u32) {
+    fn on_watch(&mut self, key: ConnKey) {
         let now = self.now_us();
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
         let framed = !st.conn.ctx.codec.is_passthrough();
@@ -225,22 +226,22 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 if let Err(crate::SendError::Unframeable(e)) = st.conn.send_frame(ping) {
                     tracing::warn!(error = %e, "the heartbeat ping cannot be framed");
                 }
-                self.mark_dirty(slot, gen);
-                self.watch(slot, gen);
+                self.mark_dirty(key);
+                self.watch(key);
             }
             Some((at, kind)) if at <= now => {
                 crate::stats::bump(&self.stats.timeouts_fired, 1);
                 st.conn.fail(CloseReason::Timeout(kind));
-                self.mark_dirty(slot, gen);
+                self.mark_dirty(key);
             }
-            Some(_) => self.watch(slot, gen),
+            Some(_) => self.watch(key),
             None => {}
         }
     }
 
     /// Arm the timers the handler asked for during its callbacks.
-    pub(super) fn arm_user_timers(&mut self, slot: u32, gen: u32) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+    pub(super) fn arm_user_timers(&mut self, key: ConnKey) {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
         let serial = st.conn.id().serial();
@@ -253,7 +254,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 let key = self.wheel.insert(
                     when,
                     TimerEntry::User {
-                        slot,
+                        slot: key.slot,
                         serial,
                         token,
                     },
@@ -267,7 +268,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     fn on_user_timer(&mut self, slot: u32, serial: u64, token: u64) {
-        let Some((gen, st)) = self.conns.get_slot_mut(slot) else {
+        let Some((key, st)) = self.conns.get_slot_mut(slot) else {
             return;
         };
         if st.conn.id().serial() != serial {
@@ -289,19 +290,19 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         crate::stats::bump(&self.stats.timers_fired, 1);
         if let Some(session) = st.session.as_mut() {
             let (handler, conn) = (&self.handler, &mut st.conn);
-            if super::lifecycle::guard(&self.stats, || handler.on_timer(session, conn, token))
+            if super::callbacks::guard(&self.stats, || handler.on_timer(session, conn, token))
                 .is_none()
             {
                 st.conn.panicked();
             }
         }
-        self.mark_dirty(slot, gen);
+        self.mark_dirty(key);
     }
 
     /// Cancel a closing connection's handler timers (their wheel nodes are freed now, not
     /// when they would have fired).
-    pub(super) fn cancel_user_timers(&mut self, slot: u32, gen: u32) {
-        let Some(st) = self.conns.get_mut(slot, gen) else {
+    pub(super) fn cancel_user_timers(&mut self, key: ConnKey) {
+        let Some(st) = self.conns.get_mut(key) else {
             return;
         };
         if let Some(timers) = st.conn.timers.take() {
@@ -312,8 +313,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     /// Drop a closing connection's watch.
-    pub(super) fn unwatch(&mut self, slot: u32, gen: u32) {
-        if let Some(st) = self.conns.get_mut(slot, gen) {
+    pub(super) fn unwatch(&mut self, key: ConnKey) {
+        if let Some(st) = self.conns.get_mut(key) {
             if let Some((key, _)) = st.timing.as_deref_mut().and_then(|t| t.watch.take()) {
                 self.wheel.cancel(key);
             }

@@ -5,7 +5,8 @@ use super::conn_state::ConnState;
 use super::mailbox::{Mailbox, Message};
 use super::slab::Slab;
 use super::timeouts::TimerEntry;
-use super::user_data::{decode, encode, OpKind};
+use crate::core::op_name::{decode, encode};
+use crate::core::{ConnKey, Ledger, OpKind};
 use super::EngineShared;
 use crate::codec::Codec;
 use crate::config::EngineConfig;
@@ -40,7 +41,7 @@ const MAX_BATCH_WANT: u32 = 256;
 fn peer_driven(user_data: u64) -> bool {
     matches!(
         decode(user_data),
-        Some((OpKind::Recv | OpKind::Accept | OpKind::Connect, _, _))
+        Some((OpKind::Recv | OpKind::Accept | OpKind::Connect, _))
     )
 }
 
@@ -61,7 +62,8 @@ pub(super) struct ListenSocket {
     pub fd: Option<OwnedFd>,
     /// What its connections share: the mailbox and the listener's codec.
     pub ctx: Arc<ConnContext>,
-    pub armed: bool,
+    /// Its operation in flight: the multishot accept, when armed.
+    pub ledger: Ledger,
     /// Do not re-arm before this instant (after an accept error).
     pub paused_until: Option<Instant>,
 }
@@ -94,9 +96,9 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     /// of a listener with a codec of its own).
     pub(super) ctx: Arc<ConnContext>,
     /// Connections to look at after the current batch (sends, closes, re-arms).
-    pub(super) dirty: Vec<(u32, u32)>,
+    pub(super) dirty: Vec<ConnKey>,
     /// Operations of connections submitted and not finally completed (the sum of their
-    /// `ConnState::inflight`), published to the stats once per loop.
+    /// ledgers' lengths), published to the stats once per loop.
     pub(super) inflight_ops: u64,
     /// The serial number of the next connection opened (see `ConnId`).
     pub(super) next_serial: u64,
@@ -150,7 +152,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                         }),
                         None => ctx.clone(),
                     },
-                    armed: false,
+                    ledger: Ledger::default(),
                     paused_until: None,
                 })
                 .collect(),
@@ -248,17 +250,17 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn dispatch(&mut self, c: Completion) {
-        let Some((kind, slot, gen)) = decode(c.user_data) else {
+        let Some((kind, key)) = decode(c.user_data) else {
             tracing::error!(user_data = c.user_data, "completion with an unknown name");
             return;
         };
         match kind {
-            OpKind::Accept => self.on_accept(slot as usize, c),
-            OpKind::Recv => self.on_recv(slot, gen, c),
-            OpKind::Send => self.on_send(slot, gen, c),
-            OpKind::Connect => self.on_connect(slot, gen, c),
-            OpKind::ConnectTimeout => self.on_connect_timeout(slot, gen),
-            OpKind::Shutdown | OpKind::Close => self.on_op_done(slot, gen),
+            OpKind::Accept => self.on_accept(key.slot as usize, c),
+            OpKind::Recv => self.on_recv(key, c),
+            OpKind::Send => self.on_send(key, c),
+            OpKind::Connect => self.on_connect(key, c),
+            OpKind::ConnectTimeout => self.on_connect_timeout(key),
+            OpKind::Shutdown | OpKind::Close => self.on_op_done(key, kind),
             OpKind::Doorbell => self.on_doorbell(),
             OpKind::Ignore => {}
         }
@@ -286,11 +288,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     fn on_message(&mut self, msg: Message) {
         match msg {
             Message::Send(id, data) => {
-                let gen = self.find(id);
-                match gen.and_then(|g| self.conns.get_mut(id.slot(), g)) {
+                let key = self.find(id);
+                match key.and_then(|k| self.conns.get_mut(k)) {
                     Some(st) if st.takes_sends() => {
                         st.conn.send_bytes(data);
-                        self.mark_dirty(id.slot(), gen.expect("found"));
+                        self.mark_dirty(key.expect("found"));
                     }
                     _ => {
                         bump(&self.stats.late_sends, 1);
@@ -299,11 +301,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 }
             }
             Message::Close(id) => {
-                if let Some(gen) = self.find(id) {
-                    if let Some(st) = self.conns.get_mut(id.slot(), gen) {
+                if let Some(key) = self.find(id) {
+                    if let Some(st) = self.conns.get_mut(key) {
                         st.conn.close();
                     }
-                    self.mark_dirty(id.slot(), gen);
+                    self.mark_dirty(key);
                 } else {
                     bump(&self.stats.late_sends, 1);
                 }
@@ -316,20 +318,20 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
     }
 
-    /// The generation of connection `id`'s slot if the connection in it now is `id` (its
-    /// serial number matches): a handle never reaches a later tenant of the slot, however
-    /// often the slot's 24-bit generation has come round.
-    pub(super) fn find(&mut self, id: crate::conn::ConnId) -> Option<u32> {
-        let (gen, st) = self.conns.get_slot_mut(id.slot())?;
-        (st.conn.id() == id).then_some(gen)
+    /// The key of connection `id` if the connection in its slot now is `id` (its serial
+    /// number matches): a handle never reaches a later tenant of the slot, however often
+    /// the slot's 24-bit generation has come round.
+    pub(super) fn find(&mut self, id: crate::conn::ConnId) -> Option<ConnKey> {
+        let (key, st) = self.conns.get_slot_mut(id.slot())?;
+        (st.conn.id() == id).then_some(key)
     }
 
     /// Mark a connection to be looked at after the batch.
-    pub(super) fn mark_dirty(&mut self, slot: u32, gen: u32) {
-        if let Some(st) = self.conns.get_mut(slot, gen) {
+    pub(super) fn mark_dirty(&mut self, key: ConnKey) {
+        if let Some(st) = self.conns.get_mut(key) {
             if !st.dirty {
                 st.dirty = true;
-                self.dirty.push((slot, gen));
+                self.dirty.push(key);
             }
         }
     }
@@ -337,11 +339,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     fn service_dirty(&mut self) {
         while !self.dirty.is_empty() {
             let list = std::mem::take(&mut self.dirty);
-            for (slot, gen) in list {
-                if let Some(st) = self.conns.get_mut(slot, gen) {
+            for key in list {
+                if let Some(st) = self.conns.get_mut(key) {
                     st.dirty = false;
                 }
-                self.service(slot, gen);
+                self.service(key);
             }
         }
         if self.dirty.capacity() > KEEP_BATCH_CAPACITY {
@@ -353,10 +355,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn arm_accept(&mut self, i: usize) {
         let l = &mut self.listeners[i];
         let Some(fd) = l.fd.as_ref() else { return };
-        if l.armed || self.shutting_down || l.paused_until.is_some() {
+        if l.ledger.has(OpKind::Accept) || self.shutting_down || l.paused_until.is_some() {
             return;
         }
-        l.armed = true;
+        l.ledger.record(OpKind::Accept);
         self.io
             .accept_multi(fd.as_raw_fd(), encode(OpKind::Accept, i as u32, 0));
     }
@@ -405,7 +407,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.exit.connections_at_shutdown = self.conns.len() as u64;
         for (i, l) in self.listeners.iter_mut().enumerate() {
             l.paused_until = None;
-            if let (true, Some(fd)) = (l.armed, l.fd.as_ref()) {
+            if let (true, Some(fd)) = (l.ledger.has(OpKind::Accept), l.fd.as_ref()) {
                 self.io.cancel(
                     encode(OpKind::Accept, i as u32, 0),
                     fd.as_raw_fd(),
@@ -415,15 +417,15 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 l.fd = None;
             }
         }
-        for (slot, gen) in self.conns.keys() {
-            self.request_shutdown_close(slot, gen);
+        for key in self.conns.keys() {
+            self.request_shutdown_close(key);
         }
     }
 
     /// When every connection and listener is gone, close the mailbox and stop the
     /// doorbell; the loop exits once its read completes.
     fn maybe_exit(&mut self) {
-        if self.exiting || self.conns.len() > 0 || self.listeners.iter().any(|l| l.armed) {
+        if self.exiting || self.conns.len() > 0 || self.listeners.iter().any(|l| !l.ledger.is_empty()) {
             return;
         }
         for m in self.mailbox.close() {

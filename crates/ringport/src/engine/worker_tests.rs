@@ -4,9 +4,8 @@
 //! receive without a buffer still finishes a close. A lost worker reports each of its
 //! connections exactly once.
 
-use super::conn_state::Phase;
 use super::mailbox::Mailbox;
-use super::user_data::{encode, OpKind};
+use crate::core::{Lifecycle, OpKind};
 use super::worker::Worker;
 use crate::config::EngineConfig;
 use crate::conn::Conn;
@@ -79,17 +78,17 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
     let peer = "127.0.0.1:1".parse().unwrap();
 
     // First tenant of the slot, then freed; a second tenant takes the same slot.
-    let (slot, old_gen) = w.insert(socket(), peer, 0, None, Phase::Open);
-    assert!(w.conns.remove(slot, old_gen).is_some());
-    let (slot2, new_gen) = w.insert(socket(), peer, 0, None, Phase::Open);
-    w.opened(slot2, new_gen);
-    assert_eq!(slot2, slot);
-    assert_ne!(new_gen, old_gen);
+    let old = w.insert(socket(), peer, 0, None, Lifecycle::accepted());
+    assert!(w.conns.remove(old).is_some());
+    let new = w.insert(socket(), peer, 0, None, Lifecycle::accepted());
+    w.opened(new);
+    assert_eq!(new.slot, old.slot);
+    assert_ne!(new.gen, old.gen);
 
     // Completions that name the old tenant: receive, send, close.
     for kind in [OpKind::Recv, OpKind::Send, OpKind::Close] {
         w.dispatch(Completion {
-            user_data: encode(kind, slot, old_gen),
+            user_data: old.name(kind),
             result: 5,
             flags: 0,
         });
@@ -98,37 +97,36 @@ fn completion_of_an_old_generation_is_dropped_and_counted() {
     assert_eq!(handler.data_calls.load(Relaxed), 0);
     let st = w
         .conns
-        .get_mut(slot2, new_gen)
+        .get_mut(new)
         .expect("the new tenant is untouched");
-    assert_eq!((st.phase, st.inflight, st.sending), (Phase::Open, 0, false));
+    assert!(st.conn.life.is_open() && st.conn.life.ledger().is_empty());
 }
 
 #[test]
 fn a_receive_without_a_buffer_still_finishes_a_closing_connection() {
     let (mut w, handler, _stats) = worker();
     let peer = "127.0.0.1:1".parse().unwrap();
-    let (slot, gen) = w.insert(socket(), peer, 0, None, Phase::Open);
-    w.opened(slot, gen);
-    w.service(slot, gen); // arms the multishot receive: one op in flight
+    let key = w.insert(socket(), peer, 0, None, Lifecycle::accepted());
+    w.opened(key);
+    w.service(key); // arms the multishot receive: one op in flight
     {
-        let st = w.conns.get_mut(slot, gen).unwrap();
-        assert_eq!((st.inflight, st.recv_armed), (1, true));
-        // Closing, waiting for that receive's last completion.
-        st.phase = Phase::Closing;
-        st.conn.close = crate::conn::CloseRequest::Now(CloseReason::Local);
+        let st = w.conns.get_mut(key).unwrap();
+        assert!(st.conn.life.ledger().has(OpKind::Recv) && st.conn.life.ledger().len() == 1);
     }
+    // Closing, waiting for that receive's last completion.
+    w.begin_close(key, CloseReason::Local);
     // Its last completion names no buffer of ours (flags 0): the receive is over all the
     // same, so the close must go on.
     w.dispatch(Completion {
-        user_data: encode(OpKind::Recv, slot, gen),
+        user_data: key.name(OpKind::Recv),
         result: 5,
         flags: 0,
     });
     let st = w
         .conns
-        .get_mut(slot, gen)
+        .get_mut(key)
         .expect("the fd's close is in flight");
-    assert_eq!(st.phase, Phase::Closed, "the close finished");
+    assert!(st.conn.life.is_closed(), "the close finished");
     assert_eq!(handler.data_calls.load(Relaxed), 0);
 }
 
@@ -137,17 +135,14 @@ fn a_lost_worker_reports_each_connection_exactly_once() {
     let (mut w, handler, stats) = worker();
     let peer = "127.0.0.1:1".parse().unwrap();
     // Open: reported closed with WorkerLost.
-    let (open, open_gen) = w.insert(socket(), peer, 1, None, Phase::Connecting);
-    w.opened(open, open_gen);
+    let open = w.insert(socket(), peer, 1, None, Lifecycle::connecting());
+    w.opened(open);
     // A connect that failed: on_connect_failed ran, its fd's close is in flight.
-    let (failed, failed_gen) = w.insert(socket(), peer, 2, None, Phase::Connecting);
-    w.begin_close(failed, failed_gen, CloseReason::ConnectRefused);
-    assert_eq!(
-        w.conns.get_mut(failed, failed_gen).unwrap().phase,
-        Phase::Closed
-    );
+    let failed = w.insert(socket(), peer, 2, None, Lifecycle::accepted());
+    w.begin_close(failed, CloseReason::ConnectRefused);
+    assert!(w.conns.get_mut(failed).unwrap().conn.life.is_closed());
     // A connect still in flight: it fails with WorkerLost.
-    w.insert(socket(), peer, 3, None, Phase::Connecting);
+    w.insert(socket(), peer, 3, None, Lifecycle::connecting());
 
     w.lose("a test");
     assert_eq!(

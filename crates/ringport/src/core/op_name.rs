@@ -3,6 +3,22 @@
 //! Layout: `kind:8 | generation:24 | slot:32`. A completion is delivered only if its
 //! slot still holds the same generation; otherwise it is stale, counted and dropped.
 
+/// A connection's place in its worker's table: the slot and the generation of its
+/// current tenant. Completions and the worker's own lists carry it; handles from other
+/// threads carry a `ConnId`, checked by serial number instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ConnKey {
+    pub slot: u32,
+    pub gen: u32,
+}
+
+impl ConnKey {
+    /// The name of this connection's operation of `kind`.
+    pub(crate) fn name(self, kind: OpKind) -> u64 {
+        encode(kind, self.slot, self.gen)
+    }
+}
+
 /// What an operation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -52,10 +68,15 @@ pub(crate) fn encode(kind: OpKind, slot: u32, gen: u32) -> u64 {
     (kind as u64) << 56 | ((gen & GEN_MASK) as u64) << 32 | slot as u64
 }
 
-/// Unpack an operation name; `None` for a kind this engine never submits.
-pub(crate) fn decode(user_data: u64) -> Option<(OpKind, u32, u32)> {
+/// Unpack an operation name; `None` for a kind this engine never submits. (For an
+/// accept the key's slot is the listener's index.)
+pub(crate) fn decode(user_data: u64) -> Option<(OpKind, ConnKey)> {
     let kind = OpKind::from_u8((user_data >> 56) as u8)?;
-    Some((kind, user_data as u32, (user_data >> 32) as u32 & GEN_MASK))
+    let key = ConnKey {
+        slot: user_data as u32,
+        gen: (user_data >> 32) as u32 & GEN_MASK,
+    };
+    Some((kind, key))
 }
 
 #[cfg(test)]
@@ -66,7 +87,8 @@ mod tests {
     fn round_trip_keeps_every_field() {
         for kind in [OpKind::Accept, OpKind::Recv, OpKind::Send, OpKind::Ignore] {
             for (slot, gen) in [(0, 0), (u32::MAX, GEN_MASK), (12345, 678)] {
-                assert_eq!(decode(encode(kind, slot, gen)), Some((kind, slot, gen)));
+                let key = ConnKey { slot, gen };
+                assert_eq!(decode(key.name(kind)), Some((kind, key)));
             }
         }
     }
@@ -74,7 +96,7 @@ mod tests {
     #[test]
     fn generation_wraps_at_24_bits() {
         let ud = encode(OpKind::Recv, 7, GEN_MASK + 2);
-        assert_eq!(decode(ud), Some((OpKind::Recv, 7, 1)));
+        assert_eq!(decode(ud), Some((OpKind::Recv, ConnKey { slot: 7, gen: 1 })));
     }
 
     #[test]
