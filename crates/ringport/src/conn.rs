@@ -431,8 +431,7 @@ impl Conn {
     /// Close gracefully: stop reading, send what is queued, then close
     /// ([`CloseReason::Local`]).
     pub fn close(&mut self) {
-        self.life
-            .ask(CloseRequest::AfterFlush(CloseReason::Local));
+        self.life.ask(CloseRequest::AfterFlush(CloseReason::Local));
     }
 
     /// Close at once; queued bytes are dropped and counted as undelivered

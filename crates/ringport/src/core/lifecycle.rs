@@ -94,6 +94,10 @@ pub(crate) struct Wants {
 /// One thing for the shell to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
+    /// The connection entered `Closing` with this reason: drop what the shell keeps for
+    /// it besides its operations (timers, its timeout watch, budgets, the frame reader).
+    /// Always the first action of a close.
+    Closing(CloseReason),
     /// Start the connection's operation of this kind (the ledger has recorded it).
     Start(OpKind),
     /// Cancel its operation of this kind (its final completion follows).
@@ -106,18 +110,21 @@ pub(crate) enum Action {
     Free,
 }
 
-/// The actions of one transition, in the order to carry them out (at most six: a close
-/// cancels three operations, reports and closes the descriptor).
+/// Most actions one transition returns: a close says it is closing, cancels three
+/// operations, reports and closes the descriptor.
+const MAX_ACTIONS: usize = 6;
+
+/// The actions of one transition, in the order to carry them out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Actions {
-    list: [Action; 6],
+    list: [Action; MAX_ACTIONS],
     len: u8,
 }
 
 impl Default for Actions {
     fn default() -> Self {
         Actions {
-            list: [Action::Free; 6],
+            list: [Action::Free; MAX_ACTIONS],
             len: 0,
         }
     }
@@ -144,7 +151,7 @@ impl Actions {
 
 impl IntoIterator for Actions {
     type Item = Action;
-    type IntoIter = std::iter::Take<std::array::IntoIter<Action, 6>>;
+    type IntoIter = std::iter::Take<std::array::IntoIter<Action, MAX_ACTIONS>>;
     fn into_iter(self) -> Self::IntoIter {
         self.list.into_iter().take(self.len as usize)
     }
@@ -218,11 +225,10 @@ impl Lifecycle {
     /// close-after-flush.
     pub(crate) fn ask(&mut self, ask: CloseRequest) {
         if let State::Open { close, .. } = &mut self.state {
-            let replaces = match (*close, ask) {
-                (CloseRequest::None, _) => true,
-                (CloseRequest::AfterFlush(_), CloseRequest::Now(_)) => true,
-                _ => false,
-            };
+            let replaces = matches!(
+                (*close, ask),
+                (CloseRequest::None, _) | (CloseRequest::AfterFlush(_), CloseRequest::Now(_))
+            );
             if replaces {
                 *close = ask;
             }
@@ -347,6 +353,7 @@ impl Lifecycle {
         }
         self.state = State::Closing { reason };
         let mut a = Actions::default();
+        a.push(Action::Closing(reason));
         for kind in self.ledger.cancellable() {
             a.push(Action::Cancel(kind));
         }

@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn generation_wraps_at_24_bits() {
         let ud = encode(OpKind::Recv, 7, GEN_MASK + 2);
-        assert_eq!(decode(ud), Some((OpKind::Recv, ConnKey { slot: 7, gen: 1 })));
+        assert_eq!(
+            decode(ud),
+            Some((OpKind::Recv, ConnKey { slot: 7, gen: 1 }))
+        );
     }
 
     #[test]

@@ -3,10 +3,10 @@
 
 use super::callbacks::guard;
 use super::lifecycle::errno_of;
-use crate::core::op_name::encode;
-use crate::core::{Lifecycle, OpKind};
 use super::worker::Worker;
 use crate::admission::RefuseReason;
+use crate::core::op_name::encode;
+use crate::core::{Lifecycle, OpKind};
 use crate::handler::{Accept, Handler, Incoming};
 use crate::stats::bump;
 use crate::sys::{socket, Completion, Driver};

@@ -3,8 +3,8 @@
 //! that closes a connection whose peer does not read (`CloseReason::SlowReader`), and a
 //! budget for the queued send memory of the whole engine.
 
-use crate::core::ConnKey;
 use super::worker::Worker;
+use crate::core::ConnKey;
 use crate::error::CloseReason;
 use crate::handler::Handler;
 use crate::stats::add_signed;

@@ -51,7 +51,9 @@ impl<S> ConnState<S> {
     /// The connection takes more bytes from other threads (a `ConnRef` send, a
     /// broadcast): open, not asked to close, write side not shut.
     pub(crate) fn takes_sends(&self) -> bool {
-        self.is_open() && self.conn.close_request() == CloseRequest::None && !self.conn.shutdown_write
+        self.is_open()
+            && self.conn.close_request() == CloseRequest::None
+            && !self.conn.shutdown_write
     }
 }
 

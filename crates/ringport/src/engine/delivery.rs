@@ -3,8 +3,8 @@
 //! budget. The codec is asked only what every codec answers (`is_passthrough`,
 //! `decoder`, `max_exact_read`): a custom one goes through the same path as a built-in.
 
-use super::conn_state::ConnState;
 use super::callbacks::guard;
+use super::conn_state::ConnState;
 use crate::codec::{Codec, Event, FrameDecoder, FrameReader, Next};
 use crate::conn::CloseRequest;
 use crate::error::CloseReason;

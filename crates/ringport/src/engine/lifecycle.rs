@@ -115,7 +115,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if !self.completed(key, OpKind::Connect, false) {
             return;
         }
-        if self.conns.get_mut(key).is_some_and(|st| st.conn.life.connected()) {
+        if self
+            .conns
+            .get_mut(key)
+            .is_some_and(|st| st.conn.life.connected())
+        {
             if c.result == 0 {
                 bump(&self.stats.connected, 1);
                 self.opened(key);
@@ -231,7 +235,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             if let Some(l) = self.stats.listener(st.conn.listener) {
                 bump(&l.bytes_out, sent as u64);
             }
-            if !st.conn.has_unsent() && st.is_open() && st.conn.close_request() == CloseRequest::None {
+            if !st.conn.has_unsent()
+                && st.is_open()
+                && st.conn.close_request() == CloseRequest::None
+            {
                 let handler = &self.handler;
                 with_session(&self.stats, st, |s, conn| handler.on_drained(s, conn));
             }
@@ -317,7 +324,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         };
         let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
         let asked = st.conn.exact_pending() || st.conn.codec_changed();
-        if !(buffered && asked && st.session.is_some() && st.conn.close_request() == CloseRequest::None) {
+        if !(buffered
+            && asked
+            && st.session.is_some()
+            && st.conn.close_request() == CloseRequest::None)
+        {
             return false;
         }
         let budget = self.config.frame_budget;
@@ -336,8 +347,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// Close now with `reason` (the first reason given is the one reported): see
     /// [`Lifecycle::close`].
     pub(super) fn begin_close(&mut self, key: ConnKey, reason: CloseReason) {
-        if let Some(actions) = self.conns.get_mut(key).and_then(|st| st.conn.life.close(reason)) {
-            self.closing(key, reason);
+        if let Some(actions) = self
+            .conns
+            .get_mut(key)
+            .and_then(|st| st.conn.life.close(reason))
+        {
             self.apply(key, actions);
         }
     }
@@ -362,6 +376,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 return;
             };
             match action {
+                Action::Closing(reason) => self.closing(key, reason),
                 Action::Start(kind) => self.start(key, kind),
                 Action::Cancel(kind) => {
                     let ignore = crate::core::op_name::encode(OpKind::Ignore, 0, 0);
@@ -394,7 +409,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 None => self.on_op_done(key, OpKind::Close),
             },
             other => {
-                tracing::error!(?other, "the lifecycle asked to start an operation it never starts");
+                tracing::error!(
+                    ?other,
+                    "the lifecycle asked to start an operation it never starts"
+                );
             }
         }
     }

@@ -13,11 +13,11 @@ mod lifecycle;
 mod lost;
 pub(crate) mod mailbox;
 mod registry;
+#[cfg(test)]
+mod scenarios;
 mod slab;
 mod timeouts;
 mod worker;
-#[cfg(test)]
-mod worker_tests;
 
 use crate::admission::{Gate, IpNet};
 use crate::config::EngineConfig;

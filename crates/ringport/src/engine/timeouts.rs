@@ -7,10 +7,10 @@
 //! connection closes with that timeout as its reason, else the watch is set again. A
 //! deadline that moves earlier (a frame starts, data queues up) resets the watch.
 
-use crate::core::ConnKey;
 use super::conn_state::ConnState;
 use super::worker::Worker;
 use crate::config::Timeouts;
+use crate::core::ConnKey;
 use crate::error::{CloseReason, Timeout};
 use crate::handler::Handler;
 use crate::sys::Driver;

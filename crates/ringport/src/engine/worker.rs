@@ -5,12 +5,12 @@ use super::conn_state::ConnState;
 use super::mailbox::{Mailbox, Message};
 use super::slab::Slab;
 use super::timeouts::TimerEntry;
-use crate::core::op_name::{decode, encode};
-use crate::core::{ConnKey, Ledger, OpKind};
 use super::EngineShared;
 use crate::codec::Codec;
 use crate::config::EngineConfig;
 use crate::conn::ConnContext;
+use crate::core::op_name::{decode, encode};
+use crate::core::{ConnKey, Ledger, OpKind};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::stats::{bump, WorkerStats};
@@ -336,7 +336,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
     }
 
-    fn service_dirty(&mut self) {
+    pub(super) fn service_dirty(&mut self) {
         while !self.dirty.is_empty() {
             let list = std::mem::take(&mut self.dirty);
             for key in list {
@@ -373,7 +373,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             .min()
     }
 
-    fn on_timers(&mut self) {
+    pub(super) fn on_timers(&mut self) {
         let now = self.now;
         if !self.wheel.is_empty() {
             self.poll_wheel();
@@ -398,7 +398,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     /// Begin a graceful shutdown: stop accepting, flush and close every connection (by
     /// `until` if given).
-    fn begin_shutdown(&mut self, until: Option<Instant>) {
+    pub(super) fn begin_shutdown(&mut self, until: Option<Instant>) {
         if self.shutting_down {
             return;
         }
@@ -425,7 +425,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// When every connection and listener is gone, close the mailbox and stop the
     /// doorbell; the loop exits once its read completes.
     fn maybe_exit(&mut self) {
-        if self.exiting || self.conns.len() > 0 || self.listeners.iter().any(|l| !l.ledger.is_empty()) {
+        if self.exiting
+            || self.conns.len() > 0
+            || self.listeners.iter().any(|l| !l.ledger.is_empty())
+        {
             return;
         }
         for m in self.mailbox.close() {

@@ -25,6 +25,8 @@
 
 mod driver;
 pub(crate) mod eventfd;
+#[cfg(test)]
+pub(crate) mod fake;
 pub(crate) mod outbound;
 pub(crate) mod poll;
 mod send_table;

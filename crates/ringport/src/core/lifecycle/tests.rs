@@ -1,7 +1,7 @@
 //! The machine alone, stepped by hand: every transition and the actions it returns.
 
 use super::*;
-use Action::{Cancel, Free, Report, Start};
+use Action::{Cancel, Closing, Free, Report, Start};
 
 fn wants() -> Wants {
     Wants {
@@ -49,7 +49,14 @@ fn a_close_cancels_what_is_in_flight_and_reports_only_when_all_completed() {
         ..wants()
     });
     let a = l.close(CloseReason::Local).expect("first close");
-    assert_eq!(list(a), vec![Cancel(OpKind::Recv), Cancel(OpKind::Send)]);
+    assert_eq!(
+        list(a),
+        vec![
+            Closing(CloseReason::Local),
+            Cancel(OpKind::Recv),
+            Cancel(OpKind::Send)
+        ]
+    );
     assert!(l.completed(OpKind::Recv, false));
     assert!(l.settle().is_empty(), "the send is still in flight");
     assert!(l.completed(OpKind::Send, false));
@@ -70,12 +77,19 @@ fn the_first_close_reason_is_the_one_reported() {
     let a = l.close(CloseReason::SlowReader).unwrap();
     assert_eq!(
         list(a),
-        vec![Report(CloseReason::SlowReader), Start(OpKind::Close)],
+        vec![
+            Closing(CloseReason::SlowReader),
+            Report(CloseReason::SlowReader),
+            Start(OpKind::Close)
+        ],
         "nothing in flight: reported at once"
     );
     assert_eq!(l.close(CloseReason::Local), None);
     l.ask(CloseRequest::Now(CloseReason::Aborted));
-    assert!(l.plan(wants()).is_empty(), "a closed connection plans nothing");
+    assert!(
+        l.plan(wants()).is_empty(),
+        "a closed connection plans nothing"
+    );
     assert_eq!(l.request(), CloseRequest::Now(CloseReason::SlowReader));
 }
 
@@ -131,7 +145,11 @@ fn a_graceful_close_stops_reading_flushes_then_closes() {
     assert!(l.completed(OpKind::Send, false));
     assert_eq!(
         list(l.plan(wants())),
-        vec![Report(CloseReason::Local), Start(OpKind::Close)]
+        vec![
+            Closing(CloseReason::Local),
+            Report(CloseReason::Local),
+            Start(OpKind::Close)
+        ]
     );
 }
 
@@ -162,7 +180,10 @@ fn pausing_reading_cancels_the_receive_and_resuming_rearms_it() {
         ..wants()
     };
     assert_eq!(list(l.plan(paused)), vec![Cancel(OpKind::Recv)]);
-    assert!(l.plan(wants()).is_empty(), "not before the cancel completes");
+    assert!(
+        l.plan(wants()).is_empty(),
+        "not before the cancel completes"
+    );
     assert!(l.completed(OpKind::Recv, false));
     assert!(l.plan(paused).is_empty(), "still paused");
     assert_eq!(list(l.plan(wants())), vec![Start(OpKind::Recv)]);
@@ -171,11 +192,18 @@ fn pausing_reading_cancels_the_receive_and_resuming_rearms_it() {
 #[test]
 fn a_connect_that_fails_is_reported_after_both_its_completions() {
     let mut l = Lifecycle::connecting();
-    assert!(l.plan(wants()).is_empty(), "nothing planned while connecting");
+    assert!(
+        l.plan(wants()).is_empty(),
+        "nothing planned while connecting"
+    );
     assert!(l.completed(OpKind::Connect, false));
     assert!(l.connected(), "the shell checks the result");
     let a = l.close(CloseReason::ConnectRefused).unwrap();
-    assert!(a.is_empty(), "the linked timeout is still due");
+    assert_eq!(
+        list(a),
+        vec![Closing(CloseReason::ConnectRefused)],
+        "the linked timeout is still due"
+    );
     assert!(l.completed(OpKind::ConnectTimeout, false));
     assert_eq!(
         list(l.settle()),
@@ -188,7 +216,10 @@ fn a_connect_that_fails_is_reported_after_both_its_completions() {
 fn a_connect_closed_by_shutdown_does_not_open_when_it_completes() {
     let mut l = Lifecycle::connecting();
     let a = l.close(CloseReason::Shutdown).unwrap();
-    assert_eq!(list(a), vec![Cancel(OpKind::Connect)]);
+    assert_eq!(
+        list(a),
+        vec![Closing(CloseReason::Shutdown), Cancel(OpKind::Connect)]
+    );
     assert!(l.completed(OpKind::Connect, false));
     assert!(!l.connected(), "a close came first");
     assert!(l.completed(OpKind::ConnectTimeout, false));
@@ -210,7 +241,11 @@ fn a_completion_the_ledger_does_not_hold_is_not_this_connections() {
 #[test]
 fn the_machine_stays_small() {
     let size = std::mem::size_of::<Lifecycle>();
-    assert!(size <= 48, "{size} bytes (State {})", std::mem::size_of::<State>());
+    assert!(
+        size <= 48,
+        "{size} bytes (State {})",
+        std::mem::size_of::<State>()
+    );
 }
 
 #[test]
@@ -220,12 +255,18 @@ fn the_first_ask_stands_except_that_now_replaces_after_flush() {
     l.ask(CloseRequest::AfterFlush(CloseReason::Shutdown));
     assert_eq!(l.request(), CloseRequest::AfterFlush(CloseReason::Local));
     l.peer_closed();
-    assert_eq!(l.request(), CloseRequest::AfterFlush(CloseReason::PeerClosed));
+    assert_eq!(
+        l.request(),
+        CloseRequest::AfterFlush(CloseReason::PeerClosed)
+    );
     l.ask(CloseRequest::Now(CloseReason::SlowReader));
     l.ask(CloseRequest::Now(CloseReason::Aborted));
     assert_eq!(l.request(), CloseRequest::Now(CloseReason::SlowReader));
     let a = list(l.plan(wants()));
-    assert_eq!(a[0], Cancel(OpKind::Recv), "{a:?}");
+    assert_eq!(
+        a,
+        vec![Closing(CloseReason::SlowReader), Cancel(OpKind::Recv)]
+    );
     assert!(Lifecycle::connecting().request() == CloseRequest::None);
 }
 
@@ -242,6 +283,7 @@ fn a_close_with_every_operation_in_flight_fits_one_transition() {
     assert_eq!(
         list(a),
         vec![
+            Closing(CloseReason::Local),
             Cancel(OpKind::Recv),
             Cancel(OpKind::Send),
             Cancel(OpKind::Connect)
