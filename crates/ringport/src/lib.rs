@@ -27,6 +27,14 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `test-hooks` (off by default): fault-injection hooks for ringport's own tests
+//!   (`EngineConfig::inject_uring_probe_failure`, `EngineConfig::inject_generation_step`,
+//!   `Server::inject_worker_panic`, `Client::inject_worker_panic`). They are for
+//!   ringport's own tests and not part of the stable API: they may change or go in any
+//!   release, and no program should enable the feature.
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
