@@ -3,7 +3,7 @@
 use crate::codec::{Codec, FrameError};
 use crate::engine::mailbox::{Mailbox, Message};
 use crate::error::{CloseReason, SendError};
-use crate::outbound::Outbound;
+use crate::sys::outbound::Outbound;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -39,6 +39,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod admission;
+#[cfg(test)]
+mod api_hygiene;
 mod client;
 pub mod codec;
 mod config;
@@ -54,8 +56,6 @@ mod routing;
 mod server;
 mod stats;
 mod sys;
-// The send queue lives with the backends that lend it to the kernel.
-use sys::outbound;
 mod timer;
 
 pub use admission::AdmissionConfig;
