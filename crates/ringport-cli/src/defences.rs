@@ -136,23 +136,20 @@ impl DefenceArgs {
         for net in &self.deny {
             builder = builder.deny(*net);
         }
-        let timeouts = Timeouts {
-            first_data: self.first_data_timeout,
-            idle: self.idle_timeout,
-            read: self.read_timeout,
-            write: self.write_timeout,
-            heartbeat: None,
-        };
+        let mut timeouts = Timeouts::default();
+        timeouts.first_data = self.first_data_timeout;
+        timeouts.idle = self.idle_timeout;
+        timeouts.read = self.read_timeout;
+        timeouts.write = self.write_timeout;
         if timeouts != Timeouts::default() {
             builder = builder.timeouts(timeouts);
         }
         if let Some(max) = self.send_queue_max {
             let max = usize::try_from(max)
                 .map_err(|_| anyhow::anyhow!("--send-queue-max {max}: too large"))?;
-            builder = builder.send_queue(SendQueueLimits {
-                max: Some(max),
-                ..SendQueueLimits::default()
-            });
+            let mut limits = SendQueueLimits::default();
+            limits.max = Some(max);
+            builder = builder.send_queue(limits);
         }
         if let Some(budget) = self.frame_budget {
             builder = builder.frame_budget(usize::try_from(budget).unwrap_or(usize::MAX));

@@ -83,8 +83,9 @@ impl<H: Handler> Client<H> {
         crate::Health::of(&self.engine.stats())
     }
 
-    /// Tests only: make worker `worker` panic outside any handler guard, as a bug in the
-    /// engine would.
+    /// Test hook (feature `test-hooks`, not part of the stable API): make worker `worker`
+    /// panic outside any handler guard, as a bug in the engine would.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn inject_worker_panic(&self, worker: usize) -> Result<(), Error> {
         self.engine.inject_worker_panic(worker)

@@ -6,7 +6,19 @@ pub use crate::sys::Backend;
 use std::time::Duration;
 
 /// Settings of the I/O engine (workers, rings, buffers). Servers and clients share them.
+///
+/// Non-exhaustive (settings are added over time): start from [`EngineConfig::default`]
+/// and set the fields you need, or use the builders' setters.
+///
+/// ```
+/// let mut config = ringport::EngineConfig::default();
+/// config.workers = 2;
+/// config.ring_entries = 256;
+/// let builder = ringport::Server::builder().config(config);
+/// # drop(builder);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Number of I/O workers. Default: the available parallelism.
     pub workers: usize,
@@ -74,11 +86,15 @@ pub struct EngineConfig {
     /// [`crate::SendError::Full`] instead of growing the queue without limit (a shutdown
     /// is always taken). At least 4096. Default: 64 MiB per worker.
     pub mailbox_bytes: usize,
-    /// Tests only: make the io_uring probe fail, as on a kernel or container without it.
+    /// Test hook (feature `test-hooks`, not part of the stable API): make the io_uring
+    /// probe fail, as on a kernel or container without it.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub inject_uring_probe_failure: bool,
-    /// Tests only: how far a freed slot's generation moves (1). 2^24 brings it round at
-    /// once, as 2^24 reuses of the slot would.
+    /// Test hook (feature `test-hooks`, not part of the stable API): how far a freed
+    /// slot's generation moves (1). 2^24 brings it round at once, as 2^24 reuses of the
+    /// slot would.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub inject_generation_step: u32,
 }
@@ -90,7 +106,20 @@ const MAILBOX_BYTES_MIN: usize = 4096;
 /// Connection timeouts, each off when `None`. A connection closes with
 /// [`crate::CloseReason::Timeout`] naming the one that fired; queued bytes are dropped
 /// and counted as undelivered.
+///
+/// Non-exhaustive: start from [`Timeouts::default`] (all off) and set the ones you need.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut timeouts = ringport::Timeouts::default();
+/// timeouts.idle = Some(Duration::from_secs(60));
+/// timeouts.heartbeat = Some(ringport::Heartbeat::new(Duration::from_secs(10), 3, b"PING\n"));
+/// let builder = ringport::Server::builder().timeouts(timeouts);
+/// # drop(builder);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// Connected but nothing received for this long.
     pub first_data: Option<Duration>,
@@ -108,8 +137,9 @@ pub struct Timeouts {
 /// An application heartbeat: when nothing has been received for `every`, send `ping`
 /// (framed by the connection's codec); any byte received resets the count; after
 /// `misses` pings without an answer, the next silent `every` closes the connection with
-/// [`crate::Timeout::Heartbeat`].
+/// [`crate::Timeout::Heartbeat`]. Non-exhaustive: made with [`Heartbeat::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Heartbeat {
     /// Silence before each ping.
     pub every: Duration,
@@ -117,6 +147,18 @@ pub struct Heartbeat {
     pub misses: u32,
     /// The ping's payload.
     pub ping: &'static [u8],
+}
+
+impl Heartbeat {
+    /// Ping with `ping` after each `every` of silence; close after `misses` unanswered
+    /// pings.
+    pub fn new(every: Duration, misses: u32, ping: &'static [u8]) -> Heartbeat {
+        Heartbeat {
+            every,
+            misses,
+            ping,
+        }
+    }
 }
 
 impl Timeouts {
@@ -131,7 +173,10 @@ impl Timeouts {
 
 /// Send-queue limits, in bytes of a connection's queue (what `send` accepted and the
 /// kernel has not taken yet).
+///
+/// Non-exhaustive: start from [`SendQueueLimits::default`] and set the fields you need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SendQueueLimits {
     /// Above this, `Handler::on_writable(false)` is called once.
     pub high_water: usize,
@@ -180,13 +225,39 @@ impl Default for EngineConfig {
             send_queue: SendQueueLimits::default(),
             frame_budget: 64 << 20,
             mailbox_bytes: 64 << 20,
+            #[cfg(feature = "test-hooks")]
             inject_uring_probe_failure: false,
+            #[cfg(feature = "test-hooks")]
             inject_generation_step: 1,
         }
     }
 }
 
 impl EngineConfig {
+    /// Whether the io_uring probe is to fail (a test hook; false without `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn uring_probe_failure(&self) -> bool {
+        self.inject_uring_probe_failure
+    }
+
+    /// Whether the io_uring probe is to fail: never without the `test-hooks` feature.
+    #[cfg(not(feature = "test-hooks"))]
+    pub(crate) fn uring_probe_failure(&self) -> bool {
+        false
+    }
+
+    /// How far a freed slot's generation moves (a test hook; 1 without `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn generation_step(&self) -> u32 {
+        self.inject_generation_step
+    }
+
+    /// How far a freed slot's generation moves: 1 without the `test-hooks` feature.
+    #[cfg(not(feature = "test-hooks"))]
+    pub(crate) fn generation_step(&self) -> u32 {
+        1
+    }
+
     pub(crate) fn driver_config(&self) -> crate::sys::DriverConfig {
         crate::sys::DriverConfig {
             ring_entries: self.ring_entries,

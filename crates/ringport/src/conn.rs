@@ -5,7 +5,7 @@ pub(crate) use crate::core::lifecycle::CloseRequest;
 use crate::core::Lifecycle;
 use crate::engine::mailbox::{Mailbox, Message};
 use crate::error::{CloseReason, SendError};
-use crate::outbound::Outbound;
+use crate::sys::outbound::Outbound;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;

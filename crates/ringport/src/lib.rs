@@ -27,10 +27,20 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `test-hooks` (off by default): fault-injection hooks for ringport's own tests
+//!   (`EngineConfig::inject_uring_probe_failure`, `EngineConfig::inject_generation_step`,
+//!   `Server::inject_worker_panic`, `Client::inject_worker_panic`). They are for
+//!   ringport's own tests and not part of the stable API: they may change or go in any
+//!   release, and no program should enable the feature.
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod admission;
+#[cfg(test)]
+mod api_hygiene;
 mod client;
 pub mod codec;
 mod config;
@@ -47,8 +57,6 @@ mod routing;
 mod server;
 mod stats;
 mod sys;
-// The send queue lives with the backends that lend it to the kernel.
-use sys::outbound;
 mod timer;
 
 pub use admission::AdmissionConfig;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 /// What a graceful shutdown achieved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Connections that were open when the shutdown began.
     pub connections: u64,
@@ -115,8 +116,9 @@ impl<H: Handler> Server<H> {
         crate::Health::of(&self.engine.stats())
     }
 
-    /// Tests only: make worker `worker` panic outside any handler guard, as a bug in the
-    /// engine would.
+    /// Test hook (feature `test-hooks`, not part of the stable API): make worker `worker`
+    /// panic outside any handler guard, as a bug in the engine would.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn inject_worker_panic(&self, worker: usize) -> Result<(), Error> {
         self.engine.inject_worker_panic(worker)

@@ -4,55 +4,58 @@
 
 mod util;
 
-use ringport::{Backend, CloseReason, Conn, EngineConfig, Error, Handler, Server};
+use ringport::{Backend, CloseReason, Conn, Handler, Server};
 use socket2::SockRef;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 use util::*;
 
-#[test]
-fn a_failed_uring_probe_falls_back_to_poll_and_serves() {
-    let _w = watchdog("probe_fallback", TEST_LIMIT);
-    let config = EngineConfig {
-        workers: 1,
-        backend: Backend::Auto,
-        inject_uring_probe_failure: true,
-        ..EngineConfig::default()
-    };
-    let (echo, _events) = Echo::new();
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .unwrap()
-        .config(config)
-        .start(echo)
-        .expect("starts on the poll backend");
-    assert_eq!(server.stats().backend, "poll");
-    let mut s = connect(server.local_addrs()[0]);
-    echo_roundtrip(&mut s, b"served by the fallback");
-    drop(s);
-    server.shutdown(WAIT);
-}
+/// The probe failure is a test hook (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
+mod probe_failure {
+    use super::*;
+    use ringport::{EngineConfig, Error};
 
-#[test]
-fn asking_for_uring_when_it_is_unavailable_fails_to_start() {
-    let config = EngineConfig {
-        workers: 1,
-        backend: Backend::Uring,
-        inject_uring_probe_failure: true,
-        ..EngineConfig::default()
-    };
-    let (echo, _events) = Echo::new();
-    let result = Server::builder()
-        .listen("127.0.0.1:0")
-        .unwrap()
-        .config(config)
-        .start(echo);
-    assert!(
-        matches!(result, Err(Error::Backend(_))),
-        "{:?}",
-        result.err()
-    );
+    #[test]
+    fn a_failed_uring_probe_falls_back_to_poll_and_serves() {
+        let _w = watchdog("probe_fallback", TEST_LIMIT);
+        let mut config = EngineConfig::default();
+        config.workers = 1;
+        config.backend = Backend::Auto;
+        config.inject_uring_probe_failure = true;
+        let (echo, _events) = Echo::new();
+        let server = Server::builder()
+            .listen("127.0.0.1:0")
+            .unwrap()
+            .config(config)
+            .start(echo)
+            .expect("starts on the poll backend");
+        assert_eq!(server.stats().backend, "poll");
+        let mut s = connect(server.local_addrs()[0]);
+        echo_roundtrip(&mut s, b"served by the fallback");
+        drop(s);
+        server.shutdown(WAIT);
+    }
+
+    #[test]
+    fn asking_for_uring_when_it_is_unavailable_fails_to_start() {
+        let mut config = EngineConfig::default();
+        config.workers = 1;
+        config.backend = Backend::Uring;
+        config.inject_uring_probe_failure = true;
+        let (echo, _events) = Echo::new();
+        let result = Server::builder()
+            .listen("127.0.0.1:0")
+            .unwrap()
+            .config(config)
+            .start(echo);
+        assert!(
+            matches!(result, Err(Error::Backend(_))),
+            "{:?}",
+            result.err()
+        );
+    }
 }
 
 /// Records every callback as a line of text, per connection (by the first byte the

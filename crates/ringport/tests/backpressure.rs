@@ -42,11 +42,9 @@ impl Handler for Shared<Filler> {
 fn water_marks_call_on_writable_once_per_crossing() {
     let _w = watchdog("water_marks", TEST_LIMIT);
     let state = Shared::new(Filler::default());
-    let limits = SendQueueLimits {
-        high_water: 256 * 1024,
-        low_water: 64 * 1024,
-        ..SendQueueLimits::default()
-    };
+    let mut limits = SendQueueLimits::default();
+    limits.high_water = 256 * 1024;
+    limits.low_water = 64 * 1024;
     let server = Server::builder()
         .listen("127.0.0.1:0")
         .unwrap()
@@ -108,10 +106,8 @@ fn slow_readers_close_at_the_cap_and_memory_stays_bounded() {
     let _w = watchdog("slow_readers", TEST_LIMIT);
     const CAP: usize = 1024 * 1024;
     const CLIENTS: usize = 500;
-    let limits = SendQueueLimits {
-        max: Some(CAP),
-        ..SendQueueLimits::default()
-    };
+    let mut limits = SendQueueLimits::default();
+    limits.max = Some(CAP);
     let before = rss_bytes();
     let server = Server::builder()
         .listen("127.0.0.1:0")

@@ -44,22 +44,18 @@ impl Handler for Timers {
 fn duration_max_means_never_for_timers_timeouts_connects_and_shutdown() {
     let _w = watchdog("duration_max_means_never", TEST_LIMIT);
     let timers = Timers::default();
+    let mut timeouts = Timeouts::default();
+    timeouts.first_data = Some(MAX);
+    timeouts.idle = Some(MAX);
+    timeouts.read = Some(MAX);
+    timeouts.write = Some(MAX);
+    timeouts.heartbeat = Some(Heartbeat::new(MAX, u32::MAX, b"ping"));
     let server = Server::builder()
         .listen("127.0.0.1:0")
         .unwrap()
         .workers(1)
         .connect_timeout(MAX)
-        .timeouts(Timeouts {
-            first_data: Some(MAX),
-            idle: Some(MAX),
-            read: Some(MAX),
-            write: Some(MAX),
-            heartbeat: Some(Heartbeat {
-                every: MAX,
-                misses: u32::MAX,
-                ping: b"ping",
-            }),
-        })
+        .timeouts(timeouts)
         .start(timers.clone())
         .unwrap();
     let addr = server.local_addrs()[0];
@@ -222,19 +218,14 @@ impl Handler for ShutThenSilent {
 fn no_heartbeat_pings_once_the_write_side_is_shut() {
     let _w = watchdog("no_heartbeat_pings_once_the_write_side_is_shut", TEST_LIMIT);
     let h = ShutThenSilent::default();
+    let mut timeouts = Timeouts::default();
+    timeouts.idle = Some(Duration::from_millis(800));
+    timeouts.heartbeat = Some(Heartbeat::new(Duration::from_millis(50), 2, b"?"));
     let server = Server::builder()
         .listen("127.0.0.1:0")
         .unwrap()
         .workers(1)
-        .timeouts(Timeouts {
-            idle: Some(Duration::from_millis(800)),
-            heartbeat: Some(Heartbeat {
-                every: Duration::from_millis(50),
-                misses: 2,
-                ping: b"?",
-            }),
-            ..Timeouts::default()
-        })
+        .timeouts(timeouts)
         .start(h.clone())
         .unwrap();
     let mut c = connect(server.local_addrs()[0]);

@@ -61,11 +61,9 @@ impl Handler for Keeper {
 /// One worker (so the freed slot is the one reused) whose slots come back with the same
 /// generation.
 fn wrapping_server(keeper: &Keeper) -> (Server<Keeper>, SocketAddr) {
-    let config = EngineConfig {
-        workers: 1,
-        inject_generation_step: 1 << 24,
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.workers = 1;
+    config.inject_generation_step = 1 << 24;
     let server = Server::builder()
         .listen("127.0.0.1:0")
         .unwrap()

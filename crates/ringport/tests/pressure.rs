@@ -88,13 +88,11 @@ fn exhausted_buffer_ring_rearms_and_loses_nothing() {
 #[test]
 fn overflowing_completion_queue_loses_nothing() {
     // A 16-entry completion queue for 64 connections overflows into the kernel backlog.
-    let config = EngineConfig {
-        workers: 1,
-        ring_entries: 8,
-        cq_entries: 16,
-        backend: Backend::Uring,
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.workers = 1;
+    config.ring_entries = 8;
+    config.cq_entries = 16;
+    config.backend = Backend::Uring;
     let server = Server::builder()
         .listen("127.0.0.1:0")
         .unwrap()

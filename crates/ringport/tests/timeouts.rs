@@ -58,10 +58,8 @@ fn length4() -> Codec {
 fn a_thousand_silent_connections_close_on_the_first_data_timeout() {
     let _w = watchdog("first_data", TEST_LIMIT);
     let t = Duration::from_secs(1);
-    let timeouts = Timeouts {
-        first_data: Some(t),
-        ..Timeouts::default()
-    };
+    let mut timeouts = Timeouts::default();
+    timeouts.first_data = Some(t);
     let (server, state) = start(timeouts, Codec::Raw);
     let addr = server.local_addrs()[0];
     // Each client notes when it connected and when it first sees the server's close.
@@ -110,10 +108,8 @@ fn a_thousand_silent_connections_close_on_the_first_data_timeout() {
 fn slowloris_connections_close_on_the_read_timeout_while_good_clients_are_served() {
     let _w = watchdog("slowloris", TEST_LIMIT);
     let t = Duration::from_secs(2);
-    let timeouts = Timeouts {
-        read: Some(t),
-        ..Timeouts::default()
-    };
+    let mut timeouts = Timeouts::default();
+    timeouts.read = Some(t);
     let (server, state) = start(timeouts, length4());
     let addr = server.local_addrs()[0];
     // 1000 connections, each dripping a 100-byte frame's header, one byte a second.
@@ -165,10 +161,8 @@ fn slowloris_connections_close_on_the_read_timeout_while_good_clients_are_served
 #[test]
 fn idle_and_write_timeouts_name_themselves() {
     let _w = watchdog("idle_write", TEST_LIMIT);
-    let timeouts = Timeouts {
-        idle: Some(Duration::from_millis(600)),
-        ..Timeouts::default()
-    };
+    let mut timeouts = Timeouts::default();
+    timeouts.idle = Some(Duration::from_millis(600));
     let (server, state) = start(timeouts, Codec::Raw);
     let addr = server.local_addrs()[0];
     let mut s = connect(addr);
@@ -187,10 +181,8 @@ fn idle_and_write_timeouts_name_themselves() {
     server.shutdown(WAIT);
 
     // Write timeout: a peer that never reads while 8 MiB wait to go out.
-    let timeouts = Timeouts {
-        write: Some(Duration::from_millis(500)),
-        ..Timeouts::default()
-    };
+    let mut timeouts = Timeouts::default();
+    timeouts.write = Some(Duration::from_millis(500));
     let (server, state) = start(timeouts, Codec::Raw);
     let s = connect_slow_reader(server.local_addrs()[0]);
     let mut w = s.try_clone().unwrap();
@@ -251,14 +243,8 @@ fn handler_timers_fire_in_order() {
 fn a_heartbeat_pings_a_silent_peer_then_closes_it() {
     let _w = watchdog("heartbeat", TEST_LIMIT);
     let every = Duration::from_millis(200);
-    let timeouts = Timeouts {
-        heartbeat: Some(ringport::Heartbeat {
-            every,
-            misses: 2,
-            ping: b"PING\n",
-        }),
-        ..Timeouts::default()
-    };
+    let mut timeouts = Timeouts::default();
+    timeouts.heartbeat = Some(ringport::Heartbeat::new(every, 2, b"PING\n"));
     let (server, state) = start(timeouts, Codec::Raw);
     let addr = server.local_addrs()[0];
 

@@ -19,7 +19,11 @@ use std::time::Instant;
 /// each IPv4 address alone and each IPv6 `/64` as one by default (`ipv4_prefix`,
 /// `ipv6_prefix`); an IPv4-mapped IPv6 peer counts as its IPv4 address. See
 /// [`PerIpLimiter`] for how its table stays bounded.
+///
+/// Non-exhaustive: start from [`AdmissionConfig::default`] (nothing limited) and set the
+/// fields you need, or use the builders' setters (`max_connections`, `allow`, ...).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct AdmissionConfig {
     /// Most inbound connections open at once, over all workers. Default: none.
     pub max_connections: Option<u64>,

@@ -251,8 +251,10 @@ impl<'a> FrameParts<'a> {
 /// An enum rather than a trait object so the built-in formats keep their names
 /// (`Codec::Length(..)`, parsed from the CLI, printed) and their static dispatch; a user
 /// format is one more variant holding a shared factory, and the engine treats every
-/// variant alike through the methods below.
+/// variant alike through the methods below. Non-exhaustive: more built-in formats may
+/// come, so a `match` on a codec needs a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Codec {
     /// No framing: every received chunk is delivered as it came.
     #[default]
@@ -394,8 +396,9 @@ impl Encoder for Codec {
 }
 
 /// The decoder of a [`Codec`] (static dispatch over the built-in decoders, dynamic for a
-/// custom one).
+/// custom one). Non-exhaustive, as [`Codec`] is.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum FrameDecoder {
     /// See [`Codec::Raw`].
     Raw(RawDecoder),

@@ -109,7 +109,7 @@ impl Engine {
         let backend = sys::select(
             config.backend,
             config.driver_config(),
-            config.inject_uring_probe_failure,
+            config.uring_probe_failure(),
         )
         .map_err(Error::Backend)?;
         let shared = Arc::new(EngineShared {
@@ -221,6 +221,7 @@ impl Engine {
     }
 
     /// Tests only: make worker `i` panic outside any guard.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub(crate) fn inject_worker_panic(&self, i: usize) -> Result<(), Error> {
         let w = self.workers.get(i).ok_or(Error::Stopped)?;
         w.mailbox

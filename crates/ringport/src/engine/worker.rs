@@ -139,7 +139,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             index,
             handler,
             io,
-            conns: Slab::with_generation_step(config.inject_generation_step),
+            conns: Slab::with_generation_step(config.generation_step()),
             listeners: listeners
                 .into_iter()
                 .map(|(fd, codec)| ListenSocket {

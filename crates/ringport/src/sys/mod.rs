@@ -38,6 +38,7 @@ pub(crate) use eventfd::EventFd;
 
 /// The I/O backend of an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Backend {
     /// `RINGPORT_BACKEND=uring|poll` if set; else io_uring if this kernel and process
     /// allow it (probed at start), else the readiness backend, with one log line saying
