@@ -35,6 +35,7 @@ pub(crate) enum Message {
     /// Queue the bytes on every open connection (of one listener if given).
     Broadcast { listener: Option<u16>, data: Bytes },
     /// Tests only: panic on the worker outside any guard (the lost-worker backstop).
+    #[cfg(feature = "test-hooks")]
     InjectPanic,
 }
 

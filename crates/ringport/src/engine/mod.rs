@@ -221,7 +221,7 @@ impl Engine {
     }
 
     /// Tests only: make worker `i` panic outside any guard.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn inject_worker_panic(&self, i: usize) -> Result<(), Error> {
         let w = self.workers.get(i).ok_or(Error::Stopped)?;
         w.mailbox

@@ -314,6 +314,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Message::Shutdown(until) => self.begin_shutdown(until),
             Message::Query(q) => self.on_query(q),
             Message::Broadcast { listener, data } => self.on_broadcast(listener, data),
+            #[cfg(feature = "test-hooks")]
             Message::InjectPanic => panic!("injected worker panic (test hook)"),
         }
     }
