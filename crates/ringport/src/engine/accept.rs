@@ -23,7 +23,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         if c.result >= 0 {
             let fd = socket::adopt_accepted(c.result);
-            if !self.shutting_down {
+            if !self.stop.asked {
                 self.admit(fd, i);
             }
         } else {
@@ -32,7 +32,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 e => self.pause_accepting(i, e),
             }
         }
-        if self.shutting_down && self.listeners[i].ledger.is_empty() {
+        if self.stop.asked && self.listeners[i].ledger.is_empty() {
             self.listeners[i].fd = None;
         } else {
             self.arm_accept(i);

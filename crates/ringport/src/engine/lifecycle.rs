@@ -70,7 +70,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn start_connect(&mut self, addr: SocketAddr, token: u64, bind: Option<SocketAddr>) {
-        if self.shutting_down {
+        if self.stop.asked {
             return self.connect_failed(token, addr, CloseReason::Shutdown);
         }
         let fd = match socket::for_connect(addr, bind, &self.config.sock_opts()) {
@@ -461,7 +461,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 continue;
             };
             if matches!(st.conn.life.state(), State::Open { .. } | State::Connecting) {
-                self.exit.forced += 1;
+                self.stop.exit.forced += 1;
                 self.begin_close(key, CloseReason::ShutdownDeadline);
             }
         }

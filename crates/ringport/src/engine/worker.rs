@@ -57,6 +57,20 @@ pub(super) fn worker_retry() -> Duration {
     ACCEPT_RETRY
 }
 
+/// A worker's way to its exit.
+#[derive(Debug, Default)]
+pub(super) struct Stopping {
+    /// A shutdown message arrived: stop accepting, flush, close, exit.
+    pub asked: bool,
+    /// Its deadline, if it has one: then close whatever has not flushed.
+    pub until: Option<Instant>,
+    /// The shutdown deadline passed and the stragglers were forced closed.
+    pub deadline_hit: bool,
+    /// The mailbox is closed and the doorbell read cancelled: exit when it completes.
+    pub exiting: bool,
+    pub exit: WorkerExit,
+}
+
 /// One listening socket of this worker.
 pub(super) struct ListenSocket {
     pub fd: Option<OwnedFd>,
@@ -105,15 +119,8 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     /// Bytes held by the frame readers of this worker's connections (partly received
     /// frames), against `config.frame_budget`.
     pub(super) frame_held: usize,
-    /// A shutdown message arrived: stop accepting, flush, close, exit.
-    pub(super) shutting_down: bool,
-    /// Its deadline, if it has one: then close whatever has not flushed.
-    pub(super) shutdown_until: Option<Instant>,
-    /// The shutdown deadline passed and the stragglers were forced closed.
-    pub(super) deadline_hit: bool,
-    /// The mailbox is closed and the doorbell read cancelled: exit when it completes.
-    pub(super) exiting: bool,
-    pub(super) exit: WorkerExit,
+    /// Where the worker is in stopping, and what it reports when it exits.
+    pub(super) stop: Stopping,
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {
@@ -172,11 +179,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             inflight_ops: 0,
             next_serial: 1,
             frame_held: 0,
-            shutting_down: false,
-            shutdown_until: None,
-            deadline_hit: false,
-            exiting: false,
-            exit: WorkerExit::default(),
+            stop: Stopping::default(),
         })
     }
 
@@ -230,13 +233,13 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.service_dirty();
             self.on_timers();
             self.publish_gauges();
-            if self.exiting && !self.io.doorbell_armed() {
+            if self.stop.exiting && !self.io.doorbell_armed() {
                 break;
             }
         }
         self.io.shutdown();
         self.publish_gauges();
-        Ok(std::mem::take(&mut self.exit))
+        Ok(std::mem::take(&mut self.stop.exit))
     }
 
     /// Publish the gauges the worker keeps as plain counters (once per loop, and at exit
@@ -277,7 +280,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if self.inbox.capacity() > KEEP_BATCH_CAPACITY {
             self.inbox.shrink_to(KEEP_BATCH_CAPACITY);
         }
-        if !self.exiting {
+        if !self.stop.exiting {
             self.io.arm_doorbell(
                 self.mailbox.doorbell().raw(),
                 encode(OpKind::Doorbell, 0, 0),
@@ -356,7 +359,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn arm_accept(&mut self, i: usize) {
         let l = &mut self.listeners[i];
         let Some(fd) = l.fd.as_ref() else { return };
-        if l.ledger.has(OpKind::Accept) || self.shutting_down || l.paused_until.is_some() {
+        if l.ledger.has(OpKind::Accept) || self.stop.asked || l.paused_until.is_some() {
             return;
         }
         l.ledger.record(OpKind::Accept);
@@ -367,7 +370,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// The earliest instant the loop must wake up by itself.
     fn next_wakeup(&self) -> Option<Instant> {
         let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
-        let deadline = self.shutdown_until.filter(|_| !self.deadline_hit);
+        let deadline = self.stop.until.filter(|_| !self.stop.deadline_hit);
         [paused, deadline, self.wheel_wakeup()]
             .into_iter()
             .flatten()
@@ -386,10 +389,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 self.arm_accept(i);
             }
         }
-        if self.shutting_down {
-            if let Some(until) = self.shutdown_until {
-                if !self.deadline_hit && now >= until {
-                    self.deadline_hit = true;
+        if self.stop.asked {
+            if let Some(until) = self.stop.until {
+                if !self.stop.deadline_hit && now >= until {
+                    self.stop.deadline_hit = true;
                     self.force_close_all();
                 }
             }
@@ -400,12 +403,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// Begin a graceful shutdown: stop accepting, flush and close every connection (by
     /// `until` if given).
     pub(super) fn begin_shutdown(&mut self, until: Option<Instant>) {
-        if self.shutting_down {
+        if self.stop.asked {
             return;
         }
-        self.shutting_down = true;
-        self.shutdown_until = until;
-        self.exit.connections_at_shutdown = self.conns.len() as u64;
+        self.stop.asked = true;
+        self.stop.until = until;
+        self.stop.exit.connections_at_shutdown = self.conns.len() as u64;
         for (i, l) in self.listeners.iter_mut().enumerate() {
             l.paused_until = None;
             if let (true, Some(fd)) = (l.ledger.has(OpKind::Accept), l.fd.as_ref()) {
@@ -426,7 +429,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// When every connection and listener is gone, close the mailbox and stop the
     /// doorbell; the loop exits once its read completes.
     fn maybe_exit(&mut self) {
-        if self.exiting
+        if self.stop.exiting
             || self.conns.len() > 0
             || self.listeners.iter().any(|l| !l.ledger.is_empty())
         {
@@ -438,7 +441,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if self.conns.len() > 0 {
             return; // a late connect raced in; it fails at once and is closed
         }
-        self.exiting = true;
+        self.stop.exiting = true;
         if self.io.doorbell_armed() {
             self.io.cancel(
                 encode(OpKind::Doorbell, 0, 0),
