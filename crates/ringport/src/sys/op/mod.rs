@@ -28,6 +28,7 @@ mod cancel;
 mod close;
 mod connect;
 mod doorbell;
+mod poll_add;
 mod recv;
 mod send;
 mod shutdown;
@@ -99,6 +100,7 @@ registry! {
     cancel::Cancel,
     close::Close,
     doorbell::DoorbellRead,
+    poll_add::PollAdd,
 }
 
 #[cfg(test)]
