@@ -100,6 +100,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     fn refuse(&mut self, fd: OwnedFd, listener: usize, why: RefuseReason) {
         bump(&self.stats.refused[why.index()], 1);
         bump(&self.stats.listeners[listener].refused[why.index()], 1);
-        self.io.close(fd, encode(OpKind::Ignore, 0, 0));
+        self.io
+            .start(crate::sys::op::Close { fd }, encode(OpKind::Ignore, 0, 0));
     }
 }

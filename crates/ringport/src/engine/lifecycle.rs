@@ -16,7 +16,7 @@ use crate::core::{Action, Actions, ConnKey, Lifecycle, OpKind, Wants};
 use crate::error::CloseReason;
 use crate::handler::Handler;
 use crate::stats::bump;
-use crate::sys::{socket, Completion, Driver};
+use crate::sys::{op, socket, Completion, Driver};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
@@ -86,9 +86,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(st) = self.conns.get_mut(key) else {
             return;
         };
-        let (connect, timed) = (key.name(OpKind::Connect), key.name(OpKind::ConnectTimeout));
-        self.io
-            .connect(key.slot, st.conn.fd, addr, timeout, connect, timed);
+        let connect = op::Connect {
+            key: key.slot,
+            fd: st.conn.fd,
+            addr,
+            timeout,
+            timeout_user_data: key.name(OpKind::ConnectTimeout),
+        };
+        self.io.start(connect, key.name(OpKind::Connect));
     }
 
     pub(super) fn connect_failed(&mut self, token: u64, addr: SocketAddr, reason: CloseReason) {
@@ -128,25 +133,13 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 self.begin_close(key, reason);
             }
         }
-        self.connect_op_done(key);
+        self.settle(key);
     }
 
     pub(super) fn on_connect_timeout(&mut self, key: ConnKey) {
         if self.completed(key, OpKind::ConnectTimeout, false) {
-            self.connect_op_done(key);
+            self.settle(key);
         }
-    }
-
-    /// One of the connect's two completions arrived.
-    fn connect_op_done(&mut self, key: ConnKey) {
-        let Some(st) = self.conns.get_mut(key) else {
-            return;
-        };
-        let ledger = st.conn.life.ledger();
-        if !ledger.has(OpKind::Connect) && !ledger.has(OpKind::ConnectTimeout) {
-            self.io.finish_connect(key.slot);
-        }
-        self.settle(key);
     }
 
     pub(super) fn on_recv(&mut self, key: ConnKey, c: Completion) {
@@ -222,7 +215,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         let sent = c.result.max(0) as usize;
-        self.io.finish_send(key.slot, sent, &mut st.conn.out);
+        let reclaim = op::ReclaimSend {
+            key: key.slot,
+            sent,
+            out: &mut st.conn.out,
+        };
+        self.io.call(reclaim);
         st.conn.queued -= sent;
         if let (Some(t), true) = (st.timing.as_deref_mut(), sent > 0) {
             // Progress: the write timeout counts from here.
@@ -380,7 +378,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 Action::Start(kind) => self.start(key, kind),
                 Action::Cancel(kind) => {
                     let ignore = crate::core::op_name::encode(OpKind::Ignore, 0, 0);
-                    self.io.cancel(key.name(kind), st.conn.fd, ignore);
+                    let cancel = op::Cancel {
+                        target: key.name(kind),
+                        fd: st.conn.fd,
+                    };
+                    self.io.start(cancel, ignore);
                 }
                 Action::Report(reason) => {
                     report_close(&*self.handler, &self.stats, &self.shared, st, reason)
@@ -398,13 +400,21 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.inflight_ops += 1;
         let (fd, name) = (st.conn.fd, key.name(kind));
         match kind {
-            OpKind::Recv => self.io.recv_multi(fd, name),
+            OpKind::Recv => self.io.start(op::RecvMulti { fd }, name),
             OpKind::Send => {
-                self.io.send(key.slot, fd, &mut st.conn.out, name);
+                let out = &mut st.conn.out;
+                self.io.start(
+                    op::SendMsg {
+                        key: key.slot,
+                        fd,
+                        out,
+                    },
+                    name,
+                );
             }
-            OpKind::Shutdown => self.io.shutdown_write(fd, name),
+            OpKind::Shutdown => self.io.start(op::ShutdownWrite { fd }, name),
             OpKind::Close => match st.fd.take() {
-                Some(fd) => self.io.close(fd, name),
+                Some(fd) => self.io.start(op::Close { fd }, name),
                 // Never without a descriptor; if it were, nothing is in flight for it.
                 None => self.on_op_done(key, OpKind::Close),
             },

@@ -14,6 +14,7 @@ use crate::core::{ConnKey, Ledger, OpKind};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::stats::{bump, WorkerStats};
+use crate::sys::op;
 use crate::sys::Completion;
 use crate::sys::Driver;
 use crate::timer::TimerWheel;
@@ -194,10 +195,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
-        self.io.arm_doorbell(
-            self.mailbox.doorbell().raw(),
-            encode(OpKind::Doorbell, 0, 0),
-        );
+        self.arm_doorbell();
         let mut batch = Vec::with_capacity(1024);
         let mut want = 1;
         loop {
@@ -233,7 +231,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.service_dirty();
             self.on_timers();
             self.publish_gauges();
-            if self.stop.exiting && !self.io.doorbell_armed() {
+            if self.stop.exiting && !self.io.call(op::DoorbellArmed) {
                 break;
             }
         }
@@ -269,8 +267,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
     }
 
+    /// Wait for the mailbox's doorbell (one read at a time: the driver ignores a second).
+    fn arm_doorbell(&mut self) {
+        let efd = self.mailbox.doorbell().raw();
+        self.io
+            .start(op::DoorbellRead { efd }, encode(OpKind::Doorbell, 0, 0));
+    }
+
     fn on_doorbell(&mut self) {
-        self.io.doorbell_done();
         // Taken into the worker's own inbox and popped one by one, so that if acting on
         // one panics the rest are still there for `lose` to settle.
         self.mailbox.drain(&mut self.inbox);
@@ -281,10 +285,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.inbox.shrink_to(KEEP_BATCH_CAPACITY);
         }
         if !self.stop.exiting {
-            self.io.arm_doorbell(
-                self.mailbox.doorbell().raw(),
-                encode(OpKind::Doorbell, 0, 0),
-            );
+            self.arm_doorbell();
         }
     }
 
@@ -363,8 +364,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         }
         l.ledger.record(OpKind::Accept);
-        self.io
-            .accept_multi(fd.as_raw_fd(), encode(OpKind::Accept, i as u32, 0));
+        let listener = fd.as_raw_fd();
+        self.io.start(
+            op::AcceptMulti { listener },
+            encode(OpKind::Accept, i as u32, 0),
+        );
     }
 
     /// The earliest instant the loop must wake up by itself.
@@ -412,11 +416,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         for (i, l) in self.listeners.iter_mut().enumerate() {
             l.paused_until = None;
             if let (true, Some(fd)) = (l.ledger.has(OpKind::Accept), l.fd.as_ref()) {
-                self.io.cancel(
-                    encode(OpKind::Accept, i as u32, 0),
-                    fd.as_raw_fd(),
-                    encode(OpKind::Ignore, 0, 0),
-                );
+                let target = encode(OpKind::Accept, i as u32, 0);
+                let cancel = op::Cancel {
+                    target,
+                    fd: fd.as_raw_fd(),
+                };
+                self.io.start(cancel, encode(OpKind::Ignore, 0, 0));
             } else {
                 l.fd = None;
             }
@@ -442,12 +447,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return; // a late connect raced in; it fails at once and is closed
         }
         self.stop.exiting = true;
-        if self.io.doorbell_armed() {
-            self.io.cancel(
-                encode(OpKind::Doorbell, 0, 0),
-                self.mailbox.doorbell().raw(),
-                encode(OpKind::Ignore, 0, 0),
-            );
+        if self.io.call(op::DoorbellArmed) {
+            let cancel = op::Cancel {
+                target: encode(OpKind::Doorbell, 0, 0),
+                fd: self.mailbox.doorbell().raw(),
+            };
+            self.io.start(cancel, encode(OpKind::Ignore, 0, 0));
         }
     }
 }

@@ -10,12 +10,12 @@
 //! the target had already completed); a send's chunks stay here until `finish_send`.
 
 use super::driver::{Driver, DriverConfig};
+use super::op::{Call, Op};
 use super::outbound::{Chunk, Outbound};
 use super::Completion;
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 /// What an operation started on the fake is.
@@ -32,6 +32,7 @@ pub(crate) enum FakeOp {
     /// A cancel of the operation with this name.
     Cancel(u64),
     Doorbell,
+    Poll,
 }
 
 /// The fake backend.
@@ -49,11 +50,13 @@ pub(crate) struct FakeDriver {
     sends: HashMap<u32, Vec<Chunk>>,
     /// The bytes the sends' completions said went out, in order.
     pub wire: Vec<u8>,
-    doorbell_armed: bool,
+    /// The doorbell read's name while it is in flight.
+    doorbell: Option<u64>,
 }
 
 impl FakeDriver {
-    fn start(&mut self, op: FakeOp, user_data: u64) {
+    /// Record an operation started (the ops' `start_fake` call this).
+    pub(crate) fn start(&mut self, op: FakeOp, user_data: u64) {
         self.started.push((op, user_data));
         let earlier = self.pending.insert(user_data, op);
         assert!(earlier.is_none(), "{op:?} started twice under one name");
@@ -105,40 +108,9 @@ impl FakeDriver {
     pub(crate) fn inject(&mut self, c: Completion) {
         self.ready.push(c);
     }
-}
 
-impl Driver for FakeDriver {
-    type RecvBuf = usize;
-
-    fn new(_config: DriverConfig) -> io::Result<Self> {
-        Ok(FakeDriver::default())
-    }
-
-    fn setup_name(&self) -> &'static str {
-        "fake (scripted completions)"
-    }
-
-    fn accept_multi(&mut self, _listener: RawFd, user_data: u64) {
-        self.start(FakeOp::Accept, user_data)
-    }
-
-    fn recv_multi(&mut self, _fd: RawFd, user_data: u64) {
-        self.start(FakeOp::Recv, user_data)
-    }
-
-    fn claim_recv(&mut self, c: &Completion) -> Option<usize> {
-        let idx = (c.flags >> 16) as usize;
-        let data = self.recv_data.get(idx)?;
-        (c.result >= 0 && c.result as usize == data.len()).then_some(idx)
-    }
-
-    fn recv_bytes(&self, buf: &usize) -> &[u8] {
-        &self.recv_data[*buf]
-    }
-
-    fn recycle(&mut self, _buf: usize) {}
-
-    fn send(&mut self, key: u32, _fd: RawFd, out: &mut Outbound, user_data: u64) -> usize {
+    /// A send: its chunks move here until `reclaim`; returns the bytes it covers.
+    pub(crate) fn send(&mut self, key: u32, out: &mut Outbound, user_data: u64) -> usize {
         let mut chunks = Vec::new();
         let total = out.take_front(1024, &mut chunks);
         assert!(self.sends.insert(key, chunks).is_none(), "one send per key");
@@ -146,27 +118,21 @@ impl Driver for FakeDriver {
         total
     }
 
-    fn finish_send(&mut self, key: u32, sent: usize, out: &mut Outbound) {
+    /// Give a completed send's unsent chunks back.
+    pub(crate) fn reclaim(&mut self, key: u32, sent: usize, out: &mut Outbound) {
         let mut chunks = self.sends.remove(&key).expect("a send in flight");
         out.give_back(&mut chunks, sent);
     }
 
-    fn connect(
-        &mut self,
-        _key: u32,
-        _fd: RawFd,
-        _addr: SocketAddr,
-        _timeout: Duration,
-        user_data: u64,
-        timeout_user_data: u64,
-    ) {
-        self.start(FakeOp::Connect, user_data);
-        self.start(FakeOp::ConnectTimeout, timeout_user_data);
+    /// Sends whose chunks the fake holds.
+    pub(crate) fn sends_held(&self) -> usize {
+        self.sends.len()
     }
 
-    fn finish_connect(&mut self, _key: u32) {}
-
-    fn cancel(&mut self, target: u64, _fd: RawFd, user_data: u64) {
+    /// A cancel: the target completes with -ECANCELED at once (with a connect, its
+    /// linked timeout too), the cancel with 0; or the cancel with -ENOENT if the target
+    /// had already completed.
+    pub(crate) fn cancel(&mut self, target: u64, user_data: u64) {
         self.started.push((FakeOp::Cancel(target), user_data));
         let found = match self.pending.remove(&target) {
             Some(op) => {
@@ -194,30 +160,57 @@ impl Driver for FakeDriver {
             .push(Completion::new(user_data, result, false, 0));
     }
 
-    fn shutdown_write(&mut self, _fd: RawFd, user_data: u64) {
-        self.start(FakeOp::Shutdown, user_data)
-    }
-
-    fn close(&mut self, fd: OwnedFd, user_data: u64) {
+    /// A close: done at once.
+    pub(crate) fn close(&mut self, fd: OwnedFd, user_data: u64) {
         drop(fd);
         self.started.push((FakeOp::Close, user_data));
         self.ready.push(Completion::new(user_data, 0, false, 0));
     }
 
-    fn arm_doorbell(&mut self, _efd: RawFd, user_data: u64) {
-        if !self.doorbell_armed {
-            self.doorbell_armed = true;
+    /// The doorbell read (one at a time).
+    pub(crate) fn doorbell(&mut self, user_data: u64) {
+        if self.doorbell.is_none() {
+            self.doorbell = Some(user_data);
             self.start(FakeOp::Doorbell, user_data);
         }
     }
 
-    fn doorbell_done(&mut self) {
-        self.doorbell_armed = false;
+    /// The doorbell read is in flight (its completion not yet drained).
+    pub(crate) fn doorbell_armed(&self) -> bool {
+        self.doorbell.is_some()
+    }
+}
+
+impl Driver for FakeDriver {
+    type RecvBuf = usize;
+
+    fn new(_config: DriverConfig) -> io::Result<Self> {
+        Ok(FakeDriver::default())
     }
 
-    fn doorbell_armed(&self) -> bool {
-        self.doorbell_armed
+    fn setup_name(&self) -> &'static str {
+        "fake (scripted completions)"
     }
+
+    fn start<O: Op>(&mut self, op: O, user_data: u64) -> O::Started {
+        op.start_fake(self, user_data)
+    }
+
+    fn call<C: Call>(&mut self, call: C) -> C::Answer {
+        call.call_fake(self)
+    }
+
+    fn claim_recv(&mut self, c: &Completion) -> Option<usize> {
+        let idx = (c.flags >> 16) as usize;
+        let data = self.recv_data.get(idx)?;
+        (c.result >= 0 && c.result as usize == data.len()).then_some(idx)
+    }
+
+    fn recv_bytes(&self, buf: &usize) -> &[u8] {
+        &self.recv_data[*buf]
+    }
+
+    fn recycle(&mut self, _buf: usize) {}
 
     fn submit_and_wait(
         &mut self,
@@ -230,6 +223,11 @@ impl Driver for FakeDriver {
     }
 
     fn drain(&mut self, out: &mut Vec<Completion>) -> bool {
+        if let Some(bell) = self.doorbell {
+            if self.ready.iter().any(|c| c.user_data == bell) {
+                self.doorbell = None;
+            }
+        }
         out.append(&mut self.ready);
         false
     }

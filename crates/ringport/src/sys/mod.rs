@@ -1,17 +1,20 @@
 //! The operating-system edge: the only module with `unsafe`.
 //!
 //! Contract with the engine above (the [`Driver`] trait; both backends keep it):
-//! - The engine names every operation with a `u64` user_data of its own choosing and gets
-//!   it back, unchanged, in each [`Completion`]. Multishot operations (accept, receive)
-//!   post many completions; the last one of an operation has `more() == false`. Every
-//!   operation ends with exactly one final completion, including when it is cancelled
+//! - Every operation is a type in `op/` (accept, receive, send, connect, shutdown,
+//!   cancel, close, the doorbell read, ...), started with `Driver::start(op, user_data)`.
+//!   The engine names it with a `u64` of its own choosing and gets it back, unchanged,
+//!   in each [`Completion`]. Multishot operations (accept, receive) post many
+//!   completions; the last one of an operation has `more() == false`. Every operation
+//!   ends with exactly one final completion, including when it is cancelled
 //!   (-ECANCELED), so the engine can count what is in flight.
 //! - Memory an operation reads or writes (send chunks and iovecs, connect addresses,
-//!   timeouts, the doorbell counter, receive buffers) is owned here until the operation's
-//!   final completion has been drained, so no engine mistake can make the kernel touch
-//!   freed memory. The engine tells when it is done with a keyed resource
-//!   (`finish_send`, `finish_connect`); a resource still in flight when an io_uring is
-//!   dropped is leaked rather than freed.
+//!   timeouts, the doorbell counter, receive buffers) is owned here, by the operation's
+//!   state, until its final completion has been reaped, so no engine mistake can make
+//!   the kernel touch freed memory. A connect and the doorbell release theirs by
+//!   themselves; a send's unsent chunks go back to the engine with `Driver::call(
+//!   ReclaimSend)`, which gives back nothing before the completion was reaped. Memory
+//!   still lent when an io_uring is dropped is leaked rather than freed.
 //! - Receive data is lent by the backend: a receive completion's data is claimed
 //!   (`claim_recv`), read through the backend (`recv_bytes`), and given back (`recycle`)
 //!   before the next wait. No receive memory belongs to a connection.
@@ -27,9 +30,9 @@ mod driver;
 pub(crate) mod eventfd;
 #[cfg(test)]
 pub(crate) mod fake;
+pub(crate) mod op;
 pub(crate) mod outbound;
 pub(crate) mod poll;
-mod send_table;
 pub(crate) mod socket;
 pub(crate) mod uring;
 

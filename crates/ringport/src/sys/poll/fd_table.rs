@@ -1,24 +1,28 @@
-//! Per-descriptor state of the readiness backend: what the engine has asked of the fd
-//! and what epoll last said about it (edge-triggered, so readiness is remembered until
-//! a call returns EAGAIN).
+//! Per-descriptor state of the readiness backend: what epoll last said about each fd
+//! (edge-triggered, so readiness is remembered until a call returns EAGAIN), which op
+//! states have something armed on it, and [`FdMap`], the descriptor-indexed table that
+//! holds these and the op states' own per-fd entries.
 
 use std::os::fd::RawFd;
 
-/// What a listener, the doorbell or a connecting socket waits for (an fd is only ever
-/// one of these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum WaitKind {
-    Accept,
-    Doorbell,
-    Connect,
+/// Bits of [`FdState::edges`] and [`FdState::interest`].
+pub(crate) mod edge {
+    /// Readable (or the read side closed, or an error).
+    pub const READ: u8 = 1;
+    /// Writable (or the write side closed, or an error).
+    pub const WRITE: u8 = 2;
+    /// An error or a hang-up (reported to every interest).
+    pub const ERROR: u8 = 4;
 }
 
-/// One descriptor's state, 24 bytes (there is one per connection). Default: unknown to
+/// One descriptor's state, 12 bytes (there is one per connection). Default: unknown to
 /// the backend.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct FdState {
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+pub(crate) struct FdState {
     /// Added to the epoll set.
     pub registered: bool,
+    /// The interest it is registered with ([`edge::READ`], [`edge::WRITE`]).
+    pub interest: u8,
     /// Readable (or closed/errored) since the last EAGAIN on read.
     pub readable: bool,
     /// The peer's FIN has been seen (EPOLLRDHUP): read until EOF, a short read does not
@@ -28,140 +32,102 @@ pub(super) struct FdState {
     pub writable: bool,
     /// In the backend's list of descriptors to serve.
     pub queued: bool,
-    has_recv: bool,
-    has_send: bool,
-    /// An armed accept, doorbell wait or connect (`None`: nothing).
-    wait_kind: Option<WaitKind>,
-    /// The name of the armed receive or of the wait: a descriptor never has both (a
-    /// listener or the doorbell never receives; a connecting socket's receive is armed
-    /// only after its connect completed and its wait was cleared).
-    ud: u64,
-    send_key: u32,
-}
-
-impl FdState {
-    fn waiting(&self, kind: WaitKind) -> Option<u64> {
-        (self.wait_kind == Some(kind)).then_some(self.ud)
-    }
-
-    pub fn accept(&self) -> Option<u64> {
-        self.waiting(WaitKind::Accept)
-    }
-
-    pub fn doorbell(&self) -> Option<u64> {
-        self.waiting(WaitKind::Doorbell)
-    }
-
-    pub fn connect(&self) -> Option<u64> {
-        self.waiting(WaitKind::Connect)
-    }
-
-    pub fn wait_for(&mut self, kind: WaitKind, user_data: u64) {
-        debug_assert!(
-            !self.has_recv,
-            "a wait on a descriptor with a receive armed"
-        );
-        self.wait_kind = Some(kind);
-        self.ud = user_data;
-    }
-
-    pub fn clear_wait(&mut self) {
-        self.wait_kind = None;
-    }
-
-    /// The armed multishot receive's name.
-    pub fn recv(&self) -> Option<u64> {
-        self.has_recv.then_some(self.ud)
-    }
-
-    pub fn set_recv(&mut self, user_data: Option<u64>) {
-        debug_assert!(
-            user_data.is_none() || self.wait_kind.is_none(),
-            "a receive armed on a descriptor that waits"
-        );
-        self.has_recv = user_data.is_some();
-        if let Some(ud) = user_data {
-            self.ud = ud;
-        }
-    }
-
-    /// The key of a send waiting for writability.
-    pub fn send(&self) -> Option<u32> {
-        self.has_send.then_some(self.send_key)
-    }
-
-    pub fn set_send(&mut self, key: Option<u32>) {
-        self.has_send = key.is_some();
-        self.send_key = key.unwrap_or(0);
-    }
-
-    /// Something asked of this fd can make progress now.
-    pub fn has_work(&self) -> bool {
-        let wants_read =
-            self.has_recv || matches!(self.wait_kind, Some(WaitKind::Accept | WaitKind::Doorbell));
-        let wants_write = self.has_send || self.wait_kind == Some(WaitKind::Connect);
-        (self.readable && wants_read) || (self.writable && wants_write)
-    }
+    /// What the last epoll pass reported for it (bits of [`edge`]); cleared once the fd
+    /// has been served, so an op that reports readiness itself sees each edge once.
+    pub edges: u8,
+    /// The op states (by index) with something armed on this fd.
+    pub armed: u32,
 }
 
 /// The table keeps room for this many descriptors however few are open.
 const KEEP_FDS: usize = 1024;
 
-/// Descriptor states indexed by fd number (small, dense integers: the kernel hands out
-/// the lowest free number). After a burst of connections has closed, the states above
-/// the highest descriptor still known are dropped and the capacity follows, so the
-/// table is sized by the descriptors open, not by the burst.
-#[derive(Debug, Default)]
-pub(super) struct FdTable {
-    states: Vec<FdState>,
+/// Entries indexed by fd number (small, dense integers: the kernel hands out the lowest
+/// free number). After a burst of connections has closed, the entries above the highest
+/// descriptor still known are dropped and the capacity follows, so the table is sized by
+/// the descriptors open, not by the burst. `T::default()` means "nothing known": such an
+/// entry at the top may be trimmed, so read entries whose default is a real value (a
+/// key 0) with [`FdMap::value`].
+#[derive(Debug)]
+pub(crate) struct FdMap<T> {
+    entries: Vec<T>,
 }
 
-impl FdTable {
-    pub fn get_mut(&mut self, fd: RawFd) -> &mut FdState {
-        let i = fd as usize;
-        if self.states.len() <= i {
-            self.states.resize_with(i + 1, FdState::default);
+impl<T> Default for FdMap<T> {
+    fn default() -> Self {
+        FdMap {
+            entries: Vec::new(),
         }
-        &mut self.states[i]
+    }
+}
+
+/// The readiness backend's descriptor states.
+pub(crate) type FdTable = FdMap<FdState>;
+
+impl<T: Default + PartialEq> FdMap<T> {
+    /// The entry of `fd`, made (default) if the table does not reach it yet.
+    pub fn get_mut(&mut self, fd: RawFd) -> &mut T {
+        let i = fd as usize;
+        if self.entries.len() <= i {
+            self.entries.resize_with(i + 1, T::default);
+        }
+        &mut self.entries[i]
     }
 
-    pub fn get(&self, fd: RawFd) -> Option<&FdState> {
-        self.states.get(fd as usize)
+    /// The entry of `fd`, if the table reaches it.
+    pub fn get(&self, fd: RawFd) -> Option<&T> {
+        self.entries.get(fd as usize)
     }
 
-    /// Forget everything about `fd` (it is being closed; its number will be reused).
+    /// The entry of `fd`, the default if the table does not reach it (an entry equal to
+    /// the default may have been trimmed away: read it with this).
+    pub fn value(&self, fd: RawFd) -> T
+    where
+        T: Copy,
+    {
+        self.get(fd).copied().unwrap_or_default()
+    }
+
+    /// Set the entry of `fd`.
+    pub fn set(&mut self, fd: RawFd, value: T) {
+        *self.get_mut(fd) = value;
+    }
+
+    /// Forget everything about `fd` (its op ended, or it is being closed; its number
+    /// will be reused).
     ///
-    /// Clearing the highest descriptor also drops the unknown states below it down to
-    /// the next known one: each state is dropped at most once per time it was added, so
+    /// Clearing the highest descriptor also drops the unknown entries below it down to
+    /// the next known one: each entry is dropped at most once per time it was added, so
     /// this costs O(1) a clear, amortized (and nothing per message: clears come with
     /// closes).
     pub fn clear(&mut self, fd: RawFd) {
         let i = fd as usize;
-        let Some(s) = self.states.get_mut(i) else {
+        let Some(s) = self.entries.get_mut(i) else {
             return;
         };
-        *s = FdState::default();
-        if i + 1 == self.states.len() {
+        *s = T::default();
+        if i + 1 == self.entries.len() {
             self.trim();
         }
     }
 
     fn trim(&mut self) {
-        while self.states.last().is_some_and(|s| *s == FdState::default()) {
-            self.states.pop();
+        let unknown = T::default();
+        while self.entries.last().is_some_and(|s| *s == unknown) {
+            self.entries.pop();
         }
         // Shrink only well above what is needed, so open/close at the top never
         // reallocates back and forth.
-        let keep = self.states.len().max(KEEP_FDS);
-        if self.states.capacity() > 4 * keep {
-            self.states.shrink_to(2 * keep);
+        let keep = self.entries.len().max(KEEP_FDS);
+        if self.entries.capacity() > 4 * keep {
+            self.entries.shrink_to(2 * keep);
         }
     }
 
-    /// (states, capacity), for tests.
+    /// (entries, capacity), for tests.
     #[cfg(test)]
     pub fn footprint(&self) -> (usize, usize) {
-        (self.states.len(), self.states.capacity())
+        (self.entries.len(), self.entries.capacity())
     }
 }
 
@@ -171,7 +137,7 @@ mod tests {
 
     #[test]
     fn descriptor_state_stays_small() {
-        assert!(std::mem::size_of::<FdState>() <= 24);
+        assert!(std::mem::size_of::<FdState>() <= 12);
     }
 
     #[test]
@@ -185,7 +151,7 @@ mod tests {
         let burst: Vec<RawFd> = (6..10_006).collect();
         for &fd in &burst {
             t.get_mut(fd).registered = true;
-            t.get_mut(fd).set_recv(Some(fd as u64));
+            t.get_mut(fd).armed = 1;
         }
         assert!(t.footprint().1 >= 10_006);
         for &fd in burst.iter().filter(|fd| *fd % 2 == 0) {
@@ -197,7 +163,7 @@ mod tests {
         let (len, cap) = t.footprint();
         assert_eq!(len, 6, "states up to the highest descriptor still open");
         assert!(cap <= 4 * KEEP_FDS, "capacity {cap} after the burst");
-        assert!(t.get(5).is_some_and(|s| s.recv().is_none() && s.registered));
+        assert!(t.get(5).is_some_and(|s| s.armed == 0 && s.registered));
         // Open/close at the top costs no reallocation.
         let cap = t.footprint().1;
         for _ in 0..1000 {

@@ -1,6 +1,8 @@
-//! Ring setup: try the fastest setup flags first, fall back, and check every opcode we use.
+//! Ring setup: try the fastest setup flags first, fall back, and check every opcode the
+//! registered operations use.
 
-use io_uring::{opcode, IoUring, Probe};
+use crate::sys::op;
+use io_uring::{IoUring, Probe};
 use std::io;
 
 /// Setup flag sets, fastest first. SINGLE_ISSUER + DEFER_TASKRUN (6.1) runs completion
@@ -11,19 +13,6 @@ const SETUPS: [(&str, bool, bool, bool); 4] = [
     ("single_issuer+coop_taskrun", true, false, true),
     ("coop_taskrun", false, false, true),
     ("plain", false, false, false),
-];
-
-/// Opcodes the engine needs, with the names used in the error message.
-const NEEDED: [(u8, &str); 9] = [
-    (opcode::AcceptMulti::CODE, "accept"),
-    (opcode::RecvMulti::CODE, "recv"),
-    (opcode::SendMsg::CODE, "sendmsg"),
-    (opcode::Connect::CODE, "connect"),
-    (opcode::LinkTimeout::CODE, "link_timeout"),
-    (opcode::AsyncCancel::CODE, "async_cancel"),
-    (opcode::Close::CODE, "close"),
-    (opcode::Shutdown::CODE, "shutdown"),
-    (opcode::Read::CODE, "read"),
 ];
 
 /// A ring and the name of the setup that the kernel took.
@@ -66,8 +55,10 @@ fn check_ring(ring: &IoUring) -> io::Result<()> {
     }
     let mut probe = Probe::new();
     ring.submitter().register_probe(&mut probe)?;
-    let missing: Vec<&str> = NEEDED
+    // Every opcode of every registered operation (`sys/op/mod.rs`).
+    let missing: Vec<&str> = op::URING_OPCODES
         .iter()
+        .flat_map(|ops| ops.iter())
         .filter(|(code, _)| !probe.is_supported(*code))
         .map(|(_, name)| *name)
         .collect();

@@ -1,5 +1,5 @@
 //! The send operations of one worker, by key (the connection's slot), with a bounded
-//! free list of finished ones, shared by both backends.
+//! free list of finished ones (both backends keep their sends here).
 //!
 //! An operation lives in a box: the kernel may hold pointers into it (io_uring's header
 //! and iovecs), and a box does not move when the table grows. A finished box goes to the

@@ -1,0 +1,55 @@
+//! Test helpers: both drivers built directly, and waiting for completions.
+
+use crate::sys::driver::{Driver, DriverConfig};
+use crate::sys::Completion;
+use std::time::{Duration, Instant};
+
+/// A small driver configuration.
+pub(crate) fn config() -> DriverConfig {
+    DriverConfig {
+        ring_entries: 256,
+        cq_entries: 4096,
+        recv_buffers: 16,
+        recv_buffer_size: 4096,
+    }
+}
+
+/// A driver of type `D`, or `None` (with a note) where this kernel or sandbox has no
+/// io_uring: the readiness backend's run of the same test still covers the op.
+pub(crate) fn driver<D: Driver>() -> Option<D> {
+    match D::new(config()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!(
+                "{}: not available here ({e}); skipped",
+                std::any::type_name::<D>()
+            );
+            None
+        }
+    }
+}
+
+/// Wait (up to ten seconds) and drain into `got` until `done(got)`.
+pub(crate) fn wait_until<D: Driver>(
+    d: &mut D,
+    got: &mut Vec<Completion>,
+    mut done: impl FnMut(&[Completion]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(got) {
+        assert!(Instant::now() < deadline, "timed out; got {got:?}");
+        d.submit_and_wait(1, Duration::ZERO, Some(Duration::from_millis(10)))
+            .expect("wait");
+        d.drain(got);
+    }
+}
+
+/// Wait `for_` and drain whatever completed into `got` (to see nothing more came).
+pub(crate) fn settle<D: Driver>(d: &mut D, got: &mut Vec<Completion>, for_: Duration) {
+    let until = Instant::now() + for_;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        d.submit_and_wait(1, Duration::ZERO, Some(left.min(Duration::from_millis(10))))
+            .expect("wait");
+        d.drain(got);
+    }
+}
