@@ -20,6 +20,7 @@ const CANCELLABLE: [OpKind; 3] = [OpKind::Recv, OpKind::Send, OpKind::Connect];
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ledger(u16);
 
+#[inline]
 fn bit(kind: OpKind) -> u16 {
     1 << (kind as u8 as u16 & 15)
 }
@@ -28,6 +29,7 @@ impl Ledger {
     /// Record a submitted operation. One of each kind at a time: recording a kind already
     /// in flight is an engine bug (asserted in debug builds; in release the one record
     /// stands for both, and the first final completion clears it).
+    #[inline]
     pub(crate) fn record(&mut self, kind: OpKind) {
         debug_assert!(!self.has(kind), "{kind:?} recorded twice");
         if self.has(kind) {
@@ -38,6 +40,7 @@ impl Ledger {
 
     /// The final completion of an operation of `kind` arrived: remove it. False if the
     /// ledger had none (the completion is not this owner's).
+    #[inline]
     pub(crate) fn complete(&mut self, kind: OpKind) -> bool {
         let had = self.has(kind);
         self.0 &= !bit(kind);
@@ -45,16 +48,19 @@ impl Ledger {
     }
 
     /// An operation of `kind` is in flight.
+    #[inline]
     pub(crate) fn has(&self, kind: OpKind) -> bool {
         self.0 & bit(kind) != 0
     }
 
     /// Nothing is in flight: the owner's slot may be freed.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.0 == 0
     }
 
     /// How many operations are in flight.
+    #[inline]
     pub(crate) fn len(&self) -> u32 {
         self.0.count_ones()
     }

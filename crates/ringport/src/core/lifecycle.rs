@@ -91,49 +91,74 @@ pub(crate) struct Wants {
     pub pause_reading: bool,
 }
 
-/// One thing for the shell to do.
+/// One thing for the shell to do. Two bytes: the close reason an action concerns is the
+/// machine's ([`Lifecycle::closing_reason`]), not carried (actions are made and copied on
+/// every completion; a `CloseReason` is 24 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// The connection entered `Closing` with this reason: drop what the shell keeps for
-    /// it besides its operations (timers, its timeout watch, budgets, the frame reader).
-    /// Always the first action of a close.
-    Closing(CloseReason),
+    /// The connection entered `Closing`: drop what the shell keeps for it besides its
+    /// operations (timers, its timeout watch, budgets, the frame reader). Always the
+    /// first action of a close.
+    Closing,
     /// Start the connection's operation of this kind (the ledger has recorded it).
     Start(OpKind),
     /// Cancel its operation of this kind (its final completion follows).
     Cancel(OpKind),
-    /// Every operation has completed: report the close with this reason (`on_close`, or
-    /// `on_connect_failed` for a connect that never opened). The descriptor's close
-    /// (`Start(Close)`) follows.
-    Report(CloseReason),
+    /// Every operation has completed: report the close (`on_close`, or
+    /// `on_connect_failed` for a connect that never opened) with the closing reason. The
+    /// descriptor's close (`Start(Close)`) follows.
+    Report,
     /// The descriptor's close completed and nothing is in flight: free the slot.
     Free,
 }
 
 /// Most actions one transition returns: a close says it is closing, cancels three
 /// operations, reports and closes the descriptor.
-const MAX_ACTIONS: usize = 6;
+const MAX_ACTIONS: u32 = 6;
 
-/// The actions of one transition, in the order to carry them out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Actions {
-    list: [Action; MAX_ACTIONS],
-    len: u8,
-}
+impl Action {
+    /// One byte, never 0: the tag in the high nibble, an operation kind in the low one.
+    #[inline]
+    fn code(self) -> u64 {
+        match self {
+            Action::Closing => 0x10,
+            Action::Start(k) => 0x20 | k as u64,
+            Action::Cancel(k) => 0x30 | k as u64,
+            Action::Report => 0x40,
+            Action::Free => 0x50,
+        }
+    }
 
-impl Default for Actions {
-    fn default() -> Self {
-        Actions {
-            list: [Action::Free; MAX_ACTIONS],
-            len: 0,
+    #[inline]
+    fn from_code(code: u8) -> Action {
+        let kind = || OpKind::from_u8(code & 0xf).expect("an action names a known kind");
+        match code >> 4 {
+            1 => Action::Closing,
+            2 => Action::Start(kind()),
+            3 => Action::Cancel(kind()),
+            4 => Action::Report,
+            _ => Action::Free,
         }
     }
 }
 
+/// The actions of one transition, in the order to carry them out, packed a byte each
+/// into one word: made and read in registers on every completion (an array of enums
+/// written a byte at a time and copied out as words stalls on store forwarding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Actions(u64);
+
 impl Actions {
+    #[inline]
+    fn len(&self) -> u32 {
+        (64 - self.0.leading_zeros()).div_ceil(8)
+    }
+
+    #[inline]
     fn push(&mut self, a: Action) {
-        self.list[self.len as usize] = a;
-        self.len += 1;
+        let len = self.len();
+        debug_assert!(len < MAX_ACTIONS, "more actions than a transition makes");
+        self.0 |= a.code() << (8 * len);
     }
 
     fn extend(&mut self, more: Actions) {
@@ -143,17 +168,22 @@ impl Actions {
     }
 
     /// Nothing to do.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0 == 0
     }
 }
 
-impl IntoIterator for Actions {
+impl Iterator for Actions {
     type Item = Action;
-    type IntoIter = std::iter::Take<std::array::IntoIter<Action, MAX_ACTIONS>>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.list.into_iter().take(self.len as usize)
+    #[inline]
+    fn next(&mut self) -> Option<Action> {
+        let code = self.0 as u8;
+        if code == 0 {
+            return None;
+        }
+        self.0 >>= 8;
+        Some(Action::from_code(code))
     }
 }
 
@@ -196,11 +226,13 @@ impl Lifecycle {
         self.state
     }
 
+    #[inline]
     pub(crate) fn ledger(&self) -> &Ledger {
         &self.ledger
     }
 
     /// Open: callbacks run.
+    #[inline]
     pub(crate) fn is_open(&self) -> bool {
         matches!(self.state, State::Open { .. })
     }
@@ -212,6 +244,7 @@ impl Lifecycle {
 
     /// What was asked about the connection's end: while open, the handler's request;
     /// once closing or closed, "now", with the reason it is closing for.
+    #[inline]
     pub(crate) fn request(&self) -> CloseRequest {
         match self.state {
             State::Open { close, .. } => close,
@@ -220,9 +253,18 @@ impl Lifecycle {
         }
     }
 
+    /// The reason the connection is closing (or closed) for; `None` before its close.
+    pub(crate) fn closing_reason(&self) -> Option<CloseReason> {
+        match self.state {
+            State::Closing { reason } | State::Closed { reason } => Some(reason),
+            _ => None,
+        }
+    }
+
     /// Ask for the connection's end (only an open connection takes asks). The one rule
     /// for which ask stands: the first one, except that a close-now replaces a pending
     /// close-after-flush.
+    #[inline]
     pub(crate) fn ask(&mut self, ask: CloseRequest) {
         if let State::Open { close, .. } = &mut self.state {
             let replaces = matches!(
@@ -267,6 +309,7 @@ impl Lifecycle {
     /// A completion of the operation of `kind`; `more`: more of the same (multishot)
     /// follow. False if the ledger holds no such operation: the completion is not this
     /// connection's (the shell drops it as stale).
+    #[inline]
     pub(crate) fn completed(&mut self, kind: OpKind, more: bool) -> bool {
         if more {
             return self.ledger.has(kind);
@@ -285,6 +328,7 @@ impl Lifecycle {
     }
 
     /// The peer shut its write side (a receive returned 0).
+    #[inline]
     pub(crate) fn read_eof(&mut self) {
         if let State::Open { read, .. } = &mut self.state {
             *read = ReadSide::Eof;
@@ -293,6 +337,7 @@ impl Lifecycle {
 
     /// What the handler's requests call for now: operations to start or cancel, or the
     /// close. Only an open connection plans.
+    #[inline]
     pub(crate) fn plan(&mut self, wants: Wants) -> Actions {
         let State::Open {
             mut read,
@@ -353,7 +398,7 @@ impl Lifecycle {
         }
         self.state = State::Closing { reason };
         let mut a = Actions::default();
-        a.push(Action::Closing(reason));
+        a.push(Action::Closing);
         for kind in self.ledger.cancellable() {
             a.push(Action::Cancel(kind));
         }
@@ -363,6 +408,7 @@ impl Lifecycle {
 
     /// After a final completion: what an empty ledger now calls for (report and close
     /// the descriptor of a closing connection; free a closed one's slot).
+    #[inline]
     pub(crate) fn settle(&mut self) -> Actions {
         let mut a = Actions::default();
         if !self.ledger.is_empty() {
@@ -372,7 +418,7 @@ impl Lifecycle {
             State::Closing { reason } => {
                 self.state = State::Closed { reason };
                 self.ledger.record(OpKind::Close);
-                a.push(Action::Report(reason));
+                a.push(Action::Report);
                 a.push(Action::Start(OpKind::Close));
             }
             State::Closed { .. } => a.push(Action::Free),

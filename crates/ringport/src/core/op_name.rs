@@ -44,7 +44,7 @@ pub(crate) enum OpKind {
 }
 
 impl OpKind {
-    fn from_u8(v: u8) -> Option<OpKind> {
+    pub(crate) fn from_u8(v: u8) -> Option<OpKind> {
         Some(match v {
             1 => OpKind::Accept,
             2 => OpKind::Recv,

@@ -51,19 +51,13 @@ fn a_close_cancels_what_is_in_flight_and_reports_only_when_all_completed() {
     let a = l.close(CloseReason::Local).expect("first close");
     assert_eq!(
         list(a),
-        vec![
-            Closing(CloseReason::Local),
-            Cancel(OpKind::Recv),
-            Cancel(OpKind::Send)
-        ]
+        vec![Closing, Cancel(OpKind::Recv), Cancel(OpKind::Send)]
     );
+    assert_eq!(l.closing_reason(), Some(CloseReason::Local));
     assert!(l.completed(OpKind::Recv, false));
     assert!(l.settle().is_empty(), "the send is still in flight");
     assert!(l.completed(OpKind::Send, false));
-    assert_eq!(
-        list(l.settle()),
-        vec![Report(CloseReason::Local), Start(OpKind::Close)]
-    );
+    assert_eq!(list(l.settle()), vec![Report, Start(OpKind::Close)]);
     assert!(l.is_closed());
     assert!(l.settle().is_empty(), "the descriptor's close is in flight");
     assert!(l.completed(OpKind::Close, false));
@@ -77,11 +71,7 @@ fn the_first_close_reason_is_the_one_reported() {
     let a = l.close(CloseReason::SlowReader).unwrap();
     assert_eq!(
         list(a),
-        vec![
-            Closing(CloseReason::SlowReader),
-            Report(CloseReason::SlowReader),
-            Start(OpKind::Close)
-        ],
+        vec![Closing, Report, Start(OpKind::Close)],
         "nothing in flight: reported at once"
     );
     assert_eq!(l.close(CloseReason::Local), None);
@@ -145,11 +135,7 @@ fn a_graceful_close_stops_reading_flushes_then_closes() {
     assert!(l.completed(OpKind::Send, false));
     assert_eq!(
         list(l.plan(wants())),
-        vec![
-            Closing(CloseReason::Local),
-            Report(CloseReason::Local),
-            Start(OpKind::Close)
-        ]
+        vec![Closing, Report, Start(OpKind::Close)]
     );
 }
 
@@ -199,16 +185,9 @@ fn a_connect_that_fails_is_reported_after_both_its_completions() {
     assert!(l.completed(OpKind::Connect, false));
     assert!(l.connected(), "the shell checks the result");
     let a = l.close(CloseReason::ConnectRefused).unwrap();
-    assert_eq!(
-        list(a),
-        vec![Closing(CloseReason::ConnectRefused)],
-        "the linked timeout is still due"
-    );
+    assert_eq!(list(a), vec![Closing], "the linked timeout is still due");
     assert!(l.completed(OpKind::ConnectTimeout, false));
-    assert_eq!(
-        list(l.settle()),
-        vec![Report(CloseReason::ConnectRefused), Start(OpKind::Close)]
-    );
+    assert_eq!(list(l.settle()), vec![Report, Start(OpKind::Close)]);
     assert!(!l.was_opened());
 }
 
@@ -216,17 +195,11 @@ fn a_connect_that_fails_is_reported_after_both_its_completions() {
 fn a_connect_closed_by_shutdown_does_not_open_when_it_completes() {
     let mut l = Lifecycle::connecting();
     let a = l.close(CloseReason::Shutdown).unwrap();
-    assert_eq!(
-        list(a),
-        vec![Closing(CloseReason::Shutdown), Cancel(OpKind::Connect)]
-    );
+    assert_eq!(list(a), vec![Closing, Cancel(OpKind::Connect)]);
     assert!(l.completed(OpKind::Connect, false));
     assert!(!l.connected(), "a close came first");
     assert!(l.completed(OpKind::ConnectTimeout, false));
-    assert_eq!(
-        list(l.settle()),
-        vec![Report(CloseReason::Shutdown), Start(OpKind::Close)]
-    );
+    assert_eq!(list(l.settle()), vec![Report, Start(OpKind::Close)]);
 }
 
 #[test]
@@ -263,10 +236,7 @@ fn the_first_ask_stands_except_that_now_replaces_after_flush() {
     l.ask(CloseRequest::Now(CloseReason::Aborted));
     assert_eq!(l.request(), CloseRequest::Now(CloseReason::SlowReader));
     let a = list(l.plan(wants()));
-    assert_eq!(
-        a,
-        vec![Closing(CloseReason::SlowReader), Cancel(OpKind::Recv)]
-    );
+    assert_eq!(a, vec![Closing, Cancel(OpKind::Recv)]);
     assert!(Lifecycle::connecting().request() == CloseRequest::None);
 }
 
@@ -283,10 +253,33 @@ fn a_close_with_every_operation_in_flight_fits_one_transition() {
     assert_eq!(
         list(a),
         vec![
-            Closing(CloseReason::Local),
+            Closing,
             Cancel(OpKind::Recv),
             Cancel(OpKind::Send),
             Cancel(OpKind::Connect)
         ]
     );
+}
+
+#[test]
+fn actions_pack_every_kind_and_keep_their_order() {
+    let kinds = [
+        OpKind::Accept,
+        OpKind::Recv,
+        OpKind::Send,
+        OpKind::Connect,
+        OpKind::ConnectTimeout,
+        OpKind::Shutdown,
+        OpKind::Close,
+        OpKind::Doorbell,
+        OpKind::Ignore,
+    ];
+    for k in kinds {
+        let mut a = Actions::default();
+        for act in [Closing, Start(k), Cancel(k), Report, Free] {
+            a.push(act);
+        }
+        assert_eq!(list(a), vec![Closing, Start(k), Cancel(k), Report, Free]);
+    }
+    assert!(Actions::default().is_empty());
 }

@@ -133,16 +133,22 @@ impl Connects {
 }
 
 impl UringOpState for Connects {
-    fn reaped(&mut self, c: &Completion) {
-        let Some(slot) = self.by_key.get_mut(c.user_data as u32 as usize) else {
+    fn reaped(&mut self, batch: &[Completion]) {
+        if self.held == 0 {
             return;
-        };
-        if let Some(mem) = slot.as_mut().filter(|m| m.user_data.contains(&c.user_data)) {
-            mem.reaped += 1;
-            if mem.reaped == 2 {
-                // Both completions reaped: the kernel is done with the address and timespec.
-                *slot = None;
-                self.held -= 1;
+        }
+        for c in batch {
+            let Some(slot) = self.by_key.get_mut(c.user_data as u32 as usize) else {
+                continue;
+            };
+            if let Some(mem) = slot.as_mut().filter(|m| m.user_data.contains(&c.user_data)) {
+                mem.reaped += 1;
+                if mem.reaped == 2 {
+                    // Both completions reaped: the kernel is done with the address and
+                    // timespec.
+                    *slot = None;
+                    self.held -= 1;
+                }
             }
         }
     }

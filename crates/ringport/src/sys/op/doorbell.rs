@@ -95,9 +95,11 @@ struct DoorbellTarget {
 }
 
 impl UringOpState for DoorbellTarget {
-    fn reaped(&mut self, c: &Completion) {
-        if self.in_flight == Some(c.user_data) && !c.more() {
-            self.in_flight = None;
+    fn reaped(&mut self, batch: &[Completion]) {
+        if let Some(ud) = self.in_flight {
+            if batch.iter().any(|c| c.user_data == ud && !c.more()) {
+                self.in_flight = None;
+            }
         }
     }
 
@@ -158,9 +160,11 @@ impl PollOpState for DoorbellWait {
         }
     }
 
-    fn reaped(&mut self, c: &Completion) {
-        if self.in_flight == Some(c.user_data) && !c.more() {
-            self.in_flight = None;
+    fn reaped(&mut self, batch: &[Completion]) {
+        if let Some(ud) = self.in_flight {
+            if batch.iter().any(|c| c.user_data == ud && !c.more()) {
+                self.in_flight = None;
+            }
         }
     }
 }

@@ -207,8 +207,10 @@ impl Sends {
 }
 
 impl UringOpState for Sends {
-    fn reaped(&mut self, c: &Completion) {
-        self.note(c)
+    fn reaped(&mut self, batch: &[Completion]) {
+        if self.table.in_flight() > 0 {
+            batch.iter().for_each(|c| self.note(c))
+        }
     }
 
     fn held(&self) -> usize {
@@ -276,8 +278,8 @@ impl PollOpState for PollSends {
         self.waiting.clear(fd);
     }
 
-    fn reaped(&mut self, c: &Completion) {
-        self.sends.note(c)
+    fn reaped(&mut self, batch: &[Completion]) {
+        batch.iter().for_each(|c| self.sends.note(c))
     }
 }
 

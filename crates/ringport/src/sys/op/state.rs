@@ -44,22 +44,34 @@ impl<S: ?Sized> Default for OpStates<S> {
 
 impl<S: ?Sized + AsAny> OpStates<S> {
     /// The state of type `T` and its index; `make` boxes a new one on first use.
-    /// A handful of states exist, so a linear look-up by type id is the fast way.
+    /// A handful of states exist, so a linear look-up by type id is the fast way; the
+    /// type is checked once, when the state is made, not on every look-up (this runs on
+    /// every send).
+    #[inline]
     pub(crate) fn get_or_make<T: Any>(&mut self, make: impl FnOnce() -> Box<S>) -> (usize, &mut T) {
         let id = TypeId::of::<T>();
         let index = match self.list.iter().position(|(t, _)| *t == id) {
             Some(i) => i,
-            None => {
-                self.list.push((id, make()));
-                self.list.len() - 1
-            }
+            None => self.insert::<T>(make()),
         };
-        // `AsAny` of the state itself (`*` through the box: the box is `Any` too).
-        let state = (*self.list[index].1).as_any_mut().downcast_mut::<T>();
-        (
-            index,
-            state.expect("an op state is stored under its own type id"),
-        )
+        let state: *mut S = &mut *self.list[index].1;
+        // SAFETY: the entry at `index` is stored under `TypeId::of::<T>()`, and `insert`
+        // (the only way into `list`) stores a box under the type id of what it holds, so
+        // the box holds a `T`: the data pointer of the trait object points to a live `T`,
+        // borrowed mutably through `self` for the returned lifetime.
+        (index, unsafe { &mut *state.cast::<T>() })
+    }
+
+    /// Store a new state, checking that it is a `T` (the invariant `get_or_make`'s cast
+    /// rests on); returns its index.
+    #[cold]
+    fn insert<T: Any>(&mut self, mut state: Box<S>) -> usize {
+        assert!(
+            (*state).as_any_mut().is::<T>(),
+            "an op state made as another type than asked"
+        );
+        self.list.push((TypeId::of::<T>(), state));
+        self.list.len() - 1
     }
 
     /// The state at `index` (from [`OpStates::get_or_make`]).
@@ -75,11 +87,6 @@ impl<S: ?Sized + AsAny> OpStates<S> {
     /// Every state, in index order, read-only.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &S> {
         self.list.iter().map(|(_, s)| &**s)
-    }
-
-    /// How many states exist.
-    pub(crate) fn len(&self) -> usize {
-        self.list.len()
     }
 }
 
@@ -118,6 +125,13 @@ mod tests {
         assert_eq!(s.iter().map(|x| x.name()).collect::<Vec<_>>(), ["a", "b"]);
         let first = s.iter_mut().next().unwrap();
         assert!((*first).type_name().ends_with("::A"));
-        assert_eq!(s.len(), 2);
+        assert_eq!(s.iter().count(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "an op state made as another type")]
+    fn a_state_made_as_another_type_than_asked_is_refused() {
+        let mut s = OpStates::<dyn Named>::default();
+        s.get_or_make::<A>(|| Box::new(B));
     }
 }

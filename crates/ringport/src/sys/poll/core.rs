@@ -49,8 +49,9 @@ pub(crate) trait PollOpState: AsAny {
     /// descriptors with `bit`).
     fn expire(&mut self, _io: &mut PollIo, _now: Instant, _bit: OpBit) {}
 
-    /// `c` is handed to the engine (the readiness backend's "reaped").
-    fn reaped(&mut self, _c: &Completion) {}
+    /// `batch` is handed to the engine (the readiness backend's "reaped"; one call per
+    /// state per drain).
+    fn reaped(&mut self, _batch: &[Completion]) {}
 }
 
 /// An op state's mark on the descriptors it is armed on.
@@ -366,9 +367,9 @@ impl PollCore {
 
     /// Move the completions posted into `out`, showing each to the op states first.
     pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) {
-        for c in &self.io.ready {
+        if !self.io.ready.is_empty() {
             for s in self.states.iter_mut() {
-                s.reaped(c);
+                s.reaped(&self.io.ready);
             }
         }
         out.append(&mut self.io.ready);

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 /// The io_uring side of an op's driver-held state (what its operations lend the kernel).
 pub(crate) trait UringOpState: AsAny {
-    /// The core reaped `c` and hands it on: if it is the final completion of an operation
-    /// this state lends memory for, the kernel is done with that memory.
-    fn reaped(&mut self, c: &Completion);
+    /// The core reaped `batch` and hands it on: for each final completion of an
+    /// operation this state lends memory for, the kernel is done with that memory. (One
+    /// call per state per drain, not per completion: the loop is the state's own.)
+    fn reaped(&mut self, batch: &[Completion]);
 
     /// Operations whose memory this state still holds.
     fn held(&self) -> usize;
@@ -311,11 +312,9 @@ impl UringCore {
             });
         }
         drop(cq);
-        if self.states.len() > 0 {
-            for c in &out[first..] {
-                for s in self.states.iter_mut() {
-                    s.reaped(c);
-                }
+        if out.len() > first {
+            for s in self.states.iter_mut() {
+                s.reaped(&out[first..]);
             }
         }
         if lost != self.lost_seen {
