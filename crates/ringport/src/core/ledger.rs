@@ -5,7 +5,7 @@
 //! operation too: once, however many completions it posts); its final completion removes
 //! it. The close protocol cancels what the ledger holds ([`Ledger::cancellable`]) and
 //! waits for it to empty; an owner's slot may be freed only when its ledger is empty (the
-//! connection table refuses otherwise, see `engine::conn_table`). An owner has at most
+//! worker refuses otherwise, in release builds too: `Worker::free` in `engine/lifecycle.rs`). An owner has at most
 //! one operation of each kind in flight (one receive, one send, one shutdown, ...), so a
 //! bit per kind is the whole record: two bytes.
 
@@ -15,6 +15,9 @@ use super::OpKind;
 /// (a receive waits for data, a send for room, a connect for the peer). A shutdown, a
 /// close and a connect's linked timeout end by themselves.
 const CANCELLABLE: [OpKind; 3] = [OpKind::Recv, OpKind::Send, OpKind::Connect];
+
+// A bit per kind in a u16: every kind's discriminant must be below 16.
+const _: () = assert!((OpKind::Ignore as u8) < 16);
 
 /// The operations one owner has in flight.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

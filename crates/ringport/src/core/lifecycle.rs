@@ -300,9 +300,9 @@ impl Lifecycle {
         }
     }
 
-    /// The connect completed successfully: true if the connection is to open (false if
-    /// a close came first: a shutdown dropped it while connecting).
-    pub(crate) fn connected(&self) -> bool {
+    /// Still connecting: a connect that completes now is to open (false if a close came
+    /// first: a shutdown dropped it while connecting).
+    pub(crate) fn is_connecting(&self) -> bool {
         self.state == State::Connecting
     }
 

@@ -12,6 +12,7 @@ use super::conn_state::ConnState;
 use super::delivery::{deliver_within_budget, reader_held, stamp_partial};
 use super::worker::Worker;
 use crate::conn::{CloseRequest, Conn, ConnId};
+use crate::core::lifecycle::State;
 use crate::core::{Action, Actions, ConnKey, Lifecycle, OpKind, Wants};
 use crate::error::CloseReason;
 use crate::handler::Handler;
@@ -123,7 +124,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if self
             .conns
             .get_mut(key)
-            .is_some_and(|st| st.conn.life.connected())
+            .is_some_and(|st| st.conn.life.is_connecting())
         {
             if c.result == 0 {
                 bump(&self.stats.connected, 1);
@@ -427,10 +428,13 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 None => self.on_op_done(key, OpKind::Close),
             },
             other => {
+                // Never: the machine starts only the kinds above. Undo its record, so the
+                // slot can still be freed and the gauge stays true.
                 tracing::error!(
                     ?other,
                     "the lifecycle asked to start an operation it never starts"
                 );
+                self.on_op_done(key, other);
             }
         }
     }
@@ -457,23 +461,20 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         match st.conn.life.state() {
-            crate::core::lifecycle::State::Open { .. } => {
+            State::Open { .. } => {
                 // Unless the handler asked a close of its own, whose reason stands.
                 st.conn
                     .life
                     .ask(CloseRequest::AfterFlush(CloseReason::Shutdown));
                 self.mark_dirty(key);
             }
-            crate::core::lifecycle::State::Connecting => {
-                self.begin_close(key, CloseReason::Shutdown)
-            }
+            State::Connecting => self.begin_close(key, CloseReason::Shutdown),
             _ => {}
         }
     }
 
     /// The shutdown deadline passed: close whatever has not finished flushing.
     pub(super) fn force_close_all(&mut self) {
-        use crate::core::lifecycle::State;
         for key in self.conns.keys() {
             let Some(st) = self.conns.get_mut(key) else {
                 continue;

@@ -33,7 +33,10 @@ pub(crate) trait Driver: Sized {
     fn setup_name(&self) -> &'static str;
 
     /// Start `op`, named `user_data` (its completions carry the name back). What it
-    /// lends the kernel is the driver's until its final completion has been reaped.
+    /// lends the kernel is the driver's until its final completion has been reaped. The
+    /// one obligation left to the caller is not about memory: a descriptor an op names
+    /// must stay open until that op's final completion (else its I/O would reach
+    /// whatever file next takes the number).
     fn start<O: Op>(&mut self, op: O, user_data: u64) -> O::Started;
 
     /// Answer a call on what the driver holds for operations (e.g. [`ReclaimSend`]).

@@ -7,7 +7,7 @@
 //!
 //! It keeps the contract of `sys/mod.rs`: every operation ends with exactly one final
 //! completion; a cancel completes its target with -ECANCELED (or itself with -ENOENT when
-//! the target had already completed); a send's chunks stay here until `finish_send`.
+//! the target had already completed); a send's chunks stay here until it is reclaimed (`ReclaimSend`).
 
 use super::driver::{Driver, DriverConfig};
 use super::op::{Call, Op};

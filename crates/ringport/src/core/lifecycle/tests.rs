@@ -183,7 +183,7 @@ fn a_connect_that_fails_is_reported_after_both_its_completions() {
         "nothing planned while connecting"
     );
     assert!(l.completed(OpKind::Connect, false));
-    assert!(l.connected(), "the shell checks the result");
+    assert!(l.is_connecting(), "the shell checks the result");
     let a = l.close(CloseReason::ConnectRefused).unwrap();
     assert_eq!(list(a), vec![Closing], "the linked timeout is still due");
     assert!(l.completed(OpKind::ConnectTimeout, false));
@@ -197,7 +197,7 @@ fn a_connect_closed_by_shutdown_does_not_open_when_it_completes() {
     let a = l.close(CloseReason::Shutdown).unwrap();
     assert_eq!(list(a), vec![Closing, Cancel(OpKind::Connect)]);
     assert!(l.completed(OpKind::Connect, false));
-    assert!(!l.connected(), "a close came first");
+    assert!(!l.is_connecting(), "a close came first");
     assert!(l.completed(OpKind::ConnectTimeout, false));
     assert_eq!(list(l.settle()), vec![Report, Start(OpKind::Close)]);
 }

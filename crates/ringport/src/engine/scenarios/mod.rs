@@ -221,7 +221,7 @@ impl Harness {
 
     /// The operations started for the connection, in order (cancels by their target).
     pub fn started(&self, key: ConnKey) -> Vec<FakeOp> {
-        let mine = |ud: u64| ud as u32 == key.slot && (ud >> 32) as u32 & 0xff_ffff == key.gen;
+        let mine = |ud: u64| crate::core::op_name::decode(ud).is_some_and(|(_, k)| k == key);
         self.w
             .io
             .started

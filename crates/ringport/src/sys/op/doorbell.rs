@@ -96,11 +96,7 @@ struct DoorbellTarget {
 
 impl UringOpState for DoorbellTarget {
     fn reaped(&mut self, batch: &[Completion]) {
-        if let Some(ud) = self.in_flight {
-            if batch.iter().any(|c| c.user_data == ud && !c.more()) {
-                self.in_flight = None;
-            }
-        }
+        note_read(&mut self.in_flight, batch)
     }
 
     fn held(&self) -> usize {
@@ -161,11 +157,7 @@ impl PollOpState for DoorbellWait {
     }
 
     fn reaped(&mut self, batch: &[Completion]) {
-        if let Some(ud) = self.in_flight {
-            if batch.iter().any(|c| c.user_data == ud && !c.more()) {
-                self.in_flight = None;
-            }
-        }
+        note_read(&mut self.in_flight, batch)
     }
 }
 
@@ -182,4 +174,13 @@ fn read_counter(fd: RawFd) -> Outcome {
             )
         }
     })
+}
+
+/// The doorbell read named in `in_flight` is over if `batch` holds its completion.
+fn note_read(in_flight: &mut Option<u64>, batch: &[Completion]) {
+    if let Some(ud) = *in_flight {
+        if batch.iter().any(|c| c.user_data == ud && !c.more()) {
+            *in_flight = None;
+        }
+    }
 }

@@ -208,8 +208,12 @@ impl Sends {
 
 impl UringOpState for Sends {
     fn reaped(&mut self, batch: &[Completion]) {
+        // A send completes once: multishot completions (receive data) are never one.
         if self.table.in_flight() > 0 {
-            batch.iter().for_each(|c| self.note(c))
+            batch
+                .iter()
+                .filter(|c| !c.more())
+                .for_each(|c| self.note(c))
         }
     }
 
@@ -279,7 +283,12 @@ impl PollOpState for PollSends {
     }
 
     fn reaped(&mut self, batch: &[Completion]) {
-        batch.iter().for_each(|c| self.sends.note(c))
+        if self.sends.table.in_flight() > 0 {
+            batch
+                .iter()
+                .filter(|c| !c.more())
+                .for_each(|c| self.sends.note(c))
+        }
     }
 }
 
