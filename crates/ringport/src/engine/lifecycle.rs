@@ -203,8 +203,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 e => st.conn.fail(CloseReason::from_errno(e)),
             }
         }
-        self.settle(key);
-        self.mark_dirty(key);
+        self.settle_and_mark(key);
     }
 
     pub(super) fn on_send(&mut self, key: ConnKey, c: Completion) {
@@ -244,8 +243,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         } else if errno_of(c.result) != libc::ECANCELED {
             st.conn.fail(CloseReason::from_errno(errno_of(c.result)));
         }
-        self.settle(key);
-        self.mark_dirty(key);
+        self.settle_and_mark(key);
     }
 
     /// A shutdown or a close completed.
@@ -253,6 +251,24 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if self.completed(key, kind, false) {
             self.settle(key);
         }
+    }
+
+    /// After a receive or send completion: settle a closing connection (see `settle`),
+    /// and look at the connection after the batch. One look-up for an open connection,
+    /// whose ledger changing never calls for an action.
+    #[inline]
+    fn settle_and_mark(&mut self, key: ConnKey) {
+        let Some(st) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !st.is_open() {
+            self.settle(key);
+        } else if !st.dirty {
+            st.dirty = true;
+            self.dirty.push(key);
+            return;
+        }
+        self.mark_dirty(key);
     }
 
     /// After a final completion: what the machine makes of the ledger now.
@@ -383,7 +399,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             };
             match action {
                 Action::Closing => self.closing(key),
-                Action::Start(kind) => self.start(key, kind),
+                Action::Start(kind) => {
+                    self.inflight_ops += 1;
+                    if !start_op(&mut self.io, key, kind, st) {
+                        self.on_op_done(key, kind); // nothing started: undo the record
+                    }
+                }
                 Action::Cancel(kind) => {
                     let ignore = crate::core::op_name::encode(OpKind::Ignore, 0, 0);
                     let cancel = op::Cancel {
@@ -397,44 +418,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                     report_close(&*self.handler, &self.stats, &self.shared, st, reason)
                 }
                 Action::Free => self.free(key),
-            }
-        }
-    }
-
-    /// Start the connection's operation of `kind`, which its ledger has just recorded.
-    fn start(&mut self, key: ConnKey, kind: OpKind) {
-        let Some(st) = self.conns.get_mut(key) else {
-            return;
-        };
-        self.inflight_ops += 1;
-        let (fd, name) = (st.conn.fd, key.name(kind));
-        match kind {
-            OpKind::Recv => self.io.start(op::RecvMulti { fd }, name),
-            OpKind::Send => {
-                let out = &mut st.conn.out;
-                self.io.start(
-                    op::SendMsg {
-                        key: key.slot,
-                        fd,
-                        out,
-                    },
-                    name,
-                );
-            }
-            OpKind::Shutdown => self.io.start(op::ShutdownWrite { fd }, name),
-            OpKind::Close => match st.fd.take() {
-                Some(fd) => self.io.start(op::Close { fd }, name),
-                // Never without a descriptor; if it were, nothing is in flight for it.
-                None => self.on_op_done(key, OpKind::Close),
-            },
-            other => {
-                // Never: the machine starts only the kinds above. Undo its record, so the
-                // slot can still be freed and the gauge stays true.
-                tracing::error!(
-                    ?other,
-                    "the lifecycle asked to start an operation it never starts"
-                );
-                self.on_op_done(key, other);
             }
         }
     }
@@ -485,4 +468,39 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
         }
     }
+}
+
+/// Start the operation of `kind` of connection `st` (`key`), which its ledger has just
+/// recorded. False if nothing could be started: a close without a descriptor (never
+/// happens), or a kind the machine never starts.
+#[inline]
+fn start_op<D: Driver, S>(io: &mut D, key: ConnKey, kind: OpKind, st: &mut ConnState<S>) -> bool {
+    let (fd, name) = (st.conn.fd, key.name(kind));
+    match kind {
+        OpKind::Recv => io.start(op::RecvMulti { fd }, name),
+        OpKind::Send => {
+            let out = &mut st.conn.out;
+            io.start(
+                op::SendMsg {
+                    key: key.slot,
+                    fd,
+                    out,
+                },
+                name,
+            );
+        }
+        OpKind::Shutdown => io.start(op::ShutdownWrite { fd }, name),
+        OpKind::Close => match st.fd.take() {
+            Some(fd) => io.start(op::Close { fd }, name),
+            None => return false,
+        },
+        other => {
+            tracing::error!(
+                ?other,
+                "the lifecycle asked to start an operation it never starts"
+            );
+            return false;
+        }
+    }
+    true
 }
