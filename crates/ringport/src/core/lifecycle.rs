@@ -336,62 +336,66 @@ impl Lifecycle {
     }
 
     /// What the handler's requests call for now: operations to start or cancel, or the
-    /// close. Only an open connection plans.
-    #[inline]
+    /// close. Only an open connection plans. (Runs after every batch that touched the
+    /// connection: it works on the state in place and copies no close reason unless it
+    /// closes; its one caller, the worker's `service`, takes it inline.)
+    #[inline(always)]
     pub(crate) fn plan(&mut self, wants: Wants) -> Actions {
-        let State::Open {
-            mut read,
-            mut write,
-            close,
-        } = self.state
-        else {
+        let State::Open { read, write, close } = &mut self.state else {
             return Actions::default();
         };
-        if let CloseRequest::Now(reason) = close {
-            return self.close(reason).unwrap_or_default();
-        }
+        let flushing = match close {
+            CloseRequest::None => false,
+            CloseRequest::AfterFlush(_) => true,
+            CloseRequest::Now(reason) => {
+                let reason = *reason;
+                return self.close(reason).unwrap_or_default();
+            }
+        };
         let mut a = Actions::default();
-        if write == WriteSide::Idle && wants.has_out {
-            write = WriteSide::Sending;
+        if *write == WriteSide::Idle && wants.has_out {
+            *write = WriteSide::Sending;
             self.ledger.record(OpKind::Send);
             a.push(Action::Start(OpKind::Send));
         }
-        let flushed = write != WriteSide::Sending && !wants.has_unsent;
-        if let CloseRequest::AfterFlush(reason) = close {
+        let flushed = *write != WriteSide::Sending && !wants.has_unsent;
+        if flushing {
             if flushed {
-                a.extend(self.close(reason).unwrap_or_default());
+                if let CloseRequest::AfterFlush(reason) = self.request() {
+                    a.extend(self.close(reason).unwrap_or_default());
+                }
                 return a;
             }
             // Stop reading while the queue drains.
-            if read == ReadSide::Armed {
-                read = ReadSide::Cancelling;
+            if *read == ReadSide::Armed {
+                *read = ReadSide::Cancelling;
                 a.push(Action::Cancel(OpKind::Recv));
             }
-            self.state = State::Open { read, write, close };
             return a;
         }
-        if flushed && wants.shutdown_write && write == WriteSide::Idle {
-            write = WriteSide::Shut;
+        if flushed && wants.shutdown_write && *write == WriteSide::Idle {
+            *write = WriteSide::Shut;
             self.ledger.record(OpKind::Shutdown);
             a.push(Action::Start(OpKind::Shutdown));
         }
         if wants.pause_reading {
-            if read == ReadSide::Armed {
-                read = ReadSide::Cancelling;
+            if *read == ReadSide::Armed {
+                *read = ReadSide::Cancelling;
                 a.push(Action::Cancel(OpKind::Recv));
             }
-        } else if read == ReadSide::Idle {
-            read = ReadSide::Armed;
+        } else if *read == ReadSide::Idle {
+            *read = ReadSide::Armed;
             self.ledger.record(OpKind::Recv);
             a.push(Action::Start(OpKind::Recv));
         }
-        self.state = State::Open { read, write, close };
         a
     }
 
     /// Close with `reason`: cancel what is in flight, then (once the ledger is empty)
     /// report and close the descriptor. The first call sets the reason; `None` if the
-    /// connection was already closing (the reason stays the first one).
+    /// connection was already closing (the reason stays the first one). Cold: a
+    /// connection closes once and plans on every batch, so this stays out of `plan`.
+    #[cold]
     pub(crate) fn close(&mut self, reason: CloseReason) -> Option<Actions> {
         if matches!(self.state, State::Closing { .. } | State::Closed { .. }) {
             return None;

@@ -34,11 +34,17 @@ impl<T: Any> AsAny for T {
 /// readiness backend marks descriptors with it).
 pub(crate) struct OpStates<S: ?Sized> {
     list: Vec<(TypeId, Box<S>)>,
+    /// The index last found: looked at first (a send's start and its reclaim ask for the
+    /// same state back to back).
+    last: usize,
 }
 
 impl<S: ?Sized> Default for OpStates<S> {
     fn default() -> Self {
-        OpStates { list: Vec::new() }
+        OpStates {
+            list: Vec::new(),
+            last: 0,
+        }
     }
 }
 
@@ -50,9 +56,13 @@ impl<S: ?Sized + AsAny> OpStates<S> {
     #[inline]
     pub(crate) fn get_or_make<T: Any>(&mut self, make: impl FnOnce() -> Box<S>) -> (usize, &mut T) {
         let id = TypeId::of::<T>();
-        let index = match self.list.iter().position(|(t, _)| *t == id) {
-            Some(i) => i,
-            None => self.insert::<T>(make()),
+        let index = if self.list.get(self.last).is_some_and(|(t, _)| *t == id) {
+            self.last
+        } else {
+            let found = self.list.iter().position(|(t, _)| *t == id);
+            let i = found.unwrap_or_else(|| self.insert::<T>(make()));
+            self.last = i;
+            i
         };
         let state: *mut S = &mut *self.list[index].1;
         // SAFETY: the entry at `index` is stored under `TypeId::of::<T>()`, and `insert`
