@@ -398,27 +398,41 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 return;
             };
             match action {
-                Action::Closing => self.closing(key),
+                // The one on every message: kept here; the rest, once per connection, are
+                // out of line so this loop stays small.
                 Action::Start(kind) => {
                     self.inflight_ops += 1;
                     if !start_op(&mut self.io, key, kind, st) {
                         self.on_op_done(key, kind); // nothing started: undo the record
                     }
                 }
-                Action::Cancel(kind) => {
-                    let ignore = crate::core::op_name::encode(OpKind::Ignore, 0, 0);
-                    let cancel = op::Cancel {
-                        target: key.name(kind),
-                        fd: st.conn.fd,
-                    };
-                    self.io.start(cancel, ignore);
-                }
-                Action::Report => {
-                    let reason = st.conn.life.closing_reason().expect("reported closing");
-                    report_close(&*self.handler, &self.stats, &self.shared, st, reason)
-                }
-                Action::Free => self.free(key),
+                rare => self.carry_out_rare(key, rare),
             }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn carry_out_rare(&mut self, key: ConnKey, action: Action) {
+        let Some(st) = self.conns.get_mut(key) else {
+            return;
+        };
+        match action {
+            Action::Closing => self.closing(key),
+            Action::Cancel(kind) => {
+                let ignore = crate::core::op_name::encode(OpKind::Ignore, 0, 0);
+                let cancel = op::Cancel {
+                    target: key.name(kind),
+                    fd: st.conn.fd,
+                };
+                self.io.start(cancel, ignore);
+            }
+            Action::Report => {
+                let reason = st.conn.life.closing_reason().expect("reported closing");
+                report_close(&*self.handler, &self.stats, &self.shared, st, reason)
+            }
+            Action::Free => self.free(key),
+            Action::Start(_) => unreachable!("started in carry_out"),
         }
     }
 

@@ -112,6 +112,8 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) ctx: Arc<ConnContext>,
     /// Connections to look at after the current batch (sends, closes, re-arms).
     pub(super) dirty: Vec<ConnKey>,
+    /// The other half of `dirty` while a batch of it is serviced (see `service_dirty`).
+    pub(super) dirty_spare: Vec<ConnKey>,
     /// Operations of connections submitted and not finally completed (the sum of their
     /// ledgers' lengths), published to the stats once per loop.
     pub(super) inflight_ops: u64,
@@ -177,6 +179,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             accept_error_logged: None,
             accept_errors_unlogged: 0,
             dirty: Vec::new(),
+            dirty_spare: Vec::new(),
             inflight_ops: 0,
             next_serial: 1,
             frame_held: 0,
@@ -343,16 +346,23 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     pub(super) fn service_dirty(&mut self) {
         while !self.dirty.is_empty() {
-            let list = std::mem::take(&mut self.dirty);
-            for key in list {
+            // The list being serviced and the one its services mark into swap places, so
+            // both keep their capacity from batch to batch (taking the list left an empty
+            // one to regrow on every batch: a reallocation every few messages).
+            let mut list = std::mem::take(&mut self.dirty_spare);
+            std::mem::swap(&mut list, &mut self.dirty);
+            for key in list.drain(..) {
                 if let Some(st) = self.conns.get_mut(key) {
                     st.dirty = false;
                 }
                 self.service(key);
             }
+            self.dirty_spare = list;
         }
-        if self.dirty.capacity() > KEEP_BATCH_CAPACITY {
-            self.dirty.shrink_to(KEEP_BATCH_CAPACITY);
+        for list in [&mut self.dirty, &mut self.dirty_spare] {
+            if list.capacity() > KEEP_BATCH_CAPACITY {
+                list.shrink_to(KEEP_BATCH_CAPACITY);
+            }
         }
     }
 

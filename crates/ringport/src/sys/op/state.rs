@@ -53,7 +53,7 @@ impl<S: ?Sized + AsAny> OpStates<S> {
     /// A handful of states exist, so a linear look-up by type id is the fast way; the
     /// type is checked once, when the state is made, not on every look-up (this runs on
     /// every send).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_or_make<T: Any>(&mut self, make: impl FnOnce() -> Box<S>) -> (usize, &mut T) {
         let id = TypeId::of::<T>();
         let index = if self.list.get(self.last).is_some_and(|(t, _)| *t == id) {
