@@ -78,22 +78,10 @@ impl Ledger {
 mod tests {
     use super::*;
 
-    const ALL: [OpKind; 9] = [
-        OpKind::Accept,
-        OpKind::Recv,
-        OpKind::Send,
-        OpKind::Connect,
-        OpKind::ConnectTimeout,
-        OpKind::Shutdown,
-        OpKind::Close,
-        OpKind::Doorbell,
-        OpKind::Ignore,
-    ];
-
     #[test]
     fn every_kind_has_a_bit_of_its_own() {
         let mut seen = 0u16;
-        for k in ALL {
+        for k in OpKind::ALL {
             assert_eq!(seen & bit(k), 0, "{k:?} shares a bit");
             seen |= bit(k);
         }

@@ -44,6 +44,20 @@ pub(crate) enum OpKind {
 }
 
 impl OpKind {
+    /// Every kind (tests walk them).
+    #[cfg(test)]
+    pub(crate) const ALL: [OpKind; 9] = [
+        OpKind::Accept,
+        OpKind::Recv,
+        OpKind::Send,
+        OpKind::Connect,
+        OpKind::ConnectTimeout,
+        OpKind::Shutdown,
+        OpKind::Close,
+        OpKind::Doorbell,
+        OpKind::Ignore,
+    ];
+
     pub(crate) fn from_u8(v: u8) -> Option<OpKind> {
         Some(match v {
             1 => OpKind::Accept,

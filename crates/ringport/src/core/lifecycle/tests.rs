@@ -263,18 +263,7 @@ fn a_close_with_every_operation_in_flight_fits_one_transition() {
 
 #[test]
 fn actions_pack_every_kind_and_keep_their_order() {
-    let kinds = [
-        OpKind::Accept,
-        OpKind::Recv,
-        OpKind::Send,
-        OpKind::Connect,
-        OpKind::ConnectTimeout,
-        OpKind::Shutdown,
-        OpKind::Close,
-        OpKind::Doorbell,
-        OpKind::Ignore,
-    ];
-    for k in kinds {
+    for k in OpKind::ALL {
         let mut a = Actions::default();
         for act in [Closing, Start(k), Cancel(k), Report, Free] {
             a.push(act);
