@@ -167,6 +167,12 @@ impl Actions {
         }
     }
 
+    /// The next action, without taking it.
+    #[inline]
+    pub(crate) fn peek(&self) -> Option<Action> {
+        (self.0 != 0).then(|| Action::from_code(self.0 as u8))
+    }
+
     /// Nothing to do.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {

@@ -145,17 +145,23 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     pub(super) fn on_recv(&mut self, key: ConnKey, c: Completion) {
         let now = self.activity_stamp();
-        if !self.completed(key, OpKind::Recv, c.more()) {
+        // One look-up for the whole completion (this runs for every chunk received).
+        let Some(st) = self
+            .conns
+            .get_mut(key)
+            .and_then(|st| st.conn.life.completed(OpKind::Recv, c.more()).then_some(st))
+        else {
+            bump(&self.stats.stale_completions, 1);
             if c.result > 0 {
                 if let Some(id) = self.io.claim_recv(&c) {
                     self.io.recycle(id);
                 }
             }
             return;
-        }
-        let Some(st) = self.conns.get_mut(key) else {
-            return;
         };
+        if !c.more() {
+            self.inflight_ops -= 1;
+        }
         if c.result > 0 {
             let Some(id) = self.io.claim_recv(&c) else {
                 // The kernel named no buffer we lent: close (the receive's accounting is
@@ -203,17 +209,23 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 e => st.conn.fail(CloseReason::from_errno(e)),
             }
         }
-        self.settle_and_mark(key);
+        if st.is_open() {
+            mark(&mut self.dirty, key, st);
+        } else {
+            self.settle_and_mark(key);
+        }
     }
 
     pub(super) fn on_send(&mut self, key: ConnKey, c: Completion) {
         let now = self.activity_stamp();
-        if !self.completed(key, OpKind::Send, false) {
-            return;
-        }
-        let Some(st) = self.conns.get_mut(key) else {
-            return;
+        let Some(st) = self
+            .conns
+            .get_mut(key)
+            .and_then(|st| st.conn.life.completed(OpKind::Send, false).then_some(st))
+        else {
+            return bump(&self.stats.stale_completions, 1);
         };
+        self.inflight_ops -= 1;
         let sent = c.result.max(0) as usize;
         let reclaim = op::ReclaimSend {
             key: key.slot,
@@ -243,7 +255,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         } else if errno_of(c.result) != libc::ECANCELED {
             st.conn.fail(CloseReason::from_errno(errno_of(c.result)));
         }
-        self.settle_and_mark(key);
+        if st.is_open() {
+            mark(&mut self.dirty, key, st);
+        } else {
+            self.settle_and_mark(key);
+        }
     }
 
     /// A shutdown or a close completed.
@@ -253,21 +269,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
     }
 
-    /// After a receive or send completion: settle a closing connection (see `settle`),
-    /// and look at the connection after the batch. One look-up for an open connection,
-    /// whose ledger changing never calls for an action.
-    #[inline]
+    /// After a receive or send completion of a connection no longer open: settle it (see
+    /// `settle`) and look at it after the batch. (An open one is only marked: its
+    /// ledger changing never calls for an action.)
     fn settle_and_mark(&mut self, key: ConnKey) {
-        let Some(st) = self.conns.get_mut(key) else {
-            return;
-        };
-        if !st.is_open() {
-            self.settle(key);
-        } else if !st.dirty {
-            st.dirty = true;
-            self.dirty.push(key);
-            return;
-        }
+        self.settle(key);
         self.mark_dirty(key);
     }
 
@@ -324,7 +330,22 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             has_unsent: st.conn.has_unsent(),
             pause_reading: pause_reading && st.above_high,
         };
-        let actions = st.conn.life.plan(wants);
+        let mut actions = st.conn.life.plan(wants);
+        // The usual plan is starts only (a send, a receive): they go out with the
+        // connection at hand; anything else, from the first other action on, through
+        // `apply`.
+        let mut not_started = None;
+        while let Some(Action::Start(kind)) = actions.peek() {
+            actions.next();
+            self.inflight_ops += 1;
+            if !start_op(&mut self.io, key, kind, st) {
+                not_started = Some(kind);
+                break;
+            }
+        }
+        if let Some(kind) = not_started {
+            self.on_op_done(key, kind); // nothing started: undo the record
+        }
         self.apply(key, actions);
     }
 
@@ -517,4 +538,13 @@ fn start_op<D: Driver, S>(io: &mut D, key: ConnKey, kind: OpKind, st: &mut ConnS
         }
     }
     true
+}
+
+/// Put connection `st` (`key`) on the worker's dirty list unless it is there already.
+#[inline]
+fn mark<S>(dirty: &mut Vec<ConnKey>, key: ConnKey, st: &mut ConnState<S>) {
+    if !st.dirty {
+        st.dirty = true;
+        dirty.push(key);
+    }
 }
