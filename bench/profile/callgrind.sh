@@ -12,16 +12,14 @@
 set -euo pipefail
 BIN=$1; OUT=$2; PORT=${3:-39100}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/bench/profile/lib.sh"
 LOAD="$ROOT/target/release/ringport"
 rm -f "$OUT" "$OUT".*
 taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT" \
     "$BIN" echo-server --listen "127.0.0.1:$PORT" --workers 1 --backend uring \
     > "$OUT.server.log" 2>&1 &
 VALGRIND=$!
-for _ in $(seq 100); do
-    grep -q "listening on" "$OUT.server.log" 2>/dev/null && break
-    sleep 0.1
-done
+wait_listening "$OUT.server.log"
 PID=$(pgrep -f "callgrind-out-file=$OUT" | head -1)
 taskset -c 1 "$LOAD" bench "127.0.0.1:$PORT" --connections "${CONNS:-20}" --size "${SIZE:-64}" --pipeline 1 \
     --duration 4 --workers 1 > "$OUT.client.log" 2>&1

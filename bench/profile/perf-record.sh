@@ -11,14 +11,12 @@
 set -euo pipefail
 BIN=$1; OUT=$2; PORT=${3:-39200}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/bench/profile/lib.sh"
 taskset -c 0 perf record -q -e cpu-clock -F 5000 -o "$OUT" -- \
     "$BIN" echo-server --listen "127.0.0.1:$PORT" --workers 1 --backend uring \
     > "$OUT.server.log" 2>&1 &
 PERF=$!
-for _ in $(seq 100); do
-    grep -q "listening on" "$OUT.server.log" 2>/dev/null && break
-    sleep 0.1
-done
+wait_listening "$OUT.server.log"
 taskset -c 1 "$ROOT/target/release/ringport" bench "127.0.0.1:$PORT" --connections 100 \
     --size 64 --pipeline 1 --duration 6 --workers 1 | grep 'msgs/s  '
 pkill -INT -f "echo-server --listen 127.0.0.1:$PORT" || true
