@@ -15,10 +15,18 @@ pub(crate) fn config() -> DriverConfig {
 }
 
 /// A driver of type `D`, or `None` (with a note) where this kernel or sandbox has no
-/// io_uring: the readiness backend's run of the same test still covers the op.
+/// io_uring: the readiness backend's run of the same test still covers the op. With
+/// `RINGPORT_REQUIRE_URING` set (CI sets it: its machine has io_uring), a missing driver
+/// fails the test instead of skipping it.
 pub(crate) fn driver<D: Driver>() -> Option<D> {
     match D::new(config()) {
         Ok(d) => Some(d),
+        Err(e) if std::env::var_os("RINGPORT_REQUIRE_URING").is_some() => {
+            panic!(
+                "{}: {e} (RINGPORT_REQUIRE_URING is set)",
+                std::any::type_name::<D>()
+            )
+        }
         Err(e) => {
             eprintln!(
                 "{}: not available here ({e}); skipped",
