@@ -10,13 +10,14 @@
 use super::callbacks::{open_session, report_close, report_connect_failed, with_session};
 use super::conn_state::ConnState;
 use super::delivery::{deliver_within_budget, reader_held, stamp_partial};
+use super::slab::Slab;
 use super::worker::Worker;
 use crate::conn::{CloseRequest, Conn, ConnId};
 use crate::core::lifecycle::State;
 use crate::core::{Action, Actions, ConnKey, Lifecycle, OpKind, Wants};
 use crate::error::CloseReason;
 use crate::handler::Handler;
-use crate::stats::bump;
+use crate::stats::{bump, WorkerStats};
 use crate::sys::{op, socket, Completion, Driver};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -102,19 +103,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     /// The connection's operation of `kind` completed (`more`: not its last completion).
-    /// True if the completion is the connection's own (its slot's generation and its
-    /// ledger say so); else it is stale, and counted.
+    /// True if the completion is the connection's own; see [`own_completion`].
     fn completed(&mut self, key: ConnKey, kind: OpKind, more: bool) -> bool {
-        let own = self
-            .conns
-            .get_mut(key)
-            .is_some_and(|st| st.conn.life.completed(kind, more));
-        if !own {
-            bump(&self.stats.stale_completions, 1);
-        } else if !more {
-            self.inflight_ops -= 1;
-        }
-        own
+        let (conns, stats) = (&mut self.conns, &*self.stats);
+        own_completion(conns, stats, &mut self.inflight_ops, key, kind, more).is_some()
     }
 
     pub(super) fn on_connect(&mut self, key: ConnKey, c: Completion) {
@@ -146,12 +138,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn on_recv(&mut self, key: ConnKey, c: Completion) {
         let now = self.activity_stamp();
         // One look-up for the whole completion (this runs for every chunk received).
-        let Some(st) = self
-            .conns
-            .get_mut(key)
-            .and_then(|st| st.conn.life.completed(OpKind::Recv, c.more()).then_some(st))
-        else {
-            bump(&self.stats.stale_completions, 1);
+        let (conns, stats, more) = (&mut self.conns, &*self.stats, c.more());
+        let inflight = &mut self.inflight_ops;
+        let Some(st) = own_completion(conns, stats, inflight, key, OpKind::Recv, more) else {
             if c.result > 0 {
                 if let Some(id) = self.io.claim_recv(&c) {
                     self.io.recycle(id);
@@ -159,9 +148,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
             return;
         };
-        if !c.more() {
-            self.inflight_ops -= 1;
-        }
         if c.result > 0 {
             let Some(id) = self.io.claim_recv(&c) else {
                 // The kernel named no buffer we lent: close (the receive's accounting is
@@ -218,14 +204,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     pub(super) fn on_send(&mut self, key: ConnKey, c: Completion) {
         let now = self.activity_stamp();
-        let Some(st) = self
-            .conns
-            .get_mut(key)
-            .and_then(|st| st.conn.life.completed(OpKind::Send, false).then_some(st))
-        else {
-            return bump(&self.stats.stale_completions, 1);
+        let (conns, stats) = (&mut self.conns, &*self.stats);
+        let inflight = &mut self.inflight_ops;
+        let Some(st) = own_completion(conns, stats, inflight, key, OpKind::Send, false) else {
+            return;
         };
-        self.inflight_ops -= 1;
         let sent = c.result.max(0) as usize;
         let reclaim = op::ReclaimSend {
             key: key.slot,
@@ -538,6 +521,33 @@ fn start_op<D: Driver, S>(io: &mut D, key: ConnKey, kind: OpKind, st: &mut ConnS
         }
     }
     true
+}
+
+/// The connection under `key`, if the completion of its operation of `kind` (`more`: not
+/// the operation's last) is its own: its slot holds that generation and its ledger that
+/// operation. A final one leaves the ledger and the worker's in-flight count. A completion
+/// that is not its own is stale, and counted. (A free function over the fields it needs,
+/// so the caller keeps the rest of the worker while it holds the connection.)
+#[inline]
+fn own_completion<'a, S>(
+    conns: &'a mut Slab<ConnState<S>>,
+    stats: &WorkerStats,
+    inflight: &mut u64,
+    key: ConnKey,
+    kind: OpKind,
+    more: bool,
+) -> Option<&'a mut ConnState<S>> {
+    let Some(st) = conns
+        .get_mut(key)
+        .and_then(|st| st.conn.life.completed(kind, more).then_some(st))
+    else {
+        bump(&stats.stale_completions, 1);
+        return None;
+    };
+    if !more {
+        *inflight -= 1;
+    }
+    Some(st)
 }
 
 /// Put connection `st` (`key`) on the worker's dirty list unless it is there already.
