@@ -17,7 +17,7 @@ fn close_with_the_receive_in_flight_cancels_it_and_reports_once() {
     assert!(h.pending(key, OpKind::Recv));
     h.receive(key, b"x");
     h.step();
-    let recv = Harness::name(key, OpKind::Recv);
+    let recv = key.name(OpKind::Recv);
     assert_eq!(h.started(key), vec![FakeOp::Recv, FakeOp::Cancel(recv)]);
     assert_eq!(
         h.seen(),
@@ -91,7 +91,7 @@ fn a_cancel_that_comes_after_the_final_completion_changes_nothing() {
     // decides to close: its cancel finds nothing (ENOENT).
     h.complete(key, OpKind::Recv, 0);
     h.w.begin_close(key, CloseReason::Local);
-    let recv = Harness::name(key, OpKind::Recv);
+    let recv = key.name(OpKind::Recv);
     assert_eq!(h.started(key), vec![FakeOp::Recv, FakeOp::Cancel(recv)]);
     h.settle();
     assert_eq!(h.seen(), vec![Seen::Open, Seen::Close(CloseReason::Local)]);
@@ -111,7 +111,7 @@ fn a_graceful_close_stops_reading_flushes_then_closes() {
     let key = h.accept();
     h.receive(key, b"quit");
     h.step();
-    let recv = Harness::name(key, OpKind::Recv);
+    let recv = key.name(OpKind::Recv);
     assert_eq!(
         h.started(key),
         vec![FakeOp::Recv, FakeOp::Send(3), FakeOp::Cancel(recv)]

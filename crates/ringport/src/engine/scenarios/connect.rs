@@ -33,7 +33,7 @@ fn shutdown_with_a_connect_in_flight_cancels_it_and_reports_it_failed() {
     let mut h = Harness::new();
     let key = h.connect();
     h.w.begin_shutdown(None);
-    let connect = Harness::name(key, OpKind::Connect);
+    let connect = key.name(OpKind::Connect);
     assert!(h.started(key).contains(&FakeOp::Cancel(connect)));
     h.settle();
     assert_eq!(h.seen(), vec![Seen::ConnectFailed(CloseReason::Shutdown)]);

@@ -82,7 +82,7 @@ fn a_failed_send_closes_with_its_reason_and_cancels_the_receive() {
     h.step();
     h.complete(key, OpKind::Send, -libc::EPIPE);
     h.step();
-    let recv = Harness::name(key, OpKind::Recv);
+    let recv = key.name(OpKind::Recv);
     assert!(h.started(key).contains(&FakeOp::Cancel(recv)));
     h.settle();
     assert_eq!(

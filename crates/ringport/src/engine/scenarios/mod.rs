@@ -200,11 +200,6 @@ impl Harness {
         self.step();
     }
 
-    /// The name of the connection's operation of `kind`.
-    pub fn name(key: ConnKey, kind: OpKind) -> u64 {
-        key.name(kind)
-    }
-
     pub fn pending(&self, key: ConnKey, kind: OpKind) -> bool {
         self.w.io.is_pending(key.name(kind))
     }
