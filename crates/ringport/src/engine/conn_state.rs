@@ -44,6 +44,19 @@ impl<S> ConnState<S> {
         }
     }
 
+    /// Put this connection (`key`) on the worker's dirty list unless it is there already.
+    #[inline]
+    pub(crate) fn mark_dirty(
+        &mut self,
+        key: crate::core::ConnKey,
+        dirty: &mut Vec<crate::core::ConnKey>,
+    ) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(key);
+        }
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         self.conn.life.is_open()
     }

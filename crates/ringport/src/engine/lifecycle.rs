@@ -196,7 +196,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
         }
         if st.is_open() {
-            mark(&mut self.dirty, key, st);
+            st.mark_dirty(key, &mut self.dirty);
         } else {
             self.settle_and_mark(key);
         }
@@ -239,7 +239,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             st.conn.fail(CloseReason::from_errno(errno_of(c.result)));
         }
         if st.is_open() {
-            mark(&mut self.dirty, key, st);
+            st.mark_dirty(key, &mut self.dirty);
         } else {
             self.settle_and_mark(key);
         }
@@ -548,13 +548,4 @@ fn own_completion<'a, S>(
         *inflight -= 1;
     }
     Some(st)
-}
-
-/// Put connection `st` (`key`) on the worker's dirty list unless it is there already.
-#[inline]
-fn mark<S>(dirty: &mut Vec<ConnKey>, key: ConnKey, st: &mut ConnState<S>) {
-    if !st.dirty {
-        st.dirty = true;
-        dirty.push(key);
-    }
 }

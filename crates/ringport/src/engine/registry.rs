@@ -108,10 +108,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 continue;
             }
             st.conn.send_bytes(data.clone());
-            if !st.dirty {
-                st.dirty = true;
-                dirty.push(key);
-            }
+            st.mark_dirty(key, dirty);
         }
     }
 }

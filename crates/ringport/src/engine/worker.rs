@@ -337,10 +337,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// Mark a connection to be looked at after the batch.
     pub(super) fn mark_dirty(&mut self, key: ConnKey) {
         if let Some(st) = self.conns.get_mut(key) {
-            if !st.dirty {
-                st.dirty = true;
-                self.dirty.push(key);
-            }
+            st.mark_dirty(key, &mut self.dirty);
         }
     }
 
