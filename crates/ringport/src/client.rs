@@ -77,6 +77,13 @@ impl<H: Handler> Client<H> {
         self.engine.stats()
     }
 
+    /// The client's workers: watch descriptors on them (notifications reach
+    /// [`Handler::on_ready`]) and post values to them. The handle is `Send`, cheap to
+    /// clone, and may outlive the client (it then refuses with `Stopped`).
+    pub fn workers(&self) -> crate::Workers {
+        self.engine.workers().clone()
+    }
+
     /// Whether every worker is still running ([`crate::Health::Degraded`] once one was
     /// lost; see [`Stats::workers_lost`]).
     pub fn health(&self) -> crate::Health {

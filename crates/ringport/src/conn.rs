@@ -525,4 +525,13 @@ impl ConnRef {
     pub fn close(&self) -> Result<(), SendError> {
         self.ctx.mailbox.post(Message::Close(self.id))
     }
+
+    /// Post `value` to the connection: [`crate::Handler::on_posted`] runs with it on the
+    /// connection's worker, in order with the connection's other events (and after
+    /// what this handle sent before), never after `on_close`. Bounded like sends (the
+    /// worker's mailbox: `SendError::Full`).
+    pub fn post(&self, value: impl std::any::Any + Send) -> Result<(), SendError> {
+        let value = crate::workers::Posted::new(value);
+        self.ctx.mailbox.post(Message::Post(self.id, value))
+    }
 }

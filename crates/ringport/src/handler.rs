@@ -3,6 +3,8 @@
 
 use crate::conn::Conn;
 use crate::error::CloseReason;
+use crate::notify::{Ready, WatchRemoved};
+use crate::workers::{Posted, WatchCtl};
 use std::net::SocketAddr;
 
 /// The verdict of [`Handler::on_accept`] on a new inbound connection.
@@ -83,4 +85,25 @@ pub trait Handler: Send + Sync + 'static {
     /// An outbound connect (see [`crate::Client::connect`]) failed; `token` is the one
     /// given to `connect`.
     fn on_connect_failed(&self, _token: u64, _addr: SocketAddr, _reason: CloseReason) {}
+
+    /// A watched descriptor is ready (see [`crate::Workers::watch`]): `token` is the
+    /// watch's, `ready` what is ready. Runs on the watch's worker; `watch` lends the
+    /// descriptor and takes a re-arm, a new interest or a removal. A panic here removes
+    /// the watch ([`crate::notify::RemoveReason::HandlerPanic`]).
+    fn on_ready(&self, _token: u64, _ready: Ready, _watch: &mut WatchCtl<'_>) {}
+
+    /// A watch ended (removed, failed, shut down): its last callback, exactly once per
+    /// watch; nothing of it is held any more and `removed` hands its descriptor back
+    /// (dropping it closes it). Default: drop it.
+    fn on_watch_removed(&self, _removed: WatchRemoved) {}
+
+    /// A value posted to this connection with [`crate::ConnRef::post`] arrived, in order
+    /// with the connection's other events. Never after `on_close`: a value posted to a
+    /// connection that has closed is dropped and counted
+    /// ([`crate::Stats::posts_undelivered`]).
+    fn on_posted(&self, _session: &mut Self::Session, _conn: &mut Conn, _value: Posted) {}
+
+    /// A value posted to worker `worker` with [`crate::Workers::post`] arrived, on that
+    /// worker, in the order posted.
+    fn on_worker_posted(&self, _worker: usize, _value: Posted) {}
 }

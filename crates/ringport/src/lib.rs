@@ -53,11 +53,13 @@ mod handler;
 mod health;
 mod listener;
 pub mod metrics;
+pub mod notify;
 mod routing;
 mod server;
 mod stats;
 mod sys;
 mod timer;
+mod workers;
 
 pub use admission::AdmissionConfig;
 pub use bytes::Bytes;
@@ -71,3 +73,4 @@ pub use health::Health;
 pub use listener::Listener;
 pub use server::{Server, ServerBuilder, ShutdownReport};
 pub use stats::{ByteSize, ListenerStats, Stats};
+pub use workers::{Posted, WatchCtl, Workers};

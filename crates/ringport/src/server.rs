@@ -110,6 +110,13 @@ impl<H: Handler> Server<H> {
         self.engine.stats()
     }
 
+    /// The server's workers: watch descriptors on them (notifications reach
+    /// [`Handler::on_ready`]) and post values to them. The handle is `Send`, cheap to
+    /// clone, and may outlive the server (it then refuses with `Stopped`).
+    pub fn workers(&self) -> crate::Workers {
+        self.engine.workers().clone()
+    }
+
     /// Whether every worker is still running ([`crate::Health::Degraded`] once one was
     /// lost; see [`Stats::workers_lost`]).
     pub fn health(&self) -> crate::Health {

@@ -98,6 +98,31 @@ counter_table! {
     /// Bytes held now in partly received frames (see `EngineConfig::frame_budget`).
     frame_bytes: Gauge "ringport_frame_bytes" "Bytes held in partly received frames."
         => Shown::AnomalyBytes("partial frames");
+    /// Descriptors watched now (`Workers::watch`), until their removal notice.
+    watches: Gauge "ringport_watches" "Descriptors watched now." => Shown::Written;
+    /// Readiness notifications delivered to `Handler::on_ready`.
+    watch_notifications: Counter "ringport_watch_notifications_total"
+        "Readiness notifications delivered to watches." => Shown::Written;
+    /// Watches removed by their owner (`WatchCtl::remove`, `Workers::unwatch`).
+    watches_removed: Counter "ringport_watches_removed_total"
+        "Watches removed by their owner." => Shown::Written;
+    /// Watches ended by a backend error (`RemoveReason::Failed`).
+    watches_failed: Counter "ringport_watches_failed_total"
+        "Watches ended by a backend error." => Shown::Anomaly("failed watches");
+    /// Watches ended by the engine's shutdown.
+    watches_shut_down: Counter "ringport_watches_shut_down_total"
+        "Watches ended by the engine's shutdown." => Shown::Written;
+    /// Watches ended because their callback panicked or their worker was lost.
+    watches_abandoned: Counter "ringport_watches_abandoned_total"
+        "Watches ended by a panicking callback or a lost worker."
+        => Shown::Anomaly("abandoned watches");
+    /// Posted values delivered (`Handler::on_posted`, `Handler::on_worker_posted`).
+    posts: Counter "ringport_posts_total" "Posted values delivered." => Shown::Written;
+    /// Posted values not delivered: their connection had closed (or was gone) when the
+    /// worker took them, or the worker was lost. Each was dropped.
+    posts_undelivered: Counter "ringport_posts_undelivered_total"
+        "Posted values dropped undelivered (connection closed, worker lost)."
+        => Shown::Anomaly("undelivered posts");
     /// Bytes given to `Conn::send` (or `send_bytes`, `send_frame`) that were refused:
     /// the write side was shut or the connection was closing (`Conn::try_send` says so).
     refused_send_bytes: Counter "ringport_refused_send_bytes_total"

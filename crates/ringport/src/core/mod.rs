@@ -8,11 +8,14 @@
 //!   and slot reuse rest on.
 //! - [`lifecycle`]: a connection's life as a state machine whose transitions return the
 //!   actions the shell carries out.
+//! - [`slab`]: slots with generations, addressed by [`ConnKey`] (connections, watches).
 
 pub(crate) mod ledger;
 pub(crate) mod lifecycle;
 pub(crate) mod op_name;
+pub(crate) mod slab;
 
 pub(crate) use ledger::Ledger;
 pub(crate) use lifecycle::{Action, Actions, Lifecycle, Wants};
 pub(crate) use op_name::{ConnKey, OpKind};
+pub(crate) use slab::Slab;

@@ -41,12 +41,14 @@ pub(crate) enum OpKind {
     Doorbell = 8,
     /// A cancel request or a fire-and-forget close: its completion is ignored.
     Ignore = 9,
+    /// The poll of a watched descriptor; the key is the watch's slot in its table.
+    Watch = 10,
 }
 
 impl OpKind {
     /// Every kind (tests walk them).
     #[cfg(test)]
-    pub(crate) const ALL: [OpKind; 9] = [
+    pub(crate) const ALL: [OpKind; 10] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -56,6 +58,7 @@ impl OpKind {
         OpKind::Close,
         OpKind::Doorbell,
         OpKind::Ignore,
+        OpKind::Watch,
     ];
 
     pub(crate) fn from_u8(v: u8) -> Option<OpKind> {
@@ -69,6 +72,7 @@ impl OpKind {
             7 => OpKind::Close,
             8 => OpKind::Doorbell,
             9 => OpKind::Ignore,
+            10 => OpKind::Watch,
             _ => return None,
         })
     }

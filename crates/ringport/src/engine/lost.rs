@@ -62,6 +62,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 );
             }
         }
+        self.abandon_watches();
         self.inflight_ops = 0;
         self.frame_held = 0;
         self.publish_gauges();
@@ -76,6 +77,20 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
             Message::Connect { addr, token, .. } => {
                 self.connect_failed(token, addr, CloseReason::WorkerLost)
+            }
+            Message::Watch {
+                id,
+                fd,
+                file,
+                token,
+                ..
+            } => {
+                let reason = crate::notify::RemoveReason::WorkerLost;
+                let notice = crate::notify::WatchRemoved::new(id, token, reason, fd);
+                self.watch_removed(crate::notify::table::Removal { notice, file });
+            }
+            Message::Post(..) | Message::PostWorker(_) => {
+                bump(&self.stats.posts_undelivered, 1)
             }
             // A question's waiter sees its channel closed; the rest needs nothing.
             _ => {}

@@ -6,6 +6,10 @@
 
 use crate::conn::ConnId;
 use crate::error::SendError;
+use crate::notify::{Interest, WatchId};
+use crate::sys::fd_info::FileIdentity;
+use crate::workers::Posted;
+use std::os::fd::OwnedFd;
 use crate::sys::EventFd;
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -34,9 +38,31 @@ pub(crate) enum Message {
     Query(super::registry::Query),
     /// Queue the bytes on every open connection (of one listener if given).
     Broadcast { listener: Option<u16>, data: Bytes },
+    /// Watch a descriptor on this worker.
+    Watch {
+        id: WatchId,
+        fd: OwnedFd,
+        file: FileIdentity,
+        interest: Interest,
+        token: u64,
+    },
+    /// Change, re-arm or remove a watch of this worker.
+    WatchAsk { id: WatchId, ask: WatchAsk },
+    /// A value for a connection's `on_posted`.
+    Post(ConnId, Posted),
+    /// A value for the worker's `on_worker_posted`.
+    PostWorker(Posted),
     /// Tests only: panic on the worker outside any guard (the lost-worker backstop).
     #[cfg(feature = "test-hooks")]
     InjectPanic,
+}
+
+/// What a watch's owner asks of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WatchAsk {
+    Modify(Interest),
+    Rearm,
+    Remove,
 }
 
 impl Message {
@@ -45,6 +71,7 @@ impl Message {
     fn cost(&self) -> usize {
         let payload = match self {
             Message::Send(_, data) | Message::Broadcast { data, .. } => data.len(),
+            Message::Post(_, value) | Message::PostWorker(value) => value.size(),
             _ => 0,
         };
         payload + std::mem::size_of::<Message>()
@@ -89,15 +116,20 @@ impl Mailbox {
     /// Post a message; fails once the worker has closed the mailbox, or if it would hold
     /// more than its bound (a shutdown is always taken).
     pub(crate) fn post(&self, msg: Message) -> Result<(), SendError> {
+        self.post_or_return(msg).map_err(|(e, _)| e)
+    }
+
+    /// [`Mailbox::post`], handing a refused message back (it may own a descriptor).
+    pub(crate) fn post_or_return(&self, msg: Message) -> Result<(), (SendError, Message)> {
         {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             let Some(q) = q.as_mut() else {
-                return Err(SendError::WorkerStopped);
+                return Err((SendError::WorkerStopped, msg));
             };
             let cost = msg.cost();
             let exempt = matches!(msg, Message::Shutdown(_));
             if !exempt && q.bytes.saturating_add(cost) > self.limit {
-                return Err(SendError::Full);
+                return Err((SendError::Full, msg));
             }
             q.bytes = q.bytes.saturating_add(cost);
             q.messages.push(msg);

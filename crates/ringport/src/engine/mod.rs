@@ -15,8 +15,8 @@ pub(crate) mod mailbox;
 mod registry;
 #[cfg(test)]
 mod scenarios;
-mod slab;
 mod timeouts;
+mod watches;
 mod worker;
 
 use crate::admission::{Gate, IpNet};
@@ -27,6 +27,7 @@ use crate::listener::ListenerSpec;
 use crate::server::ShutdownReport;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys;
+use crate::workers::Workers;
 use mailbox::{Mailbox, Message};
 pub(crate) use registry::REGISTRY_WAIT;
 use std::net::SocketAddr;
@@ -75,6 +76,8 @@ pub(crate) struct Engine {
     /// Each listener's name (given, or its bound address) for the statistics.
     listener_names: Vec<String>,
     next_connect: AtomicUsize,
+    /// The cross-thread handle for watches and posts.
+    workers_handle: Workers,
 }
 
 impl EngineShared {
@@ -139,6 +142,7 @@ impl Engine {
                 .map(|(l, addr)| l.name.clone().unwrap_or_else(|| addr.to_string()))
                 .collect(),
             next_connect: AtomicUsize::new(0),
+            workers_handle: Workers::new(Vec::new()),
         };
         let mut names: Vec<&String> = engine.listener_names.iter().collect();
         names.sort();
@@ -149,8 +153,11 @@ impl Engine {
             )));
         }
         let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, Error>>();
-        for (index, sockets) in per_worker.into_iter().enumerate() {
-            let mailbox = Arc::new(Mailbox::new(config.mailbox_bytes)?);
+        let mailboxes = (0..per_worker.len())
+            .map(|_| Mailbox::new(config.mailbox_bytes).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        engine.workers_handle = Workers::new(mailboxes.clone());
+        for ((index, sockets), mailbox) in per_worker.into_iter().enumerate().zip(mailboxes) {
             let stats = Arc::new(WorkerStats::new(listeners.len()));
             let setup = WorkerSetup {
                 index,
@@ -163,6 +170,7 @@ impl Engine {
                     .zip(listeners.iter().map(|l| l.codec.clone()))
                     .collect(),
                 shared: shared.clone(),
+                workers: engine.workers_handle.clone(),
                 ready: ready_tx.clone(),
             };
             let thread = std::thread::Builder::new()
@@ -252,6 +260,11 @@ impl Engine {
             .ok_or(Error::NoListener(index))
     }
 
+    /// The handle for watches and posts.
+    pub(crate) fn workers(&self) -> &Workers {
+        &self.workers_handle
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         Stats::sum(
             self.backend.name(),
@@ -309,6 +322,7 @@ struct WorkerSetup<H> {
     /// Its listening sockets, each with its listener's own codec if it has one.
     listeners: Vec<(OwnedFd, Option<crate::codec::Codec>)>,
     shared: Arc<EngineShared>,
+    workers: Workers,
     /// Told the backend's set-up name, or the error that stopped the worker.
     ready: mpsc::Sender<Result<&'static str, Error>>,
 }
@@ -326,6 +340,7 @@ fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
         s.stats,
         s.listeners,
         s.shared,
+        s.workers,
     );
     let mut w = match worker {
         Ok(w) => w,

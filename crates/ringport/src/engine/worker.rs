@@ -3,7 +3,7 @@
 
 use super::conn_state::ConnState;
 use super::mailbox::{Mailbox, Message};
-use super::slab::Slab;
+use crate::core::Slab;
 use super::timeouts::TimerEntry;
 use super::EngineShared;
 use crate::codec::Codec;
@@ -13,6 +13,8 @@ use crate::core::op_name::{decode, encode};
 use crate::core::{ConnKey, Ledger, OpKind};
 use crate::error::Error;
 use crate::handler::Handler;
+use crate::notify::table::Watches;
+use crate::workers::Workers;
 use crate::stats::{bump, WorkerStats};
 use crate::sys::op;
 use crate::sys::Completion;
@@ -124,6 +126,10 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) frame_held: usize,
     /// Where the worker is in stopping, and what it reports when it exits.
     pub(super) stop: Stopping,
+    /// Descriptors watched on this worker.
+    pub(super) watches: Watches,
+    /// The engine's workers (for watch callbacks; and to free a watched file).
+    pub(super) workers: Workers,
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {
@@ -135,6 +141,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         stats: Arc<WorkerStats>,
         listeners: Vec<(OwnedFd, Option<Codec>)>,
         shared: Arc<EngineShared>,
+        workers: Workers,
     ) -> Result<Worker<H, D>, Error> {
         let now = Instant::now();
         let ctx = Arc::new(ConnContext {
@@ -184,6 +191,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             next_serial: 1,
             frame_held: 0,
             stop: Stopping::default(),
+            watches: Watches::default(),
+            workers,
         })
     }
 
@@ -251,6 +260,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.stats
             .frame_bytes
             .store(self.frame_held as u64, Relaxed);
+        self.stats
+            .watches
+            .store(self.watches.len() as u64, Relaxed);
     }
 
     pub(super) fn dispatch(&mut self, c: Completion) {
@@ -266,6 +278,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             OpKind::ConnectTimeout => self.on_connect_timeout(key),
             OpKind::Shutdown | OpKind::Close => self.on_op_done(key, kind),
             OpKind::Doorbell => self.on_doorbell(),
+            OpKind::Watch => self.on_watch_poll(key, c),
             OpKind::Ignore => {}
         }
     }
@@ -321,6 +334,16 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Message::Shutdown(until) => self.begin_shutdown(until),
             Message::Query(q) => self.on_query(q),
             Message::Broadcast { listener, data } => self.on_broadcast(listener, data),
+            Message::Watch {
+                id,
+                fd,
+                file,
+                interest,
+                token,
+            } => self.start_watch(id, fd, file, interest, token),
+            Message::WatchAsk { id, ask } => self.on_watch_ask(id, ask),
+            Message::Post(id, value) => self.on_post(id, value),
+            Message::PostWorker(value) => self.on_worker_post(value),
             #[cfg(feature = "test-hooks")]
             Message::InjectPanic => panic!("injected worker panic (test hook)"),
         }
@@ -436,6 +459,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         for key in self.conns.keys() {
             self.request_shutdown_close(key);
         }
+        self.remove_all_watches();
     }
 
     /// When every connection and listener is gone, close the mailbox and stop the
@@ -443,6 +467,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     fn maybe_exit(&mut self) {
         if self.stop.exiting
             || self.conns.len() > 0
+            || !self.watches.is_empty()
             || self.listeners.iter().any(|l| !l.ledger.is_empty())
         {
             return;

@@ -221,6 +221,21 @@ impl fmt::Display for Stats {
             label(f, "timers")?;
             write!(f, "fired {}", Count(self.timers_fired))?;
         }
+        let watched = self.watches + self.watch_notifications + self.watches_removed;
+        if watched + self.watches_shut_down > 0 {
+            f.write_str("\n")?;
+            label(f, "watches")?;
+            let mut l = List::new(f);
+            l.count("now", self.watches)?;
+            l.count("notifications", self.watch_notifications)?;
+            l.count("removed", self.watches_removed)?;
+            l.nonzero("at shutdown", self.watches_shut_down)?;
+        }
+        if self.posts > 0 {
+            f.write_str("\n")?;
+            label(f, "posts")?;
+            write!(f, "delivered {}", Count(self.posts))?;
+        }
         if self.listeners.len() > 1 {
             for listener in &self.listeners {
                 f.write_str("\n")?;

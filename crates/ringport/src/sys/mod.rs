@@ -30,6 +30,7 @@ mod driver;
 pub(crate) mod eventfd;
 #[cfg(test)]
 pub(crate) mod fake;
+pub(crate) mod fd_info;
 pub(crate) mod op;
 pub(crate) mod outbound;
 pub(crate) mod poll;
