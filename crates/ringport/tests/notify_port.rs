@@ -116,7 +116,11 @@ fn one_shot_fires_once_until_rearmed() {
     a.write_all(b"z").unwrap();
     assert!(quiet(&mut p).is_empty(), "disarmed after one notification");
     p.rearm(id).unwrap();
-    assert_eq!(ready_of(&next(&mut p), id), 1, "re-armed: readiness there is reported");
+    assert_eq!(
+        ready_of(&next(&mut p), id),
+        1,
+        "re-armed: readiness there is reported"
+    );
     assert!(quiet(&mut p).is_empty());
 }
 
@@ -215,14 +219,16 @@ fn a_file_watched_twice_or_unpollable_is_refused_and_handed_back() {
     let dup = b.try_clone().unwrap();
     let id = p.register(b, Interest::READABLE, 1).unwrap();
     let refused = p.register(dup, Interest::WRITABLE, 2).unwrap_err();
-    assert!(matches!(refused.error, WatchError::AlreadyWatched), "{refused}");
+    assert!(
+        matches!(refused.error, WatchError::AlreadyWatched),
+        "{refused}"
+    );
     // Once the first watch is gone, the file may be watched again.
     p.remove(id).unwrap();
     drop(removed_once(&mut p, id, RemoveReason::Removed));
     p.register(refused.fd, Interest::WRITABLE, 2).unwrap();
 
-    let file = std::fs::File::open(env!("CARGO_MANIFEST_DIR").to_string() + "/Cargo.toml")
-        .unwrap();
+    let file = std::fs::File::open(env!("CARGO_MANIFEST_DIR").to_string() + "/Cargo.toml").unwrap();
     let refused = p.register(file.into(), Interest::READABLE, 3).unwrap_err();
     assert!(
         matches!(refused.error, WatchError::NotPollable("a regular file")),
@@ -257,6 +263,10 @@ fn thousands_of_watches_each_fire_once() {
             }
         }
     }
-    assert!(seen.iter().all(|&n| n == 1), "each watch once: {:?}", &seen[..20]);
+    assert!(
+        seen.iter().all(|&n| n == 1),
+        "each watch once: {:?}",
+        &seen[..20]
+    );
     assert_eq!(p.len(), N);
 }

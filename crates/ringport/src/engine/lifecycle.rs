@@ -10,10 +10,10 @@
 use super::callbacks::{open_session, report_close, report_connect_failed, with_session};
 use super::conn_state::ConnState;
 use super::delivery::{deliver_within_budget, reader_held, stamp_partial};
-use crate::core::Slab;
 use super::worker::Worker;
 use crate::conn::{CloseRequest, Conn, ConnId};
 use crate::core::lifecycle::State;
+use crate::core::Slab;
 use crate::core::{Action, Actions, ConnKey, Lifecycle, OpKind, Wants};
 use crate::error::CloseReason;
 use crate::handler::Handler;

@@ -89,9 +89,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 let notice = crate::notify::WatchRemoved::new(id, token, reason, fd);
                 self.watch_removed(crate::notify::table::Removal { notice, file });
             }
-            Message::Post(..) | Message::PostWorker(_) => {
-                bump(&self.stats.posts_undelivered, 1)
-            }
+            Message::Post(..) | Message::PostWorker(_) => bump(&self.stats.posts_undelivered, 1),
             // A question's waiter sees its channel closed; the rest needs nothing.
             _ => {}
         }

@@ -3,23 +3,23 @@
 
 use super::conn_state::ConnState;
 use super::mailbox::{Mailbox, Message};
-use crate::core::Slab;
 use super::timeouts::TimerEntry;
 use super::EngineShared;
 use crate::codec::Codec;
 use crate::config::EngineConfig;
 use crate::conn::ConnContext;
 use crate::core::op_name::{decode, encode};
+use crate::core::Slab;
 use crate::core::{ConnKey, Ledger, OpKind};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::notify::table::Watches;
-use crate::workers::Workers;
 use crate::stats::{bump, WorkerStats};
 use crate::sys::op;
 use crate::sys::Completion;
 use crate::sys::Driver;
 use crate::timer::TimerWheel;
+use crate::workers::Workers;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,9 +260,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         self.stats
             .frame_bytes
             .store(self.frame_held as u64, Relaxed);
-        self.stats
-            .watches
-            .store(self.watches.len() as u64, Relaxed);
+        self.stats.watches.store(self.watches.len() as u64, Relaxed);
     }
 
     pub(super) fn dispatch(&mut self, c: Completion) {

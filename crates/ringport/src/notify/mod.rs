@@ -40,6 +40,6 @@ pub(crate) mod table;
 mod watch;
 
 pub use interest::{Interest, Persistence, Ready, Trigger};
-pub use port::{Notification, Port};
 pub(crate) use port::{check_watchable, refused};
+pub use port::{Notification, Port};
 pub use watch::{RemoveReason, WatchError, WatchId, WatchRefused, WatchRemoved};

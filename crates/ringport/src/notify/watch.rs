@@ -56,8 +56,13 @@ pub enum RemoveReason {
 
 impl RemoveReason {
     /// Every reason's name, in [`RemoveReason::index`] order.
-    pub const NAMES: [&'static str; 5] =
-        ["removed", "failed", "shutdown", "handler_panic", "worker_lost"];
+    pub const NAMES: [&'static str; 5] = [
+        "removed",
+        "failed",
+        "shutdown",
+        "handler_panic",
+        "worker_lost",
+    ];
 
     /// A short name for statistics and logs.
     pub fn name(self) -> &'static str {

@@ -74,9 +74,12 @@ mod tests {
         assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         // SAFETY: both descriptors are fresh and owned by nothing else.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        assert_ne!(identify(r.as_fd()).unwrap().0, identify(w.as_fd()).unwrap().0);
-        let file = std::fs::File::open(env!("CARGO_MANIFEST_DIR").to_string() + "/Cargo.toml")
-            .unwrap();
+        assert_ne!(
+            identify(r.as_fd()).unwrap().0,
+            identify(w.as_fd()).unwrap().0
+        );
+        let file =
+            std::fs::File::open(env!("CARGO_MANIFEST_DIR").to_string() + "/Cargo.toml").unwrap();
         assert_eq!(identify(file.as_fd()).unwrap().1, FileKind::Regular);
         let dir = std::fs::File::open(env!("CARGO_MANIFEST_DIR")).unwrap();
         assert_eq!(identify(dir.as_fd()).unwrap().1, FileKind::Directory);
