@@ -254,7 +254,7 @@ fn thousands_of_watches_each_fire_once() {
     let mut seen = vec![0u32; N];
     let until = Instant::now() + DEADLINE;
     let mut got = Vec::new();
-    while seen.iter().any(|&n| n == 0) && Instant::now() < until {
+    while seen.contains(&0) && Instant::now() < until {
         got.clear();
         p.wait(&mut got, Some(Duration::from_millis(100))).unwrap();
         for n in &got {

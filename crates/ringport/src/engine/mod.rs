@@ -46,6 +46,8 @@ pub(crate) struct EngineShared {
     /// By listener index.
     pub listener_gates: Vec<Gate>,
     pub budget: backpressure::SendBudget,
+    /// Every worker's mailbox and the files watched (see `Workers`).
+    pub workers: Workers,
 }
 
 /// What a worker thread returns.
@@ -76,8 +78,6 @@ pub(crate) struct Engine {
     /// Each listener's name (given, or its bound address) for the statistics.
     listener_names: Vec<String>,
     next_connect: AtomicUsize,
-    /// The cross-thread handle for watches and posts.
-    workers_handle: Workers,
 }
 
 impl EngineShared {
@@ -115,7 +115,11 @@ impl Engine {
             config.uring_probe_failure(),
         )
         .map_err(Error::Backend)?;
+        let mailboxes = (0..config.workers)
+            .map(|_| Mailbox::new(config.mailbox_bytes).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(EngineShared {
+            workers: Workers::new(mailboxes.clone()),
             gate: gate(&config.admission)?,
             listener_gates: listeners
                 .iter()
@@ -142,7 +146,6 @@ impl Engine {
                 .map(|(l, addr)| l.name.clone().unwrap_or_else(|| addr.to_string()))
                 .collect(),
             next_connect: AtomicUsize::new(0),
-            workers_handle: Workers::new(Vec::new()),
         };
         let mut names: Vec<&String> = engine.listener_names.iter().collect();
         names.sort();
@@ -153,10 +156,6 @@ impl Engine {
             )));
         }
         let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, Error>>();
-        let mailboxes = (0..per_worker.len())
-            .map(|_| Mailbox::new(config.mailbox_bytes).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        engine.workers_handle = Workers::new(mailboxes.clone());
         for ((index, sockets), mailbox) in per_worker.into_iter().enumerate().zip(mailboxes) {
             let stats = Arc::new(WorkerStats::new(listeners.len()));
             let setup = WorkerSetup {
@@ -170,7 +169,6 @@ impl Engine {
                     .zip(listeners.iter().map(|l| l.codec.clone()))
                     .collect(),
                 shared: shared.clone(),
-                workers: engine.workers_handle.clone(),
                 ready: ready_tx.clone(),
             };
             let thread = std::thread::Builder::new()
@@ -262,7 +260,7 @@ impl Engine {
 
     /// The handle for watches and posts.
     pub(crate) fn workers(&self) -> &Workers {
-        &self.workers_handle
+        &self.shared.workers
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -322,7 +320,6 @@ struct WorkerSetup<H> {
     /// Its listening sockets, each with its listener's own codec if it has one.
     listeners: Vec<(OwnedFd, Option<crate::codec::Codec>)>,
     shared: Arc<EngineShared>,
-    workers: Workers,
     /// Told the backend's set-up name, or the error that stopped the worker.
     ready: mpsc::Sender<Result<&'static str, Error>>,
 }
@@ -340,7 +337,6 @@ fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
         s.stats,
         s.listeners,
         s.shared,
-        s.workers,
     );
     let mut w = match worker {
         Ok(w) => w,

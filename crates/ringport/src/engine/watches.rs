@@ -38,7 +38,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(view) = self.watches.view(key) else {
             return;
         };
-        let mut ctl = WatchCtl::new(view.id, token, view.fd, view.interest, &self.workers);
+        let mut ctl = WatchCtl::new(view.id, token, view.fd, view.interest, &self.shared.workers);
         let handler = &*self.handler;
         let ran = guard(&self.stats, || handler.on_ready(token, ready, &mut ctl));
         let ask = ctl.ask;
@@ -122,7 +122,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             _ => &s.watches_abandoned,
         };
         bump(counter, 1);
-        self.workers.forget(r.file);
+        self.shared.workers.forget(r.file);
         let handler = &*self.handler;
         guard(&self.stats, || handler.on_watch_removed(r.notice));
     }

@@ -19,7 +19,6 @@ use crate::sys::op;
 use crate::sys::Completion;
 use crate::sys::Driver;
 use crate::timer::TimerWheel;
-use crate::workers::Workers;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,8 +127,6 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) stop: Stopping,
     /// Descriptors watched on this worker.
     pub(super) watches: Watches,
-    /// The engine's workers (for watch callbacks; and to free a watched file).
-    pub(super) workers: Workers,
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {
@@ -141,7 +138,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         stats: Arc<WorkerStats>,
         listeners: Vec<(OwnedFd, Option<Codec>)>,
         shared: Arc<EngineShared>,
-        workers: Workers,
     ) -> Result<Worker<H, D>, Error> {
         let now = Instant::now();
         let ctx = Arc::new(ConnContext {
@@ -192,7 +188,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             frame_held: 0,
             stop: Stopping::default(),
             watches: Watches::default(),
-            workers,
         })
     }
 

@@ -41,7 +41,7 @@ pub enum Notification {
 }
 
 enum Io {
-    Uring(UringDriver),
+    Uring(Box<UringDriver>),
     Poll(PollDriver),
 }
 
@@ -49,7 +49,10 @@ enum Io {
 macro_rules! with_io {
     ($self:ident, $io:ident => $body:expr) => {
         match &mut $self.io {
-            Io::Uring($io) => $body,
+            Io::Uring($io) => {
+                let $io = &mut **$io;
+                $body
+            }
             Io::Poll($io) => $body,
         }
     };
@@ -97,7 +100,7 @@ impl Port {
     pub fn with_backend(backend: Backend) -> io::Result<Port> {
         let chosen = crate::sys::select(backend, PORT_DRIVER, false).map_err(io::Error::other)?;
         let io = match chosen {
-            Chosen::Uring => Io::Uring(UringDriver::new(PORT_DRIVER)?),
+            Chosen::Uring => Io::Uring(Box::new(UringDriver::new(PORT_DRIVER)?)),
             Chosen::Poll => Io::Poll(PollDriver::new(PORT_DRIVER)?),
         };
         Ok(Port {

@@ -320,3 +320,6 @@ impl Watches {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -132,6 +132,7 @@ impl Harness {
             gate: crate::admission::Gate::new(&Default::default()).unwrap(),
             listener_gates: Vec::new(),
             budget: Default::default(),
+            workers: crate::workers::Workers::new(vec![mailbox.clone()]),
         });
         let w = Worker::new(
             0,
