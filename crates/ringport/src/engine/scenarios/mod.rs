@@ -9,6 +9,7 @@ mod close;
 mod connect;
 mod io;
 mod panics;
+mod watches;
 
 use super::mailbox::Mailbox;
 use super::worker::Worker;
@@ -49,6 +50,9 @@ pub(super) enum Seen {
     Timer(u64),
     Close(CloseReason),
     ConnectFailed(CloseReason),
+    /// `on_ready` of the watch with this token.
+    Ready(u64),
+    WatchRemoved(u64, crate::notify::RemoveReason),
 }
 
 type Hook = Box<dyn Fn(Cb, &mut Conn, &[u8]) + Send + Sync>;
@@ -108,6 +112,13 @@ impl Handler for Script {
     }
     fn on_connect_failed(&self, _token: u64, _addr: SocketAddr, why: CloseReason) {
         self.seen.lock().unwrap().push(Seen::ConnectFailed(why));
+    }
+    fn on_ready(&self, token: u64, _r: crate::notify::Ready, _w: &mut crate::WatchCtl<'_>) {
+        self.seen.lock().unwrap().push(Seen::Ready(token));
+    }
+    fn on_watch_removed(&self, removed: crate::notify::WatchRemoved) {
+        let seen = Seen::WatchRemoved(removed.token, removed.reason);
+        self.seen.lock().unwrap().push(seen);
     }
 }
 
