@@ -234,6 +234,15 @@ fn a_file_watched_twice_or_unpollable_is_refused_and_handed_back() {
         matches!(refused.error, WatchError::NotPollable("a regular file")),
         "{refused}"
     );
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let refused = p.register(null.into(), Interest::READABLE, 4).unwrap_err();
+    assert!(
+        matches!(
+            refused.error,
+            WatchError::NotPollable("a device without readiness")
+        ),
+        "{refused}"
+    );
 }
 
 #[test]

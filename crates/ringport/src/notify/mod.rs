@@ -20,8 +20,10 @@
 //! notice hands it back (dropping the notice closes it). To keep using a descriptor
 //! elsewhere, watch a dup of it (`try_clone`), not both: a file watched twice on one
 //! engine or port — through a dup, or the other handle of one socket — is refused
-//! with [`WatchError::AlreadyWatched`]. Regular files and directories, which cannot
-//! be polled, are refused too ([`WatchError::NotPollable`]).
+//! with [`WatchError::AlreadyWatched`]. Regular files, directories and devices without
+//! readiness (`/dev/null`), which cannot be polled (io_uring would call them always
+//! ready, epoll refuses them), are refused too ([`WatchError::NotPollable`]), so both
+//! backends answer alike.
 //!
 //! # How the backends do it
 //! io_uring: a persistent edge watch is one multishot `IORING_OP_POLL_ADD`; every other

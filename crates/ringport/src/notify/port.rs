@@ -268,6 +268,9 @@ pub(crate) fn check_watchable(fd: BorrowedFd<'_>) -> Result<FileIdentity, WatchE
     match identify(fd)? {
         (_, FileKind::Regular) => Err(WatchError::NotPollable("a regular file")),
         (_, FileKind::Directory) => Err(WatchError::NotPollable("a directory")),
+        (_, FileKind::UnpollableDevice) => {
+            Err(WatchError::NotPollable("a device without readiness"))
+        }
         (file, FileKind::Pollable) => Ok(file),
     }
 }

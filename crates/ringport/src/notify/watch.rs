@@ -141,8 +141,9 @@ pub enum WatchError {
     /// One watch per file keeps notifications unambiguous (and epoll would refuse some).
     #[error("this file is watched already (through this descriptor or a duplicate of it)")]
     AlreadyWatched,
-    /// The descriptor is a regular file or a directory, which cannot be polled (io_uring
-    /// would call it always ready, epoll refuses it).
+    /// The descriptor is a regular file, a directory or a device without readiness
+    /// (`/dev/null`), which cannot be polled (io_uring would call it always ready, epoll
+    /// refuses it).
     #[error("{0} cannot be watched: it is always ready")]
     NotPollable(&'static str),
     /// Examining the descriptor failed.

@@ -21,7 +21,10 @@ pub(crate) enum FileKind {
     /// A regular file: always "ready" to io_uring, refused by epoll.
     Regular,
     Directory,
-    /// Sockets, pipes, FIFOs, devices, eventfds, timerfds, ...
+    /// A character or block device whose driver has no readiness (`/dev/null`, a disk):
+    /// always "ready" to io_uring, refused by epoll.
+    UnpollableDevice,
+    /// Sockets, pipes, FIFOs, pollable devices (terminals), eventfds, timerfds, ...
     Pollable,
 }
 
@@ -42,6 +45,7 @@ pub(crate) fn identify(fd: BorrowedFd<'_>) -> io::Result<(FileIdentity, FileKind
     let kind = match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => FileKind::Regular,
         libc::S_IFDIR => FileKind::Directory,
+        libc::S_IFCHR | libc::S_IFBLK if !epoll_takes(raw)? => FileKind::UnpollableDevice,
         _ => FileKind::Pollable,
     };
     let id = FileIdentity {
@@ -50,6 +54,31 @@ pub(crate) fn identify(fd: BorrowedFd<'_>) -> io::Result<(FileIdentity, FileKind
         access: flags & libc::O_ACCMODE,
     };
     Ok((id, kind))
+}
+
+/// Does epoll accept `fd` (its driver has readiness)? Asked of devices only, with a
+/// throw-away epoll set.
+fn epoll_takes(fd: i32) -> io::Result<bool> {
+    // SAFETY: epoll_create1 takes no pointers; the result is checked.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `ep` is a fresh descriptor owned by nothing else; it closes on drop.
+    let ep = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ep) };
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: 0,
+    };
+    // SAFETY: both descriptors are open for the call; `ev` is a live local.
+    let rc = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
+        e => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -83,5 +112,10 @@ mod tests {
         assert_eq!(identify(file.as_fd()).unwrap().1, FileKind::Regular);
         let dir = std::fs::File::open(env!("CARGO_MANIFEST_DIR")).unwrap();
         assert_eq!(identify(dir.as_fd()).unwrap().1, FileKind::Directory);
+        let null = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(
+            identify(null.as_fd()).unwrap().1,
+            FileKind::UnpollableDevice
+        );
     }
 }
