@@ -135,3 +135,62 @@ fn a_lost_worker_is_reported_and_the_others_go_on() {
     let report = server.shutdown(Duration::from_secs(5));
     assert_eq!(report.stats.workers_lost, 1);
 }
+
+/// Records the removal notices of watches.
+#[derive(Clone, Default)]
+struct WatchRecorder {
+    removed: Arc<Mutex<Vec<(u64, ringport::notify::RemoveReason)>>>,
+}
+
+impl Handler for WatchRecorder {
+    type Session = ();
+    fn on_open(&self, _conn: &mut Conn) {}
+    fn on_data(&self, _s: &mut (), _conn: &mut Conn, _data: &[u8]) {}
+    fn on_close(&self, _s: (), _conn: &Conn, _why: CloseReason) {}
+    fn on_watch_removed(&self, removed: ringport::notify::WatchRemoved) {
+        let entry = (removed.token, removed.reason);
+        self.removed.lock().unwrap().push(entry);
+    }
+}
+
+#[test]
+fn a_lost_workers_watches_get_their_notice_and_it_takes_no_more() {
+    use ringport::notify::{Interest, RemoveReason, WatchError};
+    let _w = watchdog("lost-watches", TEST_LIMIT);
+    let rec = WatchRecorder::default();
+    let client = ringport::Client::builder()
+        .workers(2)
+        .start(rec.clone())
+        .unwrap();
+    let workers = client.workers();
+    let mut peers = Vec::new();
+    for token in 0..4u64 {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let interest = if token % 2 == 0 {
+            Interest::READABLE.edge()
+        } else {
+            Interest::READABLE.oneshot()
+        };
+        workers.watch_on(0, b.into(), interest, token).unwrap();
+        peers.push(a);
+    }
+    wait_until(WAIT, "the watches armed", || client.stats().watches == 4);
+    client.inject_worker_panic(0).unwrap();
+    wait_until(WAIT, "four notices", || {
+        rec.removed.lock().unwrap().len() == 4
+    });
+    let mut removed = rec.removed.lock().unwrap().clone();
+    removed.sort_by_key(|(token, _)| *token);
+    let want: Vec<_> = (0..4).map(|t| (t, RemoveReason::WorkerLost)).collect();
+    assert_eq!(removed, want);
+    assert_eq!(client.stats().watches_abandoned, 4);
+    // The lost worker takes no new watch, and hands the descriptor back.
+    let (_a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let refused = workers
+        .watch_on(0, b.into(), Interest::READABLE, 9)
+        .unwrap_err();
+    assert!(matches!(refused.error, WatchError::Stopped), "{refused}");
+    workers
+        .watch_on(1, refused.fd, Interest::READABLE, 9)
+        .unwrap();
+}
