@@ -38,12 +38,15 @@ pub(crate) const KEEP_BATCH_CAPACITY: usize = 1024;
 /// The most completions a worker waits to gather before running callbacks.
 const MAX_BATCH_WANT: u32 = 256;
 
-/// Completions the peer causes (data, connections), as opposed to our own sends,
-/// closes and cancels finishing.
+/// Completions the peer causes (data, connections, a watched descriptor's readiness),
+/// as opposed to our own sends, closes and cancels finishing.
 fn peer_driven(user_data: u64) -> bool {
     matches!(
         decode(user_data),
-        Some((OpKind::Recv | OpKind::Accept | OpKind::Connect, _))
+        Some((
+            OpKind::Recv | OpKind::Accept | OpKind::Connect | OpKind::Watch,
+            _
+        ))
     )
 }
 
