@@ -29,9 +29,11 @@
 //! io_uring: a persistent edge watch is one multishot `IORING_OP_POLL_ADD`; every other
 //! watch is a one-shot poll, armed again after each notification (persistent level) or
 //! when re-armed or modified (one-shot). A one-shot poll looks at the descriptor when it
-//! is armed, which is what makes level triggering on every kernel:
-//! `IORING_POLL_ADD_LEVEL` alone would not make a multishot poll report again while the
-//! readiness merely lasts (the kernel posts one completion per wake-up either way).
+//! is armed, which is what makes level triggering on every kernel. The kernel's own
+//! `IORING_POLL_ADD_LEVEL` is not used: `IORING_OP_POLL_ADD` refuses it with `EINVAL`
+//! (Linux 6.18, one-shot and multishot alike; tried with a hand-made entry, since the
+//! io-uring crate builds none), so re-arming is the only level triggering io_uring
+//! offers here.
 //! Modify and remove cancel the poll in flight and act on its final completion. The
 //! readiness backend emulates the same polls on epoll (edge-triggered, plus a `poll(2)`
 //! look when a poll is armed on a descriptor already registered), with the same results.
