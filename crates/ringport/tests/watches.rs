@@ -434,3 +434,36 @@ fn ten_thousand_watches_on_one_worker() {
         N
     );
 }
+
+#[test]
+fn two_thousand_peers_hanging_up_at_once_each_removed_once() {
+    const N: u64 = 2000;
+    let _w = watchdog("hangups", TEST_LIMIT);
+    let r = rig(2, |_, ready, w| {
+        if ready.is_hangup() {
+            w.remove();
+        }
+    });
+    let mut peers = Vec::new();
+    for token in 0..N {
+        let (a, b) = pair();
+        r.workers
+            .watch(b, Interest::READABLE | Interest::HANGUP, token)
+            .unwrap();
+        peers.push(a);
+    }
+    util::wait_for_value(WAIT, "watches", || r.client.stats().watches, N);
+    drop(peers);
+    let mut removed = vec![0u32; N as usize];
+    let mut left = N;
+    while left > 0 {
+        if let Event::Removed(token, why) = r.next() {
+            assert_eq!(why, RemoveReason::Removed);
+            removed[token as usize] += 1;
+            left -= 1;
+        }
+    }
+    assert!(r.quiet().is_empty(), "nothing after the notices");
+    assert!(removed.iter().all(|&n| n == 1));
+    assert_eq!(r.client.stats().watches_removed, N);
+}
