@@ -24,7 +24,7 @@ use super::watch::{RemoveReason, WatchId, WatchRemoved};
 use crate::core::op_name::encode;
 use crate::core::{ConnKey, OpKind, Slab};
 use crate::sys::fd_info::FileIdentity;
-use crate::sys::op::{Cancel, PollAdd};
+use crate::sys::op::{Cancel, PollAdd, ReleaseFd};
 use crate::sys::{Completion, Driver};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -160,6 +160,9 @@ impl Watches {
             fd: e.fd.as_raw_fd(),
             events: e.interest.poll_events(),
             multishot: e.interest.multishot(),
+            // Polled again and again: the readiness backend keeps it registered until
+            // `take` releases it.
+            linger: true,
         };
         // The descriptor stays open until the poll's final completion: the entry owns
         // it and is removed only with no poll in flight.
@@ -205,7 +208,7 @@ impl Watches {
             // An error the table did not cause ended the poll (errors are final).
             e.poll = Poll::Idle;
             let why = RemoveReason::Failed { errno: -c.result };
-            return self.take(key, why).map(Event::Removed);
+            return self.release(io, key, why).map(Event::Removed);
         }
         if e.poll != Poll::Idle {
             return None; // more of a poll being cancelled
@@ -216,7 +219,7 @@ impl Watches {
                 self.arm(io, key);
                 None
             }
-            Then::Remove(why) => self.take(key, why).map(Event::Removed),
+            Then::Remove(why) => self.release(io, key, why).map(Event::Removed),
         }
     }
 
@@ -277,7 +280,7 @@ impl Watches {
         let e = self.slab.get_mut(key).ok_or(())?;
         match (e.poll, e.then) {
             (_, Then::Remove(_)) => Ok(None),
-            (Poll::Idle, _) => Ok(self.take(key, why)),
+            (Poll::Idle, _) => Ok(self.release(io, key, why)),
             (Poll::Armed, _) => {
                 Self::cancel(io, key, e);
                 e.then = Then::Remove(why);
@@ -309,6 +312,19 @@ impl Watches {
     pub(crate) fn abandon(&mut self, why: RemoveReason) -> Vec<Removal> {
         let keys = self.slab.keys();
         keys.into_iter().filter_map(|k| self.take(k, why)).collect()
+    }
+
+    /// Remove a watch with no poll in flight: the driver lets go of its descriptor first
+    /// (the readiness backend's set), then the entry goes.
+    fn release<D: Driver>(
+        &mut self,
+        io: &mut D,
+        key: ConnKey,
+        why: RemoveReason,
+    ) -> Option<Removal> {
+        let fd = self.slab.get_mut(key)?.fd.as_raw_fd();
+        io.call(ReleaseFd { fd });
+        self.take(key, why)
     }
 
     fn take(&mut self, key: ConnKey, why: RemoveReason) -> Option<Removal> {

@@ -42,6 +42,7 @@ use crate::sys::poll::PollCore;
 use crate::sys::uring::UringCore;
 
 pub(crate) use doorbell::DoorbellArmed;
+pub(crate) use poll_add::ReleaseFd;
 pub(crate) use send::ReclaimSend;
 pub(crate) use state::{AsAny, OpStates};
 

@@ -18,12 +18,16 @@
 //!   a poll asked for is answered with the mask poll(2) gives at that moment (nothing if
 //!   the readiness is gone again). `POLLPRI` alone is not watched there (mio's interest
 //!   here is readable/writable). When its last poll ends, a descriptor nothing else is
-//!   armed on leaves the epoll set, so a caller may close it.
+//!   armed on leaves the epoll set, so a caller may close it; unless the poll asked to
+//!   `linger` (its owner polls the descriptor again and again, as a watch re-armed after
+//!   each notification does): then it stays in the set, so the next poll costs one
+//!   `poll(2)` look instead of an epoll removal and a re-add, until [`ReleaseFd`] takes
+//!   it out.
 
 #[cfg(test)]
 mod tests;
 
-use super::Op;
+use super::{Call, Op};
 #[cfg(test)]
 use crate::sys::fake::{FakeDriver, FakeOp};
 use crate::sys::poll::{edge, retry, OpBit, Outcome, PollCore, PollIo, PollOpState};
@@ -50,6 +54,9 @@ pub(crate) struct PollAdd {
     pub events: u32,
     /// Keep reporting (each completion with `more()`) until cancelled.
     pub multishot: bool,
+    /// Readiness backend: keep the descriptor in the epoll set when the poll ends (the
+    /// caller polls it again soon, and calls [`ReleaseFd`] before closing it).
+    pub linger: bool,
 }
 
 // Nothing in the engine polls a descriptor yet (watches will); the tests do.
@@ -61,6 +68,7 @@ impl PollAdd {
             fd,
             events,
             multishot: false,
+            linger: false,
         }
     }
 
@@ -70,6 +78,7 @@ impl PollAdd {
             fd,
             events,
             multishot: true,
+            linger: false,
         }
     }
 }
@@ -103,6 +112,7 @@ impl Op for PollAdd {
             user_data,
             events: self.events,
             multishot: self.multishot,
+            linger: self.linger,
         };
         if !reported {
             match ready_now(fd, self.events) {
@@ -140,6 +150,7 @@ struct Watch {
     user_data: u64,
     events: u32,
     multishot: bool,
+    linger: bool,
 }
 
 impl Watch {
@@ -167,12 +178,13 @@ struct Polling {
 }
 
 impl Polling {
-    /// `fd` has no poll left: unmark it and, if nothing else is armed on it, take it out
-    /// of the epoll set (the caller may close it without the driver).
-    fn none_left(&mut self, io: &mut PollIo, fd: RawFd, bit: OpBit) {
+    /// `fd` has no poll left: unmark it and, if nothing else is armed on it and the
+    /// last poll did not ask to linger, take it out of the epoll set (the caller may
+    /// close it without the driver).
+    fn none_left(&mut self, io: &mut PollIo, fd: RawFd, bit: OpBit, linger: bool) {
         self.by_fd.remove(&fd);
         io.disarm(fd, bit);
-        if io.fd(fd).armed == 0 {
+        if io.fd(fd).armed == 0 && !linger {
             io.deregister(fd);
         }
     }
@@ -188,6 +200,7 @@ impl PollOpState for Polling {
             return false; // queued for another op, or a report of nothing asked for here
         }
         let asked = watches.iter().fold(0, |m, w| m | w.events);
+        let linger = watches.iter().any(|w| w.linger);
         match ready_now(fd, asked) {
             Ok(ready) => watches.retain(|w| {
                 let answered = w.concerns(edges) && w.answer(io, ready);
@@ -200,7 +213,7 @@ impl PollOpState for Polling {
             }
         }
         if watches.is_empty() {
-            self.none_left(io, fd, bit);
+            self.none_left(io, fd, bit, linger);
         }
         false
     }
@@ -212,9 +225,9 @@ impl PollOpState for Polling {
         let Some(i) = watches.iter().position(|w| w.user_data == target) else {
             return false;
         };
-        watches.remove(i);
+        let linger = watches.remove(i).linger;
         if watches.is_empty() {
-            self.none_left(io, fd, bit);
+            self.none_left(io, fd, bit, linger);
         }
         io.post(target, -libc::ECANCELED, false);
         true
@@ -223,6 +236,28 @@ impl PollOpState for Polling {
     fn forget(&mut self, fd: RawFd) {
         self.by_fd.remove(&fd);
     }
+}
+
+/// The caller is done polling `fd` (it is about to close it): the readiness backend
+/// takes it out of the epoll set and forgets it, lingering or not (a dup kept elsewhere
+/// would otherwise keep its file in the set); io_uring holds nothing for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReleaseFd {
+    pub fd: RawFd,
+}
+
+impl Call for ReleaseFd {
+    type Answer = ();
+
+    fn call_uring(self, _core: &mut UringCore) {}
+
+    fn call_poll(self, core: &mut PollCore) {
+        core.io().deregister(self.fd);
+        core.forget_fd(self.fd);
+    }
+
+    #[cfg(test)]
+    fn call_fake(self, _fake: &mut FakeDriver) {}
 }
 
 /// The readiness of `fd` now (poll(2) with no wait): the `revents` bits, `events` and
