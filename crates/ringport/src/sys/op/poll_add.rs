@@ -15,8 +15,8 @@
 //! - readiness backend: the descriptor joins the epoll set (mio, edge-triggered; a first
 //!   registration reports readiness already there, a descriptor already in the set is
 //!   checked with poll(2) when the poll is armed); each epoll report that concerns what
-//!   a poll asked for is answered with the mask poll(2) gives at that moment (nothing if
-//!   the readiness is gone again). `POLLPRI` alone is not watched there (mio's interest
+//!   a poll asked for is answered with what epoll reported, as poll(2) bits (like epoll
+//!   itself, a report may come for readiness already consumed since). `POLLPRI` alone is not watched there (mio's interest
 //!   here is readable/writable). When its last poll ends, a descriptor nothing else is
 //!   armed on leaves the epoll set, so a caller may close it; unless the poll asked to
 //!   `linger` (its owner polls the descriptor again and again, as a watch re-armed after
@@ -199,19 +199,14 @@ impl PollOpState for Polling {
         if !watches.iter().any(|w| w.concerns(edges)) {
             return false; // queued for another op, or a report of nothing asked for here
         }
-        let asked = watches.iter().fold(0, |m, w| m | w.events);
         let linger = watches.iter().any(|w| w.linger);
-        match ready_now(fd, asked) {
-            Ok(ready) => watches.retain(|w| {
-                let answered = w.concerns(edges) && w.answer(io, ready);
-                w.multishot || !answered
-            }),
-            Err(errno) => {
-                for w in watches.drain(..) {
-                    io.post(w.user_data, -errno, false);
-                }
-            }
-        }
+        // Answered with what epoll reported, as poll(2) bits: no look of our own (the
+        // look is taken when a poll is armed, where level triggering needs it).
+        let ready = reported(edges);
+        watches.retain(|w| {
+            let answered = w.concerns(edges) && w.answer(io, ready);
+            w.multishot || !answered
+        });
         if watches.is_empty() {
             self.none_left(io, fd, bit, linger);
         }
@@ -236,6 +231,20 @@ impl PollOpState for Polling {
     fn forget(&mut self, fd: RawFd) {
         self.by_fd.remove(&fd);
     }
+}
+
+/// What an epoll report (bits of [`edge`]) says, in poll(2) bits.
+fn reported(edges: u8) -> u32 {
+    let bits = [
+        (edge::READ, libc::POLLIN),
+        (edge::WRITE, libc::POLLOUT),
+        (edge::ERR, libc::POLLERR),
+        (edge::RDHUP, libc::POLLRDHUP),
+        (edge::HUP, libc::POLLHUP),
+    ];
+    bits.iter()
+        .filter(|(e, _)| edges & e != 0)
+        .fold(0, |m, (_, p)| m | *p as u16 as u32)
 }
 
 /// The caller is done polling `fd` (it is about to close it): the readiness backend

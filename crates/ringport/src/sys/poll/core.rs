@@ -246,6 +246,15 @@ impl PollIo {
             if ev.is_error() || (ev.is_read_closed() && ev.is_write_closed()) {
                 st.edges |= edge::ERROR;
             }
+            if ev.is_error() {
+                st.edges |= edge::ERR;
+            }
+            if ev.is_read_closed() {
+                st.edges |= edge::RDHUP;
+            }
+            if ev.is_read_closed() && ev.is_write_closed() {
+                st.edges |= edge::HUP;
+            }
             if !st.queued {
                 st.queued = true;
                 self.work.push(fd);

@@ -13,6 +13,13 @@ pub(crate) mod edge {
     pub const WRITE: u8 = 2;
     /// An error or a hang-up (reported to every interest).
     pub const ERROR: u8 = 4;
+    /// Of those, what exactly epoll said (for ops that report readiness itself): an
+    /// error (`EPOLLERR`) ...
+    pub const ERR: u8 = 8;
+    /// ... the read side closed (`EPOLLRDHUP`, or a full hang-up) ...
+    pub const RDHUP: u8 = 16;
+    /// ... both sides closed (`EPOLLHUP`).
+    pub const HUP: u8 = 32;
 }
 
 /// One descriptor's state, 12 bytes (there is one per connection). Default: unknown to
