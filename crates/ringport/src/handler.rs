@@ -27,7 +27,8 @@ pub struct Incoming {
 }
 
 /// Per-connection callbacks, run on the connection's worker thread, one at a time, in
-/// event order.
+/// event order; and the callbacks of watched descriptors and posted values (all with
+/// defaults), run on their worker.
 ///
 /// A panic inside any callback is caught: it closes that connection only with
 /// [`CloseReason::HandlerPanic`], is counted in [`crate::Stats::handler_panics`], and the

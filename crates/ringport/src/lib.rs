@@ -28,6 +28,12 @@
 //! # }
 //! ```
 //!
+//! Descriptors ringport does not own (a UDP socket, a pipe, a database driver's socket)
+//! can be watched for readiness on the same workers ([`Workers::watch`], notifications in
+//! [`Handler::on_ready`]), values posted to a worker or a connection ([`Workers::post`],
+//! [`ConnRef::post`]), and [`notify::Port`] runs the same watches in a loop of your own;
+//! see [`notify`].
+//!
 //! # Cargo features
 //!
 //! - `test-hooks` (off by default): fault-injection hooks for ringport's own tests

@@ -55,7 +55,7 @@ pub enum RemoveReason {
 }
 
 impl RemoveReason {
-    /// Every reason's name, in [`RemoveReason::index`] order.
+    /// Every reason's name.
     pub const NAMES: [&'static str; 5] = [
         "removed",
         "failed",
