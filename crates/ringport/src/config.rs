@@ -264,6 +264,9 @@ impl EngineConfig {
             cq_entries: self.cq_entries,
             recv_buffers: self.recv_buffers,
             recv_buffer_size: self.recv_buffer_size,
+            // Set by the engine when it has datagram sockets.
+            datagram_buffers: 0,
+            datagram_buffer_size: 0,
         }
     }
 

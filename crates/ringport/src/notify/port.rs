@@ -22,6 +22,8 @@ const PORT_DRIVER: DriverConfig = DriverConfig {
     cq_entries: 4096,
     recv_buffers: 1,
     recv_buffer_size: 64,
+    datagram_buffers: 0,
+    datagram_buffer_size: 0,
 };
 
 /// One notification from [`Port::wait`].
@@ -42,7 +44,7 @@ pub enum Notification {
 
 enum Io {
     Uring(Box<UringDriver>),
-    Poll(PollDriver),
+    Poll(Box<PollDriver>),
 }
 
 /// Run `$body` with `$io` bound to the port's driver, whichever it is.
@@ -53,7 +55,10 @@ macro_rules! with_io {
                 let $io = &mut **$io;
                 $body
             }
-            Io::Poll($io) => $body,
+            Io::Poll($io) => {
+                let $io = &mut **$io;
+                $body
+            }
         }
     };
 }
@@ -101,7 +106,7 @@ impl Port {
         let chosen = crate::sys::select(backend, PORT_DRIVER, false).map_err(io::Error::other)?;
         let io = match chosen {
             Chosen::Uring => Io::Uring(Box::new(UringDriver::new(PORT_DRIVER)?)),
-            Chosen::Poll => Io::Poll(PollDriver::new(PORT_DRIVER)?),
+            Chosen::Poll => Io::Poll(Box::new(PollDriver::new(PORT_DRIVER)?)),
         };
         Ok(Port {
             io,

@@ -17,6 +17,29 @@ pub(crate) struct DriverConfig {
     pub recv_buffers: u16,
     /// Bytes of each receive buffer.
     pub recv_buffer_size: u32,
+    /// Datagram receive buffers (io_uring: a second provided-buffer group; none when 0,
+    /// and datagram receives then take the stream buffers).
+    pub datagram_buffers: u16,
+    /// Bytes of each datagram buffer: the largest datagram received whole, plus the
+    /// [`DATAGRAM_HEADROOM`] io_uring writes in front of it.
+    pub datagram_buffer_size: u32,
+}
+
+/// What a datagram buffer holds besides the payload on io_uring: the recvmsg header and
+/// room for the source address.
+pub(crate) const DATAGRAM_HEADROOM: u32 = 16 + 128;
+
+/// A received datagram, as a datagram receive's completion lends it.
+// The engine's datagram sockets read datagrams through this (being built).
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Datagram<'a> {
+    /// Where it came from (`None`: an address family the engine does not speak).
+    pub from: Option<std::net::SocketAddr>,
+    /// Its bytes (all of them unless `truncated`).
+    pub data: &'a [u8],
+    /// It was longer than the buffer: `data` is its beginning only.
+    pub truncated: bool,
 }
 
 /// One worker's I/O backend, seen as a completion port: the engine starts operations
@@ -50,6 +73,22 @@ pub(crate) trait Driver: Sized {
 
     /// Give a claimed receive's memory back.
     fn recycle(&mut self, buf: Self::RecvBuf);
+
+    /// Received datagram data lent by a datagram receive completion until
+    /// `recycle_datagram`.
+    type DatagramBuf;
+
+    /// The datagram of a datagram receive completion with a result of zero or more.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn claim_datagram(&mut self, c: &Completion) -> Option<Self::DatagramBuf>;
+
+    /// The datagram a claimed buffer holds.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn datagram<'a>(&'a self, buf: &'a Self::DatagramBuf) -> Datagram<'a>;
+
+    /// Give a claimed datagram's memory back.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn recycle_datagram(&mut self, buf: Self::DatagramBuf);
 
     /// Start what was asked and wait for completions: at least one, or `timeout`. A
     /// backend that can may wait for up to `want` completions but no longer than

@@ -33,6 +33,8 @@ pub(crate) enum FakeOp {
     Cancel(u64),
     Doorbell,
     Poll,
+    RecvFrom,
+    SendTo,
 }
 
 /// The fake backend.
@@ -211,6 +213,22 @@ impl Driver for FakeDriver {
     }
 
     fn recycle(&mut self, _buf: usize) {}
+
+    type DatagramBuf = ();
+
+    fn claim_datagram(&mut self, _c: &Completion) -> Option<()> {
+        None // the engine's scenarios script no datagrams
+    }
+
+    fn datagram<'a>(&'a self, _buf: &'a ()) -> super::Datagram<'a> {
+        super::Datagram {
+            from: None,
+            data: &[],
+            truncated: false,
+        }
+    }
+
+    fn recycle_datagram(&mut self, _buf: ()) {}
 
     fn submit_and_wait(
         &mut self,

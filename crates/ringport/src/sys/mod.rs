@@ -37,7 +37,7 @@ pub(crate) mod poll;
 pub(crate) mod socket;
 pub(crate) mod uring;
 
-pub(crate) use driver::{Driver, DriverConfig};
+pub(crate) use driver::{Datagram, Driver, DriverConfig, DATAGRAM_HEADROOM};
 pub(crate) use eventfd::EventFd;
 
 /// The I/O backend of an engine.

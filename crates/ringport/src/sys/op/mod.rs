@@ -30,7 +30,9 @@ mod connect;
 mod doorbell;
 mod poll_add;
 mod recv;
+mod recv_from;
 mod send;
+mod send_to;
 mod shutdown;
 mod state;
 #[cfg(test)]
@@ -43,6 +45,7 @@ use crate::sys::uring::UringCore;
 
 pub(crate) use doorbell::DoorbellArmed;
 pub(crate) use poll_add::ReleaseFd;
+pub(crate) use recv_from::parse_datagram;
 pub(crate) use send::ReclaimSend;
 pub(crate) use state::{AsAny, OpStates};
 
@@ -113,6 +116,8 @@ registry! {
     close::Close,
     doorbell::DoorbellRead,
     poll_add::PollAdd,
+    recv_from::RecvFromMulti,
+    send_to::SendTo,
 }
 
 #[cfg(test)]

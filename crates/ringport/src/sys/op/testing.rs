@@ -11,6 +11,8 @@ pub(crate) fn config() -> DriverConfig {
         cq_entries: 4096,
         recv_buffers: 16,
         recv_buffer_size: 4096,
+        datagram_buffers: 8,
+        datagram_buffer_size: 65_536 + crate::sys::DATAGRAM_HEADROOM,
     }
 }
 
@@ -19,7 +21,12 @@ pub(crate) fn config() -> DriverConfig {
 /// `RINGPORT_REQUIRE_URING` set (CI sets it: its machine has io_uring), a missing driver
 /// fails the test instead of skipping it.
 pub(crate) fn driver<D: Driver>() -> Option<D> {
-    match D::new(config()) {
+    driver_with(config())
+}
+
+/// [`driver`], built with `config`.
+pub(crate) fn driver_with<D: Driver>(config: DriverConfig) -> Option<D> {
+    match D::new(config) {
         Ok(d) => Some(d),
         Err(e) if std::env::var_os("RINGPORT_REQUIRE_URING").is_some() => {
             panic!(

@@ -79,6 +79,21 @@ pub(crate) struct PollIo {
     arena: Box<[u8]>,
     arena_used: usize,
     slices: Vec<(usize, usize)>,
+    /// The datagrams read into the arena in this batch.
+    datagrams: Vec<ArenaDatagram>,
+    /// The largest datagram received whole (room a datagram read needs).
+    datagram_max: usize,
+}
+
+/// A datagram in the arena: where, how long, from whom, cut short or not.
+// The engine's datagram sockets read datagrams through this (being built).
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ArenaDatagram {
+    start: usize,
+    len: usize,
+    from: Option<std::net::SocketAddr>,
+    truncated: bool,
 }
 
 /// The mio interest for bits of [`edge`] (at least readable: mio takes no empty one).
@@ -201,6 +216,38 @@ impl PollIo {
             .push(Completion::new(user_data, n as i32, true, idx << 16));
     }
 
+    /// Room for one datagram in this batch's arena (exactly the largest datagram taken
+    /// whole), or `None` when the arena has less left until the next wait.
+    pub(crate) fn datagram_room(&mut self) -> Option<&mut [u8]> {
+        let room = self.arena.len() - self.arena_used;
+        if room < self.datagram_max || self.datagrams.len() >= u16::MAX as usize {
+            return None;
+        }
+        let start = self.arena_used;
+        Some(&mut self.arena[start..start + self.datagram_max])
+    }
+
+    /// A datagram of `n` bytes was read at the start of [`PollIo::datagram_room`]: lend it
+    /// with a multishot datagram receive completion named `user_data`.
+    pub(crate) fn post_datagram(
+        &mut self,
+        user_data: u64,
+        n: usize,
+        from: Option<std::net::SocketAddr>,
+        truncated: bool,
+    ) {
+        let idx = self.datagrams.len() as u32;
+        self.datagrams.push(ArenaDatagram {
+            start: self.arena_used,
+            len: n,
+            from,
+            truncated,
+        });
+        self.arena_used += n;
+        self.ready
+            .push(Completion::new(user_data, n as i32, true, idx << 16));
+    }
+
     fn claim(&self, c: &Completion) -> Option<ArenaSlice> {
         let &(start, len) = self.slices.get((c.flags >> 16) as usize)?;
         (c.result >= 0 && c.result as usize == len).then_some(ArenaSlice { start, len })
@@ -214,6 +261,10 @@ impl PollIo {
     fn reset_arena(&mut self) {
         self.arena_used = 0;
         self.slices.clear();
+        self.datagrams.clear();
+        if self.datagrams.capacity() > KEEP_CAPACITY {
+            self.datagrams.shrink_to(KEEP_CAPACITY);
+        }
         if self.slices.capacity() > KEEP_CAPACITY {
             self.slices.shrink_to(KEEP_CAPACITY);
         }
@@ -273,8 +324,9 @@ pub(crate) struct PollCore {
 }
 
 impl PollCore {
-    /// An epoll set and a receive arena of `arena_bytes`.
-    pub(crate) fn new(arena_bytes: usize) -> io::Result<PollCore> {
+    /// An epoll set and a receive arena of `arena_bytes`, taking datagrams of up to
+    /// `datagram_max` bytes whole.
+    pub(crate) fn new(arena_bytes: usize, datagram_max: usize) -> io::Result<PollCore> {
         Ok(PollCore {
             io: PollIo {
                 poll: Poll::new()?,
@@ -285,6 +337,8 @@ impl PollCore {
                 arena: vec![0u8; arena_bytes].into_boxed_slice(),
                 arena_used: 0,
                 slices: Vec::new(),
+                datagrams: Vec::new(),
+                datagram_max,
             },
             states: OpStates::default(),
             skipped_poll: false,
@@ -335,6 +389,23 @@ impl PollCore {
     /// The data of a receive completion.
     pub(crate) fn claim_recv(&self, c: &Completion) -> Option<ArenaSlice> {
         self.io.claim(c)
+    }
+
+    /// The datagram of a datagram receive completion.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn claim_datagram(&self, c: &Completion) -> Option<ArenaDatagram> {
+        let d = *self.io.datagrams.get((c.flags >> 16) as usize)?;
+        (c.result >= 0 && c.result as usize == d.len).then_some(d)
+    }
+
+    /// A claimed datagram.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn datagram<'a>(&'a self, d: &ArenaDatagram) -> crate::sys::Datagram<'a> {
+        crate::sys::Datagram {
+            from: d.from,
+            data: &self.io.arena[d.start..d.start + d.len],
+            truncated: d.truncated,
+        }
     }
 
     /// The bytes of a claimed receive.

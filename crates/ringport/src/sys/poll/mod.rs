@@ -23,7 +23,7 @@ use super::Completion;
 use std::io;
 use std::time::Duration;
 
-pub(crate) use self::core::{ArenaSlice, OpBit, PollCore, PollIo, PollOpState};
+pub(crate) use self::core::{ArenaDatagram, ArenaSlice, OpBit, PollCore, PollIo, PollOpState};
 pub(crate) use fd_table::{edge, FdMap};
 pub(crate) use syscalls::{retry, set_nonblocking, with_sock, Outcome};
 
@@ -40,8 +40,17 @@ impl Driver for PollDriver {
         // every wait, so it is a per-worker cost like io_uring's buffer ring.
         let arena = (config.recv_buffers as usize * config.recv_buffer_size as usize)
             .clamp(64 * 1024, 1024 * 1024);
+        // A datagram read needs room for the largest datagram taken whole; the arena holds
+        // at least four.
+        // What io_uring takes whole, too: a buffer less the header it writes first.
+        let buffer = match config.datagram_buffers {
+            0 => config.recv_buffer_size,
+            _ => config.datagram_buffer_size,
+        };
+        let datagram_max = buffer.saturating_sub(crate::sys::DATAGRAM_HEADROOM) as usize;
+        let arena = arena.max(4 * datagram_max);
         Ok(PollDriver {
-            core: PollCore::new(arena)?,
+            core: PollCore::new(arena, datagram_max)?,
         })
     }
 
@@ -68,6 +77,18 @@ impl Driver for PollDriver {
     }
 
     fn recycle(&mut self, _buf: ArenaSlice) {}
+
+    type DatagramBuf = ArenaDatagram;
+
+    fn claim_datagram(&mut self, c: &Completion) -> Option<ArenaDatagram> {
+        self.core.claim_datagram(c)
+    }
+
+    fn datagram<'a>(&'a self, buf: &'a ArenaDatagram) -> super::Datagram<'a> {
+        self.core.datagram(buf)
+    }
+
+    fn recycle_datagram(&mut self, _buf: ArenaDatagram) {}
 
     fn submit_and_wait(
         &mut self,

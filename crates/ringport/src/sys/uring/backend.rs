@@ -10,6 +10,8 @@ use std::time::Duration;
 
 /// Buffer group id of the worker's receive buffers.
 const RECV_GROUP: u16 = 0;
+/// Buffer group id of the worker's datagram buffers.
+const DATAGRAM_GROUP: u16 = 1;
 
 /// One worker's io_uring with its receive buffers.
 pub(crate) struct UringDriver {
@@ -17,6 +19,9 @@ pub(crate) struct UringDriver {
     // then the buffer memory.
     core: UringCore,
     bufs: BufRing,
+    /// Datagram buffers, if the engine has datagram sockets (else datagram receives take
+    /// `bufs`).
+    datagrams: Option<BufRing>,
     /// `shutdown` ran: the worker closed everything first, nothing is armed.
     clean: bool,
 }
@@ -26,6 +31,9 @@ impl Drop for UringDriver {
         if !self.clean {
             // An abandoned worker (lost): receives may be armed; keep their buffers.
             self.bufs.leak();
+            if let Some(d) = self.datagrams.as_mut() {
+                d.leak();
+            }
         }
     }
 }
@@ -34,7 +42,7 @@ impl Driver for UringDriver {
     type RecvBuf = super::buf_ring::BufId;
 
     fn new(config: DriverConfig) -> io::Result<Self> {
-        let core = UringCore::new(config.ring_entries, config.cq_entries, RECV_GROUP)?;
+        let mut core = UringCore::new(config.ring_entries, config.cq_entries, RECV_GROUP)?;
         let bufs = BufRing::new(
             core.ring(),
             RECV_GROUP,
@@ -42,6 +50,15 @@ impl Driver for UringDriver {
             config.recv_buffer_size,
         )?;
         debug_assert_eq!(bufs.group(), core.recv_group());
+        let datagrams = match config.datagram_buffers {
+            0 => None,
+            n => {
+                let ring =
+                    BufRing::new(core.ring(), DATAGRAM_GROUP, n, config.datagram_buffer_size)?;
+                core.set_datagram_group(DATAGRAM_GROUP);
+                Some(ring)
+            }
+        };
         tracing::debug!(
             setup = core.setup_name(),
             min_wait = core.min_wait_supported(),
@@ -50,6 +67,7 @@ impl Driver for UringDriver {
         Ok(UringDriver {
             core,
             bufs,
+            datagrams,
             clean: false,
         })
     }
@@ -83,6 +101,30 @@ impl Driver for UringDriver {
         self.bufs.recycle(buf)
     }
 
+    type DatagramBuf = super::buf_ring::BufId;
+
+    fn claim_datagram(&mut self, c: &Completion) -> Option<Self::DatagramBuf> {
+        // A multishot recvmsg's result is the bytes it wrote into the buffer: header,
+        // address, payload.
+        let len = usize::try_from(c.result).ok()?;
+        self.datagrams
+            .as_mut()
+            .unwrap_or(&mut self.bufs)
+            .claim(c.flags, len)
+    }
+
+    fn datagram<'a>(&'a self, buf: &'a Self::DatagramBuf) -> crate::sys::Datagram<'a> {
+        let bytes = self.datagrams.as_ref().unwrap_or(&self.bufs).bytes(buf);
+        crate::sys::op::parse_datagram(bytes)
+    }
+
+    fn recycle_datagram(&mut self, buf: Self::DatagramBuf) {
+        self.datagrams
+            .as_mut()
+            .unwrap_or(&mut self.bufs)
+            .recycle(buf)
+    }
+
     fn submit_and_wait(
         &mut self,
         want: u32,
@@ -98,6 +140,9 @@ impl Driver for UringDriver {
 
     fn shutdown(&mut self) {
         self.bufs.unregister(self.core.ring());
+        if let Some(d) = &self.datagrams {
+            d.unregister(self.core.ring());
+        }
         self.clean = true;
     }
 }

@@ -90,6 +90,8 @@ pub(crate) struct UringCore {
     setup: &'static str,
     /// The provided-buffer group receives name.
     recv_group: u16,
+    /// The group datagram receives take theirs from (`recv_group` if it has none).
+    datagram_group: Option<u16>,
     /// Completions reaped while making room in a full submission queue.
     backlog: Vec<Completion>,
     /// What operations lend the kernel, by op state type.
@@ -108,6 +110,7 @@ impl UringCore {
             ring,
             setup,
             recv_group,
+            datagram_group: None,
             backlog: Vec::new(),
             states: OpStates::default(),
             lost_seen: 0,
@@ -135,6 +138,16 @@ impl UringCore {
     /// The provided-buffer group receives take their buffers from.
     pub(crate) fn recv_group(&self) -> u16 {
         self.recv_group
+    }
+
+    /// The provided-buffer group datagram receives take their buffers from.
+    pub(crate) fn datagram_group(&self) -> u16 {
+        self.datagram_group.unwrap_or(self.recv_group)
+    }
+
+    /// Datagram receives take buffers of group `group` (registered by the driver).
+    pub(crate) fn set_datagram_group(&mut self, group: u16) {
+        self.datagram_group = Some(group);
     }
 
     /// The op state of type `S`, made on first use.
