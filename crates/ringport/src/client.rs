@@ -23,7 +23,7 @@ impl ClientBuilder {
 
     /// Start the workers; connections are then opened with [`Client::connect`].
     pub fn start<H: Handler>(self, handler: H) -> Result<Client<H>, Error> {
-        let (engine, _) = Engine::start(self.config, &[], handler)?;
+        let (engine, _) = Engine::start(self.config, &[], &[], handler)?;
         Ok(Client {
             engine,
             _handler: PhantomData,

@@ -33,6 +33,13 @@ pub struct EngineConfig {
     /// worker is `recv_buffers * recv_buffer_size` (4 MiB by default), whatever the number
     /// of connections.
     pub recv_buffer_size: u32,
+    /// Datagram buffers per worker (a power of two, at most 32768), made only when the
+    /// engine has datagram sockets. Default: 64.
+    pub datagram_buffers: u16,
+    /// The largest datagram payload received whole; longer ones are reported truncated.
+    /// Default: 65,507 (the most IPv4 UDP carries). Datagram memory per worker is about
+    /// `datagram_buffers * datagram_max` (4 MiB by default).
+    pub datagram_max: u32,
     /// Set TCP_NODELAY on every connection. Default: true.
     pub nodelay: bool,
     /// TCP keepalive: SO_KEEPALIVE on, and the first probe after this long without
@@ -212,6 +219,8 @@ impl Default for EngineConfig {
             cq_entries: 16384,
             recv_buffers: 1024,
             recv_buffer_size: 4096,
+            datagram_buffers: 64,
+            datagram_max: 65_507,
             nodelay: true,
             tcp_keepalive: None,
             tcp_user_timeout: None,
@@ -264,9 +273,18 @@ impl EngineConfig {
             cq_entries: self.cq_entries,
             recv_buffers: self.recv_buffers,
             recv_buffer_size: self.recv_buffer_size,
-            // Set by the engine when it has datagram sockets.
+            // Set by the engine when it has datagram sockets (`with_datagrams`).
             datagram_buffers: 0,
             datagram_buffer_size: 0,
+        }
+    }
+
+    /// The driver configuration of an engine with datagram sockets.
+    pub(crate) fn driver_config_with_datagrams(&self) -> crate::sys::DriverConfig {
+        crate::sys::DriverConfig {
+            datagram_buffers: self.datagram_buffers,
+            datagram_buffer_size: self.datagram_max + crate::sys::DATAGRAM_HEADROOM,
+            ..self.driver_config()
         }
     }
 
@@ -285,6 +303,12 @@ impl EngineConfig {
         }
         if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
             return bad("recv_buffers must be a power of two, at most 32768");
+        }
+        if !self.datagram_buffers.is_power_of_two() || self.datagram_buffers > 32768 {
+            return bad("datagram_buffers must be a power of two, at most 32768");
+        }
+        if self.datagram_max > 1 << 20 {
+            return bad("datagram_max must be at most 1 MiB");
         }
         if self.recv_buffer_size < 64 {
             return bad("recv_buffer_size must be at least 64 bytes");
@@ -331,6 +355,15 @@ macro_rules! engine_setters {
         pub fn recv_buffers(mut self, count: u16, size: u32) -> Self {
             self.config.recv_buffers = count;
             self.config.recv_buffer_size = size;
+            self
+        }
+
+        /// Datagram buffers per worker (`count`, a power of two) and the largest datagram
+        /// payload received whole (default: 64 and 65,507 bytes); made only when the engine
+        /// has datagram sockets.
+        pub fn datagram_buffers(mut self, count: u16, max_payload: u32) -> Self {
+            self.config.datagram_buffers = count;
+            self.config.datagram_max = max_payload;
             self
         }
 

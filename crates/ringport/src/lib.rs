@@ -65,6 +65,7 @@ mod server;
 mod stats;
 mod sys;
 mod timer;
+pub mod udp;
 mod workers;
 
 pub use admission::AdmissionConfig;

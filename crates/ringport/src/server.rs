@@ -34,6 +34,7 @@ pub struct ShutdownReport {
 pub struct ServerBuilder {
     config: EngineConfig,
     listeners: Vec<Listener>,
+    udp: Vec<crate::udp::Udp>,
 }
 
 impl ServerBuilder {
@@ -51,6 +52,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Add a datagram socket with its own handler (bound on every worker; see
+    /// [`crate::udp`]). May be called many times.
+    pub fn udp(mut self, socket: crate::udp::Udp) -> Self {
+        self.udp.push(socket);
+        self
+    }
+
     /// Listen backlog (default: 1024).
     pub fn backlog(mut self, n: i32) -> Self {
         self.config.backlog = n;
@@ -62,10 +70,13 @@ impl ServerBuilder {
     /// Bind the listeners, start the workers and serve with `handler` (on every listener
     /// that has no handler of its own, and on outbound connections).
     pub fn start<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
-        if self.listeners.is_empty() {
+        if self.listeners.is_empty() && self.udp.is_empty() {
             return Err(Error::Config(
-                "a server needs at least one listen address".into(),
+                "a server needs at least one listen address or datagram socket".into(),
             ));
+        }
+        if self.udp.len() > usize::from(u16::MAX) {
+            return Err(Error::Config("too many datagram sockets".into()));
         }
         if self.listeners.len() >= usize::from(crate::conn::NO_LISTENER) {
             return Err(Error::Config("too many listen addresses".into()));
@@ -73,9 +84,14 @@ impl ServerBuilder {
         let (specs, handlers): (Vec<_>, Vec<_>) =
             self.listeners.into_iter().map(Listener::into_parts).unzip();
         let (engine, addrs) = if handlers.iter().any(Option::is_some) {
-            Engine::start(self.config, &specs, Routed::new(handler, handlers))?
+            Engine::start(
+                self.config,
+                &specs,
+                &self.udp,
+                Routed::new(handler, handlers),
+            )?
         } else {
-            Engine::start(self.config, &specs, handler)?
+            Engine::start(self.config, &specs, &self.udp, handler)?
         };
         Ok(Server {
             engine,
@@ -103,6 +119,17 @@ impl<H: Handler> Server<H> {
     /// The bound listen addresses, in the order they were added (ports resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound addresses of the datagram sockets, in the order they were added.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        self.engine.udp_addrs()
+    }
+
+    /// A handle to send from datagram socket `index` on worker `worker`, from any thread
+    /// (`None` if there is no such socket or worker).
+    pub fn udp_socket(&self, index: usize, worker: usize) -> Option<crate::udp::UdpRef> {
+        self.engine.udp_ref(index, worker)
     }
 
     /// Live counters.

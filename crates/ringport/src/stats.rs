@@ -123,6 +123,32 @@ counter_table! {
     posts_undelivered: Counter "ringport_posts_undelivered_total"
         "Posted values dropped undelivered (connection closed, worker lost)."
         => Shown::Anomaly("undelivered posts");
+    /// Datagrams received and delivered whole (`DatagramHandler::on_datagram`).
+    datagrams_in: Counter "ringport_datagrams_received_total" "Datagrams received whole."
+        => Shown::Written;
+    /// Their payload bytes.
+    datagram_bytes_in: Counter "ringport_datagram_received_bytes_total"
+        "Payload bytes of datagrams received whole." => Shown::Written;
+    /// Datagrams sent.
+    datagrams_out: Counter "ringport_datagrams_sent_total" "Datagrams sent." => Shown::Written;
+    /// Their payload bytes.
+    datagram_bytes_out: Counter "ringport_datagram_sent_bytes_total"
+        "Payload bytes of datagrams sent." => Shown::Written;
+    /// Datagrams longer than the datagram buffers, reported truncated (never delivered as
+    /// if whole).
+    datagrams_truncated: Counter "ringport_datagrams_truncated_total"
+        "Datagrams too long for the buffers, reported truncated."
+        => Shown::Anomaly("truncated datagrams");
+    /// Datagrams dropped unsent: the socket's send queue was full, or the engine stopped.
+    datagrams_dropped: Counter "ringport_datagrams_dropped_total"
+        "Datagrams dropped unsent (send queue full, or shutdown)."
+        => Shown::Anomaly("dropped datagrams");
+    /// Datagram sends that failed (`UdpError::SendFailed`).
+    datagram_send_errors: Counter "ringport_datagram_send_errors_total"
+        "Datagram sends that failed." => Shown::Anomaly("datagram send errors");
+    /// Receive errors on datagram sockets (ICMP errors and the like; receiving goes on).
+    datagram_errors: Counter "ringport_datagram_receive_errors_total"
+        "Receive errors on datagram sockets." => Shown::Anomaly("datagram receive errors");
     /// Bytes given to `Conn::send` (or `send_bytes`, `send_frame`) that were refused:
     /// the write side was shut or the connection was closing (`Conn::try_send` says so).
     refused_send_bytes: Counter "ringport_refused_send_bytes_total"

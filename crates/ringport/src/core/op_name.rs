@@ -43,12 +43,17 @@ pub(crate) enum OpKind {
     Ignore = 9,
     /// The poll of a watched descriptor; the key is the watch's slot in its table.
     Watch = 10,
+    /// The multishot receive of a datagram socket; the slot is the socket's index.
+    RecvFrom = 11,
+    /// One datagram sent; the slot is the socket's index, the generation the send's
+    /// sequence number on it.
+    SendTo = 12,
 }
 
 impl OpKind {
     /// Every kind (tests walk them).
     #[cfg(test)]
-    pub(crate) const ALL: [OpKind; 10] = [
+    pub(crate) const ALL: [OpKind; 12] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -59,6 +64,8 @@ impl OpKind {
         OpKind::Doorbell,
         OpKind::Ignore,
         OpKind::Watch,
+        OpKind::RecvFrom,
+        OpKind::SendTo,
     ];
 
     pub(crate) fn from_u8(v: u8) -> Option<OpKind> {
@@ -73,6 +80,8 @@ impl OpKind {
             8 => OpKind::Doorbell,
             9 => OpKind::Ignore,
             10 => OpKind::Watch,
+            11 => OpKind::RecvFrom,
+            12 => OpKind::SendTo,
             _ => return None,
         })
     }

@@ -90,6 +90,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 self.watch_removed(crate::notify::table::Removal { notice, file });
             }
             Message::Post(..) | Message::PostWorker(_) => bump(&self.stats.posts_undelivered, 1),
+            Message::SendTo(..) => bump(&self.stats.datagrams_dropped, 1),
             // A question's waiter sees its channel closed; the rest needs nothing.
             _ => {}
         }

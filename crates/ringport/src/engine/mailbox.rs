@@ -52,6 +52,8 @@ pub(crate) enum Message {
     Post(ConnId, Posted),
     /// A value for the worker's `on_worker_posted`.
     PostWorker(Posted),
+    /// A datagram to send from the worker's datagram socket of this index.
+    SendTo(u16, crate::udp::Outgoing),
     /// Tests only: panic on the worker outside any guard (the lost-worker backstop).
     #[cfg(feature = "test-hooks")]
     InjectPanic,
@@ -72,6 +74,7 @@ impl Message {
         let payload = match self {
             Message::Send(_, data) | Message::Broadcast { data, .. } => data.len(),
             Message::Post(_, value) | Message::PostWorker(value) => value.size(),
+            Message::SendTo(_, out) => out.data.len(),
             _ => 0,
         };
         payload + std::mem::size_of::<Message>()

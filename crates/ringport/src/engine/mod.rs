@@ -8,6 +8,7 @@ mod accept;
 mod backpressure;
 mod callbacks;
 mod conn_state;
+mod datagrams;
 mod delivery;
 mod lifecycle;
 mod lost;
@@ -36,7 +37,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use worker::{Worker, WorkerExit};
+use worker::{Worker, WorkerExit, WorkerSockets};
 
 /// What an engine's workers share besides the handler: admission control (server-wide
 /// and per listener) and the budget of queued send bytes.
@@ -78,6 +79,8 @@ pub(crate) struct Engine {
     /// Each listener's name (given, or its bound address) for the statistics.
     listener_names: Vec<String>,
     next_connect: AtomicUsize,
+    /// The bound address of each datagram socket.
+    udp_addrs: Vec<SocketAddr>,
 }
 
 impl EngineShared {
@@ -106,6 +109,7 @@ impl Engine {
     pub(crate) fn start<H: Handler>(
         config: EngineConfig,
         listeners: &[ListenerSpec],
+        udp: &[crate::udp::Udp],
         handler: H,
     ) -> Result<(Engine, Vec<SocketAddr>), Error> {
         config.validate()?;
@@ -134,6 +138,7 @@ impl Engine {
             },
         });
         let (per_worker, bound) = bind_listeners(&config, listeners)?;
+        let (mut datagram_sockets, udp_bound) = bind_datagram_sockets(&config, udp)?;
         let handler = Arc::new(handler);
         let mut engine = Engine {
             workers: Vec::new(),
@@ -146,6 +151,7 @@ impl Engine {
                 .map(|(l, addr)| l.name.clone().unwrap_or_else(|| addr.to_string()))
                 .collect(),
             next_connect: AtomicUsize::new(0),
+            udp_addrs: udp_bound,
         };
         let mut names: Vec<&String> = engine.listener_names.iter().collect();
         names.sort();
@@ -164,10 +170,13 @@ impl Engine {
                 handler: handler.clone(),
                 mailbox: mailbox.clone(),
                 stats: stats.clone(),
-                listeners: sockets
-                    .into_iter()
-                    .zip(listeners.iter().map(|l| l.codec.clone()))
-                    .collect(),
+                sockets: WorkerSockets {
+                    listeners: sockets
+                        .into_iter()
+                        .zip(listeners.iter().map(|l| l.codec.clone()))
+                        .collect(),
+                    datagrams: std::mem::take(&mut datagram_sockets[index]),
+                },
                 shared: shared.clone(),
                 ready: ready_tx.clone(),
             };
@@ -258,6 +267,18 @@ impl Engine {
             .ok_or(Error::NoListener(index))
     }
 
+    /// The bound addresses of the datagram sockets.
+    pub(crate) fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    /// A handle on datagram socket `index` of worker `worker`.
+    pub(crate) fn udp_ref(&self, index: usize, worker: usize) -> Option<crate::udp::UdpRef> {
+        let w = self.workers.get(worker)?;
+        (index < self.udp_addrs.len())
+            .then(|| crate::udp::UdpRef::new(index as u16, w.mailbox.clone()))
+    }
+
     /// The handle for watches and posts.
     pub(crate) fn workers(&self) -> &Workers {
         &self.shared.workers
@@ -318,7 +339,7 @@ struct WorkerSetup<H> {
     mailbox: Arc<Mailbox>,
     stats: Arc<WorkerStats>,
     /// Its listening sockets, each with its listener's own codec if it has one.
-    listeners: Vec<(OwnedFd, Option<crate::codec::Codec>)>,
+    sockets: WorkerSockets,
     shared: Arc<EngineShared>,
     /// Told the backend's set-up name, or the error that stopped the worker.
     ready: mpsc::Sender<Result<&'static str, Error>>,
@@ -335,7 +356,7 @@ fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
         s.handler,
         s.mailbox,
         s.stats,
-        s.listeners,
+        s.sockets,
         s.shared,
     );
     let mut w = match worker {
@@ -354,6 +375,37 @@ fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
     };
     w.lose(&why);
     WorkerExit::default()
+}
+
+/// Bind every datagram socket once per worker (SO_REUSEPORT: the kernel spreads
+/// datagrams over the workers by their addresses, one peer always to the same worker).
+/// Port 0 is resolved by the first bind. Returns each worker's sockets and the bound
+/// addresses.
+#[allow(clippy::type_complexity)]
+fn bind_datagram_sockets(
+    config: &EngineConfig,
+    udp: &[crate::udp::Udp],
+) -> Result<(Vec<Vec<datagrams::DatagramSocket>>, Vec<SocketAddr>), Error> {
+    let mut per_worker: Vec<Vec<_>> = (0..config.workers).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for u in udp {
+        let mut actual = u.addr;
+        for (w, list) in per_worker.iter_mut().enumerate() {
+            let sock = sys::socket::datagram(actual)?;
+            if w == 0 {
+                actual = sock
+                    .local_addr()?
+                    .as_socket()
+                    .ok_or_else(|| Error::NoAddress(format!("{}", u.addr)))?;
+                bound.push(actual);
+            }
+            let handler = u.handler.clone();
+            let s =
+                datagrams::DatagramSocket::new(sock.into(), actual, handler, u.send_queue_bytes);
+            list.push(s);
+        }
+    }
+    Ok((per_worker, bound))
 }
 
 /// Bind every address once per worker. Port 0 is resolved by the first bind and reused

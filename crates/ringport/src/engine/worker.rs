@@ -2,6 +2,7 @@
 //! mailbox, and the loop that drains completions and runs callbacks.
 
 use super::conn_state::ConnState;
+use super::datagrams::DatagramSocket;
 use super::mailbox::{Mailbox, Message};
 use super::timeouts::TimerEntry;
 use super::EngineShared;
@@ -44,7 +45,7 @@ fn peer_driven(user_data: u64) -> bool {
     matches!(
         decode(user_data),
         Some((
-            OpKind::Recv | OpKind::Accept | OpKind::Connect | OpKind::Watch,
+            OpKind::Recv | OpKind::Accept | OpKind::Connect | OpKind::Watch | OpKind::RecvFrom,
             _
         ))
     )
@@ -130,6 +131,15 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) stop: Stopping,
     /// Descriptors watched on this worker.
     pub(super) watches: Watches,
+    /// This worker's datagram sockets, by the engine's index.
+    pub(super) datagrams: Vec<DatagramSocket>,
+}
+
+/// The sockets a worker starts with: its listeners (each with its listener's own codec
+/// if it has one) and its datagram sockets.
+pub(crate) struct WorkerSockets {
+    pub listeners: Vec<(OwnedFd, Option<Codec>)>,
+    pub datagrams: Vec<DatagramSocket>,
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {
@@ -139,16 +149,25 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         handler: Arc<H>,
         mailbox: Arc<Mailbox>,
         stats: Arc<WorkerStats>,
-        listeners: Vec<(OwnedFd, Option<Codec>)>,
+        sockets: WorkerSockets,
         shared: Arc<EngineShared>,
     ) -> Result<Worker<H, D>, Error> {
+        let WorkerSockets {
+            listeners,
+            datagrams,
+        } = sockets;
         let now = Instant::now();
         let ctx = Arc::new(ConnContext {
             mailbox: mailbox.clone(),
             codec: config.codec.clone(),
             stats: stats.clone(),
         });
-        let io = D::new(config.driver_config())
+        let driver_config = if datagrams.is_empty() {
+            config.driver_config()
+        } else {
+            config.driver_config_with_datagrams()
+        };
+        let io = D::new(driver_config)
             .map_err(|e| Error::Backend(format!("backend set-up failed: {e}")))?;
         tracing::debug!(worker = index, setup = io.setup_name(), "worker set up");
         Ok(Worker {
@@ -191,6 +210,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             frame_held: 0,
             stop: Stopping::default(),
             watches: Watches::default(),
+            datagrams,
         })
     }
 
@@ -204,6 +224,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     pub(crate) fn run(&mut self) -> std::io::Result<WorkerExit> {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
+        }
+        for i in 0..self.datagrams.len() {
+            self.arm_recv_from(i);
         }
         self.arm_doorbell();
         let mut batch = Vec::with_capacity(1024);
@@ -275,6 +298,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             OpKind::Shutdown | OpKind::Close => self.on_op_done(key, kind),
             OpKind::Doorbell => self.on_doorbell(),
             OpKind::Watch => self.on_watch_poll(key, c),
+            OpKind::RecvFrom => self.on_recv_from(key.slot as usize, c),
+            OpKind::SendTo => self.on_sent_to(key.slot as usize, key.gen, c),
             OpKind::Ignore => {}
         }
     }
@@ -340,6 +365,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Message::WatchAsk { id, ask } => self.on_watch_ask(id, ask),
             Message::Post(id, value) => self.on_post(id, value),
             Message::PostWorker(value) => self.on_worker_post(value),
+            Message::SendTo(i, out) => self.on_send_to_message(i, out),
             #[cfg(feature = "test-hooks")]
             Message::InjectPanic => panic!("injected worker panic (test hook)"),
         }
@@ -456,6 +482,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.request_shutdown_close(key);
         }
         self.remove_all_watches();
+        self.stop_datagram_sockets();
     }
 
     /// When every connection and listener is gone, close the mailbox and stop the
@@ -464,6 +491,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if self.stop.exiting
             || self.conns.len() > 0
             || !self.watches.is_empty()
+            || !self.datagram_sockets_idle()
             || self.listeners.iter().any(|l| !l.ledger.is_empty())
         {
             return;

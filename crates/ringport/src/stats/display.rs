@@ -231,6 +231,20 @@ impl fmt::Display for Stats {
             l.count("removed", self.watches_removed)?;
             l.nonzero("at shutdown", self.watches_shut_down)?;
         }
+        let datagrams = [self.datagrams_in, self.datagrams_out];
+        let datagram_bytes = [self.datagram_bytes_in, self.datagram_bytes_out];
+        if datagrams.iter().chain(&datagram_bytes).any(|&n| n > 0) {
+            f.write_str("\n")?;
+            label(f, "datagrams")?;
+            write!(
+                f,
+                "in {} ({:#}), out {} ({:#})",
+                Count(self.datagrams_in),
+                ByteSize(self.datagram_bytes_in),
+                Count(self.datagrams_out),
+                ByteSize(self.datagram_bytes_out)
+            )?;
+        }
         if self.posts > 0 {
             f.write_str("\n")?;
             label(f, "posts")?;

@@ -30,8 +30,6 @@ pub(crate) struct DriverConfig {
 pub(crate) const DATAGRAM_HEADROOM: u32 = 16 + 128;
 
 /// A received datagram, as a datagram receive's completion lends it.
-// The engine's datagram sockets read datagrams through this (being built).
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Datagram<'a> {
     /// Where it came from (`None`: an address family the engine does not speak).
@@ -79,15 +77,12 @@ pub(crate) trait Driver: Sized {
     type DatagramBuf;
 
     /// The datagram of a datagram receive completion with a result of zero or more.
-    #[cfg_attr(not(test), allow(dead_code))]
     fn claim_datagram(&mut self, c: &Completion) -> Option<Self::DatagramBuf>;
 
     /// The datagram a claimed buffer holds.
-    #[cfg_attr(not(test), allow(dead_code))]
     fn datagram<'a>(&'a self, buf: &'a Self::DatagramBuf) -> Datagram<'a>;
 
     /// Give a claimed datagram's memory back.
-    #[cfg_attr(not(test), allow(dead_code))]
     fn recycle_datagram(&mut self, buf: Self::DatagramBuf);
 
     /// Start what was asked and wait for completions: at least one, or `timeout`. A

@@ -54,6 +54,20 @@ pub(crate) fn listener(addr: SocketAddr, backlog: i32, opts: &SockOpts) -> io::R
     Ok(sock)
 }
 
+/// A datagram socket bound to `addr`, sharing it with the other workers' (SO_REUSEPORT),
+/// non-blocking.
+pub(crate) fn datagram(addr: SocketAddr) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    Ok(sock)
+}
+
 /// A fresh socket for an outbound connection to `addr`, bound first to `bind` if given.
 pub(crate) fn for_connect(
     addr: SocketAddr,

@@ -151,7 +151,10 @@ impl Harness {
             script.clone(),
             mailbox,
             stats.clone(),
-            vec![],
+            super::worker::WorkerSockets {
+                listeners: vec![],
+                datagrams: vec![],
+            },
             shared,
         )
         .unwrap();

@@ -122,8 +122,6 @@ fn template() -> libc::msghdr {
 }
 
 /// The datagram an io_uring datagram buffer holds (header, address, payload).
-// The engine's datagram sockets read datagrams through this (being built).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn parse_datagram(buffer: &[u8]) -> Datagram<'_> {
     let Ok(out) = types::RecvMsgOut::parse(buffer, &template()) else {
         return Datagram {
@@ -147,7 +145,6 @@ pub(crate) fn parse_datagram(buffer: &[u8]) -> Datagram<'_> {
 }
 
 /// A socket address from the raw bytes of a `sockaddr_*`.
-#[cfg_attr(not(test), allow(dead_code))]
 fn socket_addr(raw: &[u8]) -> Option<SocketAddr> {
     // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };

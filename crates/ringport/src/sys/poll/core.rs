@@ -86,8 +86,6 @@ pub(crate) struct PollIo {
 }
 
 /// A datagram in the arena: where, how long, from whom, cut short or not.
-// The engine's datagram sockets read datagrams through this (being built).
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ArenaDatagram {
     start: usize,
@@ -392,14 +390,12 @@ impl PollCore {
     }
 
     /// The datagram of a datagram receive completion.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn claim_datagram(&self, c: &Completion) -> Option<ArenaDatagram> {
         let d = *self.io.datagrams.get((c.flags >> 16) as usize)?;
         (c.result >= 0 && c.result as usize == d.len).then_some(d)
     }
 
     /// A claimed datagram.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn datagram<'a>(&'a self, d: &ArenaDatagram) -> crate::sys::Datagram<'a> {
         crate::sys::Datagram {
             from: d.from,

@@ -1,0 +1,232 @@
+//! The worker's datagram sockets: one per `Udp` of the engine, bound on every worker
+//! with SO_REUSEPORT. Each has one multishot receive (re-armed whenever it ends: an
+//! error, a zero-length datagram on io_uring, ENOBUFS) and any number of sends in flight,
+//! one operation per datagram, named by the socket's index and a 24-bit sequence number.
+//! What is queued or in flight is bounded in bytes per socket; a datagram beyond the
+//! bound is dropped and counted.
+
+use super::callbacks::guard;
+use super::worker::Worker;
+use crate::core::op_name::{encode, GEN_MASK};
+use crate::core::{Ledger, OpKind};
+use crate::handler::Handler;
+use crate::stats::{bump, WorkerStats};
+use crate::sys::op::{Cancel, RecvFromMulti, SendTo};
+use crate::sys::{Completion, Driver};
+use crate::udp::{DatagramHandler, Outgoing, UdpCtx, UdpError};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+/// One datagram socket of this worker.
+pub(crate) struct DatagramSocket {
+    pub fd: OwnedFd,
+    pub local: SocketAddr,
+    pub handler: Arc<dyn DatagramHandler>,
+    /// Its receive, when armed.
+    pub ledger: Ledger,
+    /// Datagrams queued by callbacks and handles, not yet started.
+    queue: Vec<Outgoing>,
+    /// Bytes queued or in flight, against `limit`.
+    held: usize,
+    limit: usize,
+    /// Sends in flight by sequence number: where to and how long.
+    in_flight: HashMap<u32, (SocketAddr, usize)>,
+    next_seq: u32,
+}
+
+impl DatagramSocket {
+    pub(crate) fn new(
+        fd: OwnedFd,
+        local: SocketAddr,
+        handler: Arc<dyn DatagramHandler>,
+        limit: usize,
+    ) -> DatagramSocket {
+        DatagramSocket {
+            fd,
+            local,
+            handler,
+            ledger: Ledger::default(),
+            queue: Vec::new(),
+            held: 0,
+            limit,
+            in_flight: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Nothing is armed, queued or in flight: the socket may close.
+    pub(crate) fn idle(&self) -> bool {
+        self.ledger.is_empty() && self.queue.is_empty() && self.in_flight.is_empty()
+    }
+}
+
+/// Start the queued sends of `sock` (index `i`) that fit its bound; drop and count the rest.
+fn flush<D: Driver>(io: &mut D, stats: &WorkerStats, i: usize, sock: &mut DatagramSocket) {
+    for out in sock.queue.drain(..) {
+        let len = out.data.len();
+        if sock.held.saturating_add(len) > sock.limit || sock.in_flight.len() > GEN_MASK as usize {
+            bump(&stats.datagrams_dropped, 1);
+            continue;
+        }
+        let seq = sock.next_seq;
+        sock.next_seq = (seq + 1) & GEN_MASK;
+        sock.held += len;
+        sock.in_flight.insert(seq, (out.to, len));
+        let op = SendTo {
+            fd: sock.fd.as_raw_fd(),
+            to: out.to.into(),
+            data: out.data,
+        };
+        io.start(op, encode(OpKind::SendTo, i as u32, seq));
+    }
+}
+
+impl<H: Handler, D: Driver> Worker<H, D> {
+    /// Arm socket `i`'s receive (unless armed, or stopping).
+    pub(super) fn arm_recv_from(&mut self, i: usize) {
+        let sock = &mut self.datagrams[i];
+        if sock.ledger.has(OpKind::RecvFrom) || self.stop.asked {
+            return;
+        }
+        sock.ledger.record(OpKind::RecvFrom);
+        let op = RecvFromMulti {
+            fd: sock.fd.as_raw_fd(),
+        };
+        self.io.start(op, encode(OpKind::RecvFrom, i as u32, 0));
+    }
+
+    /// A completion of socket `i`'s receive: a datagram, or its end.
+    pub(super) fn on_recv_from(&mut self, i: usize, c: Completion) {
+        let Some(sock) = self.datagrams.get_mut(i) else {
+            return;
+        };
+        let ended = !c.more();
+        if ended {
+            sock.ledger.complete(OpKind::RecvFrom);
+        }
+        if c.result >= 0 {
+            self.deliver_datagram(i, &c);
+        } else {
+            let errno = -c.result;
+            match errno {
+                libc::ECANCELED => {}
+                libc::ENOBUFS => bump(&self.stats.enobufs, 1),
+                _ => {
+                    bump(&self.stats.datagram_errors, 1);
+                    let error = match errno {
+                        libc::ECONNREFUSED => UdpError::Refused,
+                        _ => UdpError::Receive { errno },
+                    };
+                    self.run_datagram_callback(i, |h, ctx| h.on_error(ctx, error));
+                }
+            }
+        }
+        if ended {
+            self.arm_recv_from(i);
+        }
+    }
+
+    /// The datagram a receive completion carries, to the handler.
+    fn deliver_datagram(&mut self, i: usize, c: &Completion) {
+        let Some(buf) = self.io.claim_datagram(c) else {
+            tracing::error!(result = c.result, "a datagram completion with no buffer");
+            return;
+        };
+        let (io, sock, stats) = (&self.io, &mut self.datagrams[i], &*self.stats);
+        let dg = io.datagram(&buf);
+        match dg.from {
+            None => bump(&stats.datagram_errors, 1), // a family the engine does not speak
+            Some(from) => {
+                let mut ctx = UdpCtx {
+                    local: sock.local,
+                    index: i as u16,
+                    mailbox: &self.mailbox,
+                    out: &mut sock.queue,
+                };
+                let handler = &*sock.handler;
+                if dg.truncated {
+                    bump(&stats.datagrams_truncated, 1);
+                    guard(stats, || handler.on_truncated(&mut ctx, from, dg.data));
+                } else {
+                    bump(&stats.datagrams_in, 1);
+                    bump(&stats.datagram_bytes_in, dg.data.len() as u64);
+                    guard(stats, || handler.on_datagram(&mut ctx, from, dg.data));
+                }
+            }
+        }
+        self.io.recycle_datagram(buf);
+        flush(&mut self.io, &self.stats, i, &mut self.datagrams[i]);
+    }
+
+    /// Run a callback of socket `i`'s handler, then start what it queued.
+    fn run_datagram_callback(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&dyn DatagramHandler, &mut UdpCtx<'_>),
+    ) {
+        let sock = &mut self.datagrams[i];
+        let mut ctx = UdpCtx {
+            local: sock.local,
+            index: i as u16,
+            mailbox: &self.mailbox,
+            out: &mut sock.queue,
+        };
+        let handler = &*sock.handler;
+        guard(&self.stats, || f(handler, &mut ctx));
+        flush(&mut self.io, &self.stats, i, &mut self.datagrams[i]);
+    }
+
+    /// A send of socket `i` (sequence `seq`) completed.
+    pub(super) fn on_sent_to(&mut self, i: usize, seq: u32, c: Completion) {
+        let Some(sock) = self.datagrams.get_mut(i) else {
+            return;
+        };
+        let Some((to, len)) = sock.in_flight.remove(&seq) else {
+            bump(&self.stats.stale_completions, 1);
+            return;
+        };
+        sock.held -= len;
+        if c.result >= 0 {
+            bump(&self.stats.datagrams_out, 1);
+            bump(&self.stats.datagram_bytes_out, c.result as u64);
+            return;
+        }
+        bump(&self.stats.datagram_send_errors, 1);
+        let error = UdpError::SendFailed {
+            to,
+            len,
+            errno: -c.result,
+        };
+        self.run_datagram_callback(i, |h, ctx| h.on_error(ctx, error));
+    }
+
+    /// A datagram posted from another thread for socket `i`.
+    pub(super) fn on_send_to_message(&mut self, i: u16, out: Outgoing) {
+        let Some(sock) = self.datagrams.get_mut(usize::from(i)) else {
+            bump(&self.stats.datagrams_dropped, 1);
+            return;
+        };
+        sock.queue.push(out);
+        flush(&mut self.io, &self.stats, usize::from(i), sock);
+    }
+
+    /// Shutdown: stop receiving (sends in flight finish; the worker waits for them).
+    pub(super) fn stop_datagram_sockets(&mut self) {
+        for (i, sock) in self.datagrams.iter().enumerate() {
+            if sock.ledger.has(OpKind::RecvFrom) {
+                let cancel = Cancel {
+                    target: encode(OpKind::RecvFrom, i as u32, 0),
+                    fd: sock.fd.as_raw_fd(),
+                };
+                self.io.start(cancel, encode(OpKind::Ignore, 0, 0));
+            }
+        }
+    }
+
+    /// Every datagram socket is done (nothing armed, queued or in flight).
+    pub(super) fn datagram_sockets_idle(&self) -> bool {
+        self.datagrams.iter().all(DatagramSocket::idle)
+    }
+}

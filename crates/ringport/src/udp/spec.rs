@@ -1,0 +1,185 @@
+//! The datagram socket's public face: its settings ([`Udp`]), its callbacks
+//! ([`DatagramHandler`]), what a callback may do ([`UdpCtx`]) and the cross-thread handle
+//! ([`UdpRef`]).
+
+use crate::engine::mailbox::{Mailbox, Message};
+use crate::error::{Error, SendError};
+use bytes::Bytes;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+/// Per-socket send queue bound, by default.
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 4 << 20;
+
+/// Callbacks of one datagram socket, run on the worker that received the datagram.
+pub trait DatagramHandler: Send + Sync + 'static {
+    /// A datagram arrived from `from`: all of its bytes (possibly none).
+    fn on_datagram(&self, socket: &mut UdpCtx<'_>, from: SocketAddr, data: &[u8]);
+
+    /// A datagram longer than the worker's datagram buffers arrived: `data` is its
+    /// beginning only. Counted (`Stats::datagrams_truncated`); default: dropped.
+    fn on_truncated(&self, _socket: &mut UdpCtx<'_>, _from: SocketAddr, _data: &[u8]) {}
+
+    /// Receiving reported an error (the socket stays open and receiving goes on).
+    fn on_error(&self, _socket: &mut UdpCtx<'_>, _error: UdpError) {}
+}
+
+/// A receive or send error on a datagram socket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UdpError {
+    /// The peer's host or port refused (ICMP unreachable on a connected socket).
+    #[error("the peer refused (ICMP unreachable)")]
+    Refused,
+    /// A send failed with this errno (the datagram was not sent).
+    #[error("a send of {len} bytes to {to} failed: {}", std::io::Error::from_raw_os_error(*errno))]
+    SendFailed {
+        /// Where it was going.
+        to: SocketAddr,
+        /// Its size.
+        len: usize,
+        /// The error number.
+        errno: i32,
+    },
+    /// Receiving failed with this errno.
+    #[error("receiving failed: {}", std::io::Error::from_raw_os_error(*errno))]
+    Receive {
+        /// The error number.
+        errno: i32,
+    },
+}
+
+/// A datagram socket to bind on every worker, with its handler.
+#[derive(Clone)]
+pub struct Udp {
+    pub(crate) addr: SocketAddr,
+    pub(crate) name: Option<String>,
+    pub(crate) handler: Arc<dyn DatagramHandler>,
+    pub(crate) send_queue_bytes: usize,
+}
+
+impl Udp {
+    /// A socket on `addr` (IPv4 or IPv6; port 0 picks a free port, the same on every
+    /// worker) served by `handler`.
+    pub fn bind<A, H>(addr: A, handler: H) -> Result<Udp, Error>
+    where
+        A: ToSocketAddrs + fmt::Debug,
+        H: DatagramHandler,
+    {
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| Error::NoAddress(format!("{addr:?}")))?;
+        Ok(Udp {
+            addr,
+            name: None,
+            handler: Arc::new(handler),
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+        })
+    }
+
+    /// The name its log lines carry (default: its address).
+    pub fn name(mut self, name: impl Into<String>) -> Udp {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The most bytes of datagrams queued for sending on one worker's socket and not yet
+    /// sent (default 4 MiB); a datagram beyond it is dropped and counted.
+    pub fn send_queue_bytes(mut self, bytes: usize) -> Udp {
+        self.send_queue_bytes = bytes;
+        self
+    }
+}
+
+impl fmt::Debug for Udp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Udp")
+            .field("addr", &self.addr)
+            .field("name", &self.name)
+            .field("send_queue_bytes", &self.send_queue_bytes)
+            .finish()
+    }
+}
+
+/// A datagram queued for sending.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub to: SocketAddr,
+    pub data: Bytes,
+}
+
+/// What a datagram callback may do: send datagrams from this socket, and get a handle
+/// for other threads.
+pub struct UdpCtx<'a> {
+    pub(crate) local: SocketAddr,
+    pub(crate) index: u16,
+    pub(crate) mailbox: &'a Arc<Mailbox>,
+    pub(crate) out: &'a mut Vec<Outgoing>,
+}
+
+impl UdpCtx<'_> {
+    /// Send `data` to `to` (copied; queued, sent after the callback returns).
+    pub fn send_to(&mut self, to: SocketAddr, data: &[u8]) {
+        self.send_bytes_to(to, Bytes::copy_from_slice(data));
+    }
+
+    /// Send `data` to `to` without copying it.
+    pub fn send_bytes_to(&mut self, to: SocketAddr, data: Bytes) {
+        self.out.push(Outgoing { to, data });
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// A handle to send from this worker's socket from any thread.
+    pub fn handle(&self) -> UdpRef {
+        UdpRef {
+            index: self.index,
+            mailbox: self.mailbox.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for UdpCtx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpCtx")
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+/// Sends from one worker's datagram socket, from any thread (`Send`, cheap to clone).
+#[derive(Clone)]
+pub struct UdpRef {
+    index: u16,
+    mailbox: Arc<Mailbox>,
+}
+
+impl UdpRef {
+    pub(crate) fn new(index: u16, mailbox: Arc<Mailbox>) -> UdpRef {
+        UdpRef { index, mailbox }
+    }
+
+    /// Send `data` to `to` from this socket. `Full` if the worker's mailbox is full,
+    /// `WorkerStopped` once it has stopped; a datagram the socket's send queue has no
+    /// room for is dropped and counted there.
+    pub fn send_to(&self, to: SocketAddr, data: impl Into<Bytes>) -> Result<(), SendError> {
+        let out = Outgoing {
+            to,
+            data: data.into(),
+        };
+        self.mailbox.post(Message::SendTo(self.index, out))
+    }
+}
+
+impl fmt::Debug for UdpRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpRef")
+            .field("socket", &self.index)
+            .finish()
+    }
+}
