@@ -146,6 +146,13 @@ counter_table! {
     /// Datagram sends that failed (`UdpError::SendFailed`).
     datagram_send_errors: Counter "ringport_datagram_send_errors_total"
         "Datagram sends that failed." => Shown::Anomaly("datagram send errors");
+    /// Datagrams dropped before their handler by a socket's allow or deny list.
+    datagrams_denied: Counter "ringport_datagrams_denied_total"
+        "Datagrams dropped by a socket's allow or deny list." => Shown::Anomaly("denied datagrams");
+    /// Datagrams dropped before their handler by the per-source rate limit.
+    datagrams_rate_limited: Counter "ringport_datagrams_rate_limited_total"
+        "Datagrams dropped by the per-source rate limit."
+        => Shown::Anomaly("rate-limited datagrams");
     /// Receive errors on datagram sockets (ICMP errors and the like; receiving goes on).
     datagram_errors: Counter "ringport_datagram_receive_errors_total"
         "Receive errors on datagram sockets." => Shown::Anomaly("datagram receive errors");

@@ -230,3 +230,34 @@ fn datagrams_beyond_the_send_queue_bound_are_dropped_and_counted() {
         "no more than the bound allowed"
     );
 }
+
+#[test]
+fn deny_lists_and_per_source_rates_drop_datagrams_before_the_handler() {
+    let _w = watchdog("udp-admission", TEST_LIMIT);
+    let server = Server::builder()
+        .workers(2)
+        .udp(
+            Udp::bind("127.0.0.1:0", Echo)
+                .unwrap()
+                .deny("127.0.0.2".parse().unwrap())
+                .rate_per_source(0.01, 3),
+        )
+        .start(NoTcp)
+        .unwrap();
+    let to = server.udp_addrs()[0];
+    let denied = UdpSocket::bind("127.0.0.2:0").unwrap();
+    denied.send_to(b"let me in", to).unwrap();
+    wait_for_value(WAIT, "denied", || server.stats().datagrams_denied, 1);
+
+    let s = client();
+    for i in 0..10u8 {
+        s.send_to(&[i], to).unwrap();
+    }
+    wait_for_value(WAIT, "rate-limited", || server.stats().datagrams_rate_limited, 7);
+    let mut buf = [0u8; 8];
+    for i in 0..3u8 {
+        let (n, _) = s.recv_from(&mut buf).expect("the burst's echoes");
+        assert_eq!(&buf[..n], &[i]);
+    }
+    assert_eq!(server.stats().datagrams_in, 3, "only the burst reached the handler");
+}

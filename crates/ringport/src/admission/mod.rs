@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod access_list;
+mod datagram_gate;
 mod gate;
 mod ip_net;
 mod net_set;
@@ -45,6 +46,8 @@ mod refuse_reason;
 mod token_bucket;
 
 pub use access_list::{AccessList, Verdict};
+pub use datagram_gate::DEFAULT_MAX_SOURCES;
+pub(crate) use datagram_gate::{DatagramAdmission, DatagramGate};
 pub use gate::AdmissionConfig;
 pub(crate) use gate::{admission_setters, Gate};
 pub use ip_net::{IpNet, IpNetError};

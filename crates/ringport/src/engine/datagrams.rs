@@ -7,6 +7,7 @@
 
 use super::callbacks::guard;
 use super::worker::Worker;
+use crate::admission::{DatagramGate, RefuseReason};
 use crate::core::op_name::{encode, GEN_MASK};
 use crate::core::{Ledger, OpKind};
 use crate::handler::Handler;
@@ -34,6 +35,8 @@ pub(crate) struct DatagramSocket {
     /// Sends in flight by sequence number: where to and how long.
     in_flight: HashMap<u32, (SocketAddr, usize)>,
     next_seq: u32,
+    /// Allow/deny lists and per-source rates, this worker's share.
+    gate: DatagramGate,
 }
 
 impl DatagramSocket {
@@ -42,8 +45,10 @@ impl DatagramSocket {
         local: SocketAddr,
         handler: Arc<dyn DatagramHandler>,
         limit: usize,
+        gate: DatagramGate,
     ) -> DatagramSocket {
         DatagramSocket {
+            gate,
             fd,
             local,
             handler,
@@ -136,9 +141,17 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         };
         let (io, sock, stats) = (&self.io, &mut self.datagrams[i], &*self.stats);
         let dg = io.datagram(&buf);
-        match dg.from {
-            None => bump(&stats.datagram_errors, 1), // a family the engine does not speak
-            Some(from) => {
+        let refused = match dg.from {
+            Some(from) if !sock.gate.is_open() => sock.gate.admit(from.ip(), self.now).err(),
+            _ => None,
+        };
+        match (dg.from, refused) {
+            (None, _) => bump(&stats.datagram_errors, 1), // a family the engine does not speak
+            (Some(_), Some(RefuseReason::Denied | RefuseReason::NotAllowed)) => {
+                bump(&stats.datagrams_denied, 1)
+            }
+            (Some(_), Some(_)) => bump(&stats.datagrams_rate_limited, 1),
+            (Some(from), None) => {
                 let mut ctx = UdpCtx {
                     local: sock.local,
                     index: i as u16,

@@ -400,8 +400,10 @@ fn bind_datagram_sockets(
                 bound.push(actual);
             }
             let handler = u.handler.clone();
-            let s =
-                datagrams::DatagramSocket::new(sock.into(), actual, handler, u.send_queue_bytes);
+            let gate = crate::admission::DatagramGate::new(&u.admission)
+                .map_err(|e| Error::Config(format!("datagram admission of {}: {e}", u.addr)))?;
+            let limit = u.send_queue_bytes;
+            let s = datagrams::DatagramSocket::new(sock.into(), actual, handler, limit, gate);
             list.push(s);
         }
     }

@@ -57,6 +57,7 @@ pub struct Udp {
     pub(crate) name: Option<String>,
     pub(crate) handler: Arc<dyn DatagramHandler>,
     pub(crate) send_queue_bytes: usize,
+    pub(crate) admission: crate::admission::DatagramAdmission,
 }
 
 impl Udp {
@@ -76,6 +77,7 @@ impl Udp {
             name: None,
             handler: Arc::new(handler),
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            admission: Default::default(),
         })
     }
 
@@ -89,6 +91,35 @@ impl Udp {
     /// sent (default 4 MiB); a datagram beyond it is dropped and counted.
     pub fn send_queue_bytes(mut self, bytes: usize) -> Udp {
         self.send_queue_bytes = bytes;
+        self
+    }
+
+    /// Only datagrams from these ranges reach the handler (once the list has entries);
+    /// the others are dropped and counted (`Stats::datagrams_denied`).
+    pub fn allow(mut self, net: crate::admission::IpNet) -> Udp {
+        self.admission.allow.push(net);
+        self
+    }
+
+    /// Datagrams from this range are dropped and counted (`Stats::datagrams_denied`).
+    pub fn deny(mut self, net: crate::admission::IpNet) -> Udp {
+        self.admission.deny.push(net);
+        self
+    }
+
+    /// At most `rate` datagrams per second from one source (each IPv4 address, each
+    /// IPv6 /64), with bursts of `burst`; the rest are dropped and counted
+    /// (`Stats::datagrams_rate_limited`).
+    pub fn rate_per_source(mut self, rate: f64, burst: u32) -> Udp {
+        self.admission.rate_per_source = Some((rate, burst));
+        self
+    }
+
+    /// The most sources whose rate is tracked at once per worker (default
+    /// [`crate::admission::DEFAULT_MAX_SOURCES`]); a flood of more starts the table
+    /// over, so memory stays bounded.
+    pub fn max_sources(mut self, n: usize) -> Udp {
+        self.admission.max_sources = Some(n);
         self
     }
 }
