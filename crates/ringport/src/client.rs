@@ -16,14 +16,22 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct ClientBuilder {
     config: EngineConfig,
+    udp: Vec<crate::udp::Udp>,
 }
 
 impl ClientBuilder {
     crate::config::engine_setters!();
 
+    /// Add a datagram socket (typically a connected one, [`crate::udp::Udp::connect`])
+    /// with its own handler. May be called many times.
+    pub fn udp(mut self, socket: crate::udp::Udp) -> Self {
+        self.udp.push(socket);
+        self
+    }
+
     /// Start the workers; connections are then opened with [`Client::connect`].
     pub fn start<H: Handler>(self, handler: H) -> Result<Client<H>, Error> {
-        let (engine, _) = Engine::start(self.config, &[], &[], handler)?;
+        let (engine, _) = Engine::start(self.config, &[], &self.udp, handler)?;
         Ok(Client {
             engine,
             _handler: PhantomData,
@@ -70,6 +78,17 @@ impl<H: Handler> Client<H> {
         token: u64,
     ) -> Result<(), Error> {
         self.engine.connect(addr, token, Some(bind))
+    }
+
+    /// The local addresses of the datagram sockets, in the order they were added.
+    pub fn udp_addrs(&self) -> &[std::net::SocketAddr] {
+        self.engine.udp_addrs()
+    }
+
+    /// A handle to send from datagram socket `index` on worker `worker`, from any thread
+    /// (`None` if there is no such socket there).
+    pub fn udp_socket(&self, index: usize, worker: usize) -> Option<crate::udp::UdpRef> {
+        self.engine.udp_ref(index, worker)
     }
 
     /// Live counters.

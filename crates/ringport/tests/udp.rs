@@ -253,11 +253,73 @@ fn deny_lists_and_per_source_rates_drop_datagrams_before_the_handler() {
     for i in 0..10u8 {
         s.send_to(&[i], to).unwrap();
     }
-    wait_for_value(WAIT, "rate-limited", || server.stats().datagrams_rate_limited, 7);
+    wait_for_value(
+        WAIT,
+        "rate-limited",
+        || server.stats().datagrams_rate_limited,
+        7,
+    );
     let mut buf = [0u8; 8];
     for i in 0..3u8 {
         let (n, _) = s.recv_from(&mut buf).expect("the burst's echoes");
         assert_eq!(&buf[..n], &[i]);
     }
-    assert_eq!(server.stats().datagrams_in, 3, "only the burst reached the handler");
+    assert_eq!(
+        server.stats().datagrams_in,
+        3,
+        "only the burst reached the handler"
+    );
+}
+
+#[derive(Default)]
+struct ClientRecord {
+    got: Mutex<Vec<(SocketAddr, Vec<u8>)>>,
+    errors: Mutex<Vec<ringport::udp::UdpError>>,
+}
+
+struct ClientSide(Arc<ClientRecord>);
+
+impl DatagramHandler for ClientSide {
+    fn on_datagram(&self, _socket: &mut UdpCtx<'_>, from: SocketAddr, data: &[u8]) {
+        self.0.got.lock().unwrap().push((from, data.to_vec()));
+    }
+    fn on_error(&self, _socket: &mut UdpCtx<'_>, error: ringport::udp::UdpError) {
+        self.0.errors.lock().unwrap().push(error);
+    }
+}
+
+#[test]
+fn a_connected_client_socket_talks_to_its_peer_and_hears_icmp_refusals() {
+    let _w = watchdog("udp-client", TEST_LIMIT);
+    let server = Server::builder()
+        .workers(1)
+        .udp(Udp::bind("127.0.0.1:0", Echo).unwrap())
+        .start(NoTcp)
+        .unwrap();
+    let peer = server.udp_addrs()[0];
+    // A port nobody listens on (bound, noted, closed).
+    let gone = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let record = Arc::new(ClientRecord::default());
+    let client = ringport::Client::builder()
+        .workers(2)
+        .udp(Udp::connect(peer, ClientSide(record.clone())))
+        .udp(Udp::connect(gone, ClientSide(record.clone())).on_worker(1))
+        .start(NoTcp)
+        .unwrap();
+    assert!(client.udp_socket(0, 1).is_none(), "a connected socket lives on one worker");
+    let to_peer = client.udp_socket(0, 0).unwrap();
+    to_peer.send_to(peer, &b"ping"[..]).unwrap();
+    util::wait_until(WAIT, "the echo", || !record.got.lock().unwrap().is_empty());
+    assert_eq!(record.got.lock().unwrap()[0], (peer, b"ping".to_vec()));
+
+    let to_gone = client.udp_socket(1, 1).unwrap();
+    for round in 1..=2 {
+        to_gone.send_to(gone, &b"anyone?"[..]).unwrap();
+        util::wait_until(WAIT, "the refusal", || {
+            record.errors.lock().unwrap().len() == round
+        });
+    }
+    let errors = record.errors.lock().unwrap().clone();
+    assert_eq!(errors, vec![ringport::udp::UdpError::Refused; 2], "and still receiving");
+    assert_eq!(client.stats().datagram_errors, 2);
 }

@@ -8,13 +8,16 @@
 use super::callbacks::guard;
 use super::worker::Worker;
 use crate::admission::{DatagramGate, RefuseReason};
+use crate::config::EngineConfig;
 use crate::core::op_name::{encode, GEN_MASK};
 use crate::core::{Ledger, OpKind};
+use crate::error::Error;
 use crate::handler::Handler;
 use crate::stats::{bump, WorkerStats};
+use crate::sys;
 use crate::sys::op::{Cancel, RecvFromMulti, SendTo};
 use crate::sys::{Completion, Driver};
-use crate::udp::{DatagramHandler, Outgoing, UdpCtx, UdpError};
+use crate::udp::{DatagramHandler, Outgoing, Udp, UdpCtx, UdpError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -24,6 +27,8 @@ use std::sync::Arc;
 pub(crate) struct DatagramSocket {
     pub fd: OwnedFd,
     pub local: SocketAddr,
+    /// The peer of a connected socket.
+    pub peer: Option<SocketAddr>,
     pub handler: Arc<dyn DatagramHandler>,
     /// Its receive, when armed.
     pub ledger: Ledger,
@@ -42,7 +47,7 @@ pub(crate) struct DatagramSocket {
 impl DatagramSocket {
     pub(crate) fn new(
         fd: OwnedFd,
-        local: SocketAddr,
+        (local, peer): (SocketAddr, Option<SocketAddr>),
         handler: Arc<dyn DatagramHandler>,
         limit: usize,
         gate: DatagramGate,
@@ -51,6 +56,7 @@ impl DatagramSocket {
             gate,
             fd,
             local,
+            peer,
             handler,
             ledger: Ledger::default(),
             queue: Vec::new(),
@@ -88,10 +94,67 @@ fn flush<D: Driver>(io: &mut D, stats: &WorkerStats, i: usize, sock: &mut Datagr
     }
 }
 
+/// The engine's datagram sockets, bound: each worker's list (by the engine's index;
+/// `None` where a socket lives on another worker), each socket's address and home.
+pub(super) struct Bound {
+    pub per_worker: Vec<Vec<Option<DatagramSocket>>>,
+    pub addrs: Vec<SocketAddr>,
+    pub homes: Vec<Option<usize>>,
+}
+
+/// Bind every datagram socket: once per worker with SO_REUSEPORT (the kernel spreads
+/// datagrams over the workers by their addresses, one peer always to the same worker;
+/// port 0 is resolved by the first bind), or on its one worker (a connected socket, or
+/// `Udp::on_worker`).
+pub(super) fn bind_all(config: &EngineConfig, udp: &[Udp]) -> Result<Bound, Error> {
+    let n = config.workers;
+    let mut b = Bound {
+        per_worker: (0..n).map(|_| Vec::new()).collect(),
+        addrs: Vec::new(),
+        homes: Vec::new(),
+    };
+    for u in udp {
+        let home = u.worker.or(u.connect.map(|_| 0)).map(|w| w % n);
+        let mut actual = u.addr;
+        for (w, list) in b.per_worker.iter_mut().enumerate() {
+            if home.is_some_and(|h| h != w) {
+                list.push(None);
+                continue;
+            }
+            let sock = sys::socket::datagram(actual)?;
+            if let Some(peer) = u.connect {
+                sock.connect(&peer.into())?;
+            }
+            if b.addrs.len() == b.homes.len() {
+                actual = sock
+                    .local_addr()?
+                    .as_socket()
+                    .ok_or_else(|| Error::NoAddress(format!("{}", u.addr)))?;
+                b.addrs.push(actual);
+            }
+            let gate = DatagramGate::new(&u.admission)
+                .map_err(|e| Error::Config(format!("datagram admission of {}: {e}", u.addr)))?;
+            let handler = u.handler.clone();
+            let (names, limit) = ((actual, u.connect), u.send_queue_bytes);
+            list.push(Some(DatagramSocket::new(
+                sock.into(),
+                names,
+                handler,
+                limit,
+                gate,
+            )));
+        }
+        b.homes.push(home);
+    }
+    Ok(b)
+}
+
 impl<H: Handler, D: Driver> Worker<H, D> {
     /// Arm socket `i`'s receive (unless armed, or stopping).
     pub(super) fn arm_recv_from(&mut self, i: usize) {
-        let sock = &mut self.datagrams[i];
+        let Some(Some(sock)) = self.datagrams.get_mut(i) else {
+            return; // not on this worker
+        };
         if sock.ledger.has(OpKind::RecvFrom) || self.stop.asked {
             return;
         }
@@ -104,7 +167,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     /// A completion of socket `i`'s receive: a datagram, or its end.
     pub(super) fn on_recv_from(&mut self, i: usize, c: Completion) {
-        let Some(sock) = self.datagrams.get_mut(i) else {
+        let Some(Some(sock)) = self.datagrams.get_mut(i) else {
             return;
         };
         let ended = !c.more();
@@ -139,7 +202,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             tracing::error!(result = c.result, "a datagram completion with no buffer");
             return;
         };
-        let (io, sock, stats) = (&self.io, &mut self.datagrams[i], &*self.stats);
+        let Some(Some(sock)) = self.datagrams.get_mut(i) else {
+            return self.io.recycle_datagram(buf);
+        };
+        let (io, stats) = (&self.io, &*self.stats);
         let dg = io.datagram(&buf);
         let refused = match dg.from {
             Some(from) if !sock.gate.is_open() => sock.gate.admit(from.ip(), self.now).err(),
@@ -154,6 +220,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             (Some(from), None) => {
                 let mut ctx = UdpCtx {
                     local: sock.local,
+                    peer: sock.peer,
                     index: i as u16,
                     mailbox: &self.mailbox,
                     out: &mut sock.queue,
@@ -170,7 +237,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
         }
         self.io.recycle_datagram(buf);
-        flush(&mut self.io, &self.stats, i, &mut self.datagrams[i]);
+        if let Some(Some(sock)) = self.datagrams.get_mut(i) {
+            flush(&mut self.io, &self.stats, i, sock);
+        }
     }
 
     /// Run a callback of socket `i`'s handler, then start what it queued.
@@ -179,21 +248,24 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         i: usize,
         f: impl FnOnce(&dyn DatagramHandler, &mut UdpCtx<'_>),
     ) {
-        let sock = &mut self.datagrams[i];
+        let Some(Some(sock)) = self.datagrams.get_mut(i) else {
+            return;
+        };
         let mut ctx = UdpCtx {
             local: sock.local,
+            peer: sock.peer,
             index: i as u16,
             mailbox: &self.mailbox,
             out: &mut sock.queue,
         };
         let handler = &*sock.handler;
         guard(&self.stats, || f(handler, &mut ctx));
-        flush(&mut self.io, &self.stats, i, &mut self.datagrams[i]);
+        flush(&mut self.io, &self.stats, i, sock);
     }
 
     /// A send of socket `i` (sequence `seq`) completed.
     pub(super) fn on_sent_to(&mut self, i: usize, seq: u32, c: Completion) {
-        let Some(sock) = self.datagrams.get_mut(i) else {
+        let Some(Some(sock)) = self.datagrams.get_mut(i) else {
             return;
         };
         let Some((to, len)) = sock.in_flight.remove(&seq) else {
@@ -217,7 +289,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     /// A datagram posted from another thread for socket `i`.
     pub(super) fn on_send_to_message(&mut self, i: u16, out: Outgoing) {
-        let Some(sock) = self.datagrams.get_mut(usize::from(i)) else {
+        let Some(Some(sock)) = self.datagrams.get_mut(usize::from(i)) else {
             bump(&self.stats.datagrams_dropped, 1);
             return;
         };
@@ -228,6 +300,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// Shutdown: stop receiving (sends in flight finish; the worker waits for them).
     pub(super) fn stop_datagram_sockets(&mut self) {
         for (i, sock) in self.datagrams.iter().enumerate() {
+            let Some(sock) = sock else { continue };
             if sock.ledger.has(OpKind::RecvFrom) {
                 let cancel = Cancel {
                     target: encode(OpKind::RecvFrom, i as u32, 0),
@@ -240,6 +313,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     /// Every datagram socket is done (nothing armed, queued or in flight).
     pub(super) fn datagram_sockets_idle(&self) -> bool {
-        self.datagrams.iter().all(DatagramSocket::idle)
+        self.datagrams.iter().flatten().all(DatagramSocket::idle)
     }
 }

@@ -79,8 +79,10 @@ pub(crate) struct Engine {
     /// Each listener's name (given, or its bound address) for the statistics.
     listener_names: Vec<String>,
     next_connect: AtomicUsize,
-    /// The bound address of each datagram socket.
+    /// The bound address of each datagram socket, and the one worker it is on if it is
+    /// not on every worker.
     udp_addrs: Vec<SocketAddr>,
+    udp_homes: Vec<Option<usize>>,
 }
 
 impl EngineShared {
@@ -138,7 +140,8 @@ impl Engine {
             },
         });
         let (per_worker, bound) = bind_listeners(&config, listeners)?;
-        let (mut datagram_sockets, udp_bound) = bind_datagram_sockets(&config, udp)?;
+        let bound_udp = datagrams::bind_all(&config, udp)?;
+        let mut datagram_sockets = bound_udp.per_worker;
         let handler = Arc::new(handler);
         let mut engine = Engine {
             workers: Vec::new(),
@@ -151,7 +154,8 @@ impl Engine {
                 .map(|(l, addr)| l.name.clone().unwrap_or_else(|| addr.to_string()))
                 .collect(),
             next_connect: AtomicUsize::new(0),
-            udp_addrs: udp_bound,
+            udp_addrs: bound_udp.addrs,
+            udp_homes: bound_udp.homes,
         };
         let mut names: Vec<&String> = engine.listener_names.iter().collect();
         names.sort();
@@ -275,7 +279,8 @@ impl Engine {
     /// A handle on datagram socket `index` of worker `worker`.
     pub(crate) fn udp_ref(&self, index: usize, worker: usize) -> Option<crate::udp::UdpRef> {
         let w = self.workers.get(worker)?;
-        (index < self.udp_addrs.len())
+        let home = *self.udp_homes.get(index)?;
+        (home.is_none() || home == Some(worker))
             .then(|| crate::udp::UdpRef::new(index as u16, w.mailbox.clone()))
     }
 
@@ -375,39 +380,6 @@ fn run_worker<H: Handler, D: sys::Driver>(s: WorkerSetup<H>) -> WorkerExit {
     };
     w.lose(&why);
     WorkerExit::default()
-}
-
-/// Bind every datagram socket once per worker (SO_REUSEPORT: the kernel spreads
-/// datagrams over the workers by their addresses, one peer always to the same worker).
-/// Port 0 is resolved by the first bind. Returns each worker's sockets and the bound
-/// addresses.
-#[allow(clippy::type_complexity)]
-fn bind_datagram_sockets(
-    config: &EngineConfig,
-    udp: &[crate::udp::Udp],
-) -> Result<(Vec<Vec<datagrams::DatagramSocket>>, Vec<SocketAddr>), Error> {
-    let mut per_worker: Vec<Vec<_>> = (0..config.workers).map(|_| Vec::new()).collect();
-    let mut bound = Vec::new();
-    for u in udp {
-        let mut actual = u.addr;
-        for (w, list) in per_worker.iter_mut().enumerate() {
-            let sock = sys::socket::datagram(actual)?;
-            if w == 0 {
-                actual = sock
-                    .local_addr()?
-                    .as_socket()
-                    .ok_or_else(|| Error::NoAddress(format!("{}", u.addr)))?;
-                bound.push(actual);
-            }
-            let handler = u.handler.clone();
-            let gate = crate::admission::DatagramGate::new(&u.admission)
-                .map_err(|e| Error::Config(format!("datagram admission of {}: {e}", u.addr)))?;
-            let limit = u.send_queue_bytes;
-            let s = datagrams::DatagramSocket::new(sock.into(), actual, handler, limit, gate);
-            list.push(s);
-        }
-    }
-    Ok((per_worker, bound))
 }
 
 /// Bind every address once per worker. Port 0 is resolved by the first bind and reused

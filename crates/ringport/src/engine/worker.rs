@@ -131,15 +131,16 @@ pub(crate) struct Worker<H: Handler, D: Driver> {
     pub(super) stop: Stopping,
     /// Descriptors watched on this worker.
     pub(super) watches: Watches,
-    /// This worker's datagram sockets, by the engine's index.
-    pub(super) datagrams: Vec<DatagramSocket>,
+    /// This worker's datagram sockets, by the engine's index (`None`: that socket is on
+    /// another worker).
+    pub(super) datagrams: Vec<Option<DatagramSocket>>,
 }
 
 /// The sockets a worker starts with: its listeners (each with its listener's own codec
 /// if it has one) and its datagram sockets.
 pub(crate) struct WorkerSockets {
     pub listeners: Vec<(OwnedFd, Option<Codec>)>,
-    pub datagrams: Vec<DatagramSocket>,
+    pub datagrams: Vec<Option<DatagramSocket>>,
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {
@@ -162,7 +163,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             codec: config.codec.clone(),
             stats: stats.clone(),
         });
-        let driver_config = if datagrams.is_empty() {
+        let driver_config = if datagrams.iter().all(Option::is_none) {
             config.driver_config()
         } else {
             config.driver_config_with_datagrams()

@@ -58,6 +58,10 @@ pub struct Udp {
     pub(crate) handler: Arc<dyn DatagramHandler>,
     pub(crate) send_queue_bytes: usize,
     pub(crate) admission: crate::admission::DatagramAdmission,
+    /// Connected to this peer (a client socket).
+    pub(crate) connect: Option<SocketAddr>,
+    /// On this worker only (else on every worker).
+    pub(crate) worker: Option<usize>,
 }
 
 impl Udp {
@@ -78,7 +82,37 @@ impl Udp {
             handler: Arc::new(handler),
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             admission: Default::default(),
+            connect: None,
+            worker: None,
         })
+    }
+
+    /// A client socket connected to `peer` (from an ephemeral port), served by `handler`
+    /// on one worker (worker 0 unless [`Udp::on_worker`] says otherwise). Connected, it
+    /// receives only from `peer`, and ICMP errors about it (port unreachable) reach
+    /// [`DatagramHandler::on_error`] as [`UdpError::Refused`].
+    pub fn connect<H: DatagramHandler>(peer: SocketAddr, handler: H) -> Udp {
+        let any: SocketAddr = if peer.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        Udp {
+            addr: any,
+            name: None,
+            handler: Arc::new(handler),
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            admission: Default::default(),
+            connect: Some(peer),
+            worker: None,
+        }
+    }
+
+    /// Bind this socket on worker `worker` only (modulo the worker count), not on every
+    /// worker.
+    pub fn on_worker(mut self, worker: usize) -> Udp {
+        self.worker = Some(worker);
+        self
     }
 
     /// The name its log lines carry (default: its address).
@@ -130,6 +164,8 @@ impl fmt::Debug for Udp {
             .field("addr", &self.addr)
             .field("name", &self.name)
             .field("send_queue_bytes", &self.send_queue_bytes)
+            .field("connect", &self.connect)
+            .field("worker", &self.worker)
             .finish()
     }
 }
@@ -145,6 +181,7 @@ pub(crate) struct Outgoing {
 /// for other threads.
 pub struct UdpCtx<'a> {
     pub(crate) local: SocketAddr,
+    pub(crate) peer: Option<SocketAddr>,
     pub(crate) index: u16,
     pub(crate) mailbox: &'a Arc<Mailbox>,
     pub(crate) out: &'a mut Vec<Outgoing>,
@@ -164,6 +201,11 @@ impl UdpCtx<'_> {
     /// The socket's local address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The peer of a connected socket ([`Udp::connect`]).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// A handle to send from this worker's socket from any thread.
