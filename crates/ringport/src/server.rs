@@ -25,6 +25,10 @@ pub struct ShutdownReport {
     pub forced: u64,
     /// Bytes accepted for sending that never reached the kernel, over the engine's life.
     pub undelivered_bytes: u64,
+    /// Datagrams queued for sending that were not sent, over the engine's life: dropped
+    /// (send queue full, or the engine stopping) or failed
+    /// (`Stats::datagrams_dropped + Stats::datagram_send_errors`).
+    pub undelivered_datagrams: u64,
     /// The engine's counters after every worker stopped.
     pub stats: Stats,
 }

@@ -298,7 +298,10 @@ fn a_connected_client_socket_talks_to_its_peer_and_hears_icmp_refusals() {
         .unwrap();
     let peer = server.udp_addrs()[0];
     // A port nobody listens on (bound, noted, closed).
-    let gone = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gone = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let record = Arc::new(ClientRecord::default());
     let client = ringport::Client::builder()
         .workers(2)
@@ -306,7 +309,10 @@ fn a_connected_client_socket_talks_to_its_peer_and_hears_icmp_refusals() {
         .udp(Udp::connect(gone, ClientSide(record.clone())).on_worker(1))
         .start(NoTcp)
         .unwrap();
-    assert!(client.udp_socket(0, 1).is_none(), "a connected socket lives on one worker");
+    assert!(
+        client.udp_socket(0, 1).is_none(),
+        "a connected socket lives on one worker"
+    );
     let to_peer = client.udp_socket(0, 0).unwrap();
     to_peer.send_to(peer, &b"ping"[..]).unwrap();
     util::wait_until(WAIT, "the echo", || !record.got.lock().unwrap().is_empty());
@@ -320,6 +326,42 @@ fn a_connected_client_socket_talks_to_its_peer_and_hears_icmp_refusals() {
         });
     }
     let errors = record.errors.lock().unwrap().clone();
-    assert_eq!(errors, vec![ringport::udp::UdpError::Refused; 2], "and still receiving");
+    assert_eq!(
+        errors,
+        vec![ringport::udp::UdpError::Refused; 2],
+        "and still receiving"
+    );
     assert_eq!(client.stats().datagram_errors, 2);
+}
+
+#[test]
+fn a_socket_joined_to_a_multicast_group_handles_each_datagram_once() {
+    use std::net::Ipv4Addr;
+    let _w = watchdog("udp-multicast", TEST_LIMIT);
+    let group = Ipv4Addr::new(239, 255, 42, 7);
+    let record = Arc::new(Record::default());
+    let server = Server::builder()
+        .workers(2)
+        .udp(
+            Udp::bind("0.0.0.0:0", Recorder(record.clone()))
+                .unwrap()
+                .join_multicast_v4(group, Ipv4Addr::LOCALHOST),
+        )
+        .start(NoTcp)
+        .unwrap();
+    let port = server.udp_addrs()[0].port();
+    let sender = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    sender.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
+    sender.set_multicast_loop_v4(true).unwrap();
+    let to: SocketAddr = (group, port).into();
+    for i in 0..5u8 {
+        sender.send_to(&[i], &to.into()).unwrap();
+    }
+    wait_for_value(WAIT, "datagrams", || server.stats().datagrams_in, 5);
+    let got = record.whole.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        (0..5u8).map(|i| vec![i]).collect::<Vec<_>>(),
+        "each once, in order"
+    );
 }

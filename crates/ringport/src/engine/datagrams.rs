@@ -114,7 +114,8 @@ pub(super) fn bind_all(config: &EngineConfig, udp: &[Udp]) -> Result<Bound, Erro
         homes: Vec::new(),
     };
     for u in udp {
-        let home = u.worker.or(u.connect.map(|_| 0)).map(|w| w % n);
+        let one_worker = u.connect.is_some() || !u.groups_v4.is_empty() || !u.groups_v6.is_empty();
+        let home = u.worker.or(one_worker.then_some(0)).map(|w| w % n);
         let mut actual = u.addr;
         for (w, list) in b.per_worker.iter_mut().enumerate() {
             if home.is_some_and(|h| h != w) {
@@ -124,6 +125,12 @@ pub(super) fn bind_all(config: &EngineConfig, udp: &[Udp]) -> Result<Bound, Erro
             let sock = sys::socket::datagram(actual)?;
             if let Some(peer) = u.connect {
                 sock.connect(&peer.into())?;
+            }
+            for (group, interface) in &u.groups_v4 {
+                sock.join_multicast_v4(group, interface)?;
+            }
+            for (group, interface) in &u.groups_v6 {
+                sock.join_multicast_v6(group, *interface)?;
             }
             if b.addrs.len() == b.homes.len() {
                 actual = sock

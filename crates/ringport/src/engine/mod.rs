@@ -324,6 +324,8 @@ impl Engine {
         }
         report.stats = self.stats();
         report.undelivered_bytes = report.stats.undelivered_bytes;
+        report.undelivered_datagrams =
+            report.stats.datagrams_dropped + report.stats.datagram_send_errors;
         report
     }
 }

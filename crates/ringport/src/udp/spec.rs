@@ -62,6 +62,10 @@ pub struct Udp {
     pub(crate) connect: Option<SocketAddr>,
     /// On this worker only (else on every worker).
     pub(crate) worker: Option<usize>,
+    /// Multicast groups joined at bind: (group, interface address) and (group,
+    /// interface index).
+    pub(crate) groups_v4: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+    pub(crate) groups_v6: Vec<(std::net::Ipv6Addr, u32)>,
 }
 
 impl Udp {
@@ -84,6 +88,8 @@ impl Udp {
             admission: Default::default(),
             connect: None,
             worker: None,
+            groups_v4: Vec::new(),
+            groups_v6: Vec::new(),
         })
     }
 
@@ -105,7 +111,30 @@ impl Udp {
             admission: Default::default(),
             connect: Some(peer),
             worker: None,
+            groups_v4: Vec::new(),
+            groups_v6: Vec::new(),
         }
+    }
+
+    /// Join the IPv4 multicast group `group` on the interface with address `interface`
+    /// (`0.0.0.0`: the kernel's choice) when the socket is bound. A socket that joins a
+    /// group lives on one worker (worker 0 unless [`Udp::on_worker`]): the kernel hands
+    /// a multicast datagram to every socket joined, so on every worker it would be
+    /// handled once per worker.
+    pub fn join_multicast_v4(
+        mut self,
+        group: std::net::Ipv4Addr,
+        interface: std::net::Ipv4Addr,
+    ) -> Udp {
+        self.groups_v4.push((group, interface));
+        self
+    }
+
+    /// Join the IPv6 multicast group `group` on interface number `interface` (0: the
+    /// kernel's choice) when the socket is bound; see [`Udp::join_multicast_v4`].
+    pub fn join_multicast_v6(mut self, group: std::net::Ipv6Addr, interface: u32) -> Udp {
+        self.groups_v6.push((group, interface));
+        self
     }
 
     /// Bind this socket on worker `worker` only (modulo the worker count), not on every
@@ -166,6 +195,8 @@ impl fmt::Debug for Udp {
             .field("send_queue_bytes", &self.send_queue_bytes)
             .field("connect", &self.connect)
             .field("worker", &self.worker)
+            .field("groups_v4", &self.groups_v4)
+            .field("groups_v6", &self.groups_v6)
             .finish()
     }
 }
