@@ -9,8 +9,10 @@
 //!   worker's datagram group): the kernel writes a header, the source address and the
 //!   payload into the buffer, and flags a datagram longer than the room left as
 //!   truncated (MSG_TRUNC).
-//! - readiness backend: `recvfrom` with `MSG_TRUNC` into the worker's arena when epoll
-//!   says the socket is readable, one datagram per call, until EAGAIN.
+//! - readiness backend: `recvmmsg` (up to 64 datagrams per call, one arena slot of the
+//!   largest datagram each, packed after the call) when epoll says the socket is
+//!   readable, until it returns fewer than asked; a datagram cut short carries
+//!   MSG_TRUNC.
 
 #[cfg(test)]
 mod tests;
@@ -18,7 +20,9 @@ mod tests;
 use super::Op;
 #[cfg(test)]
 use crate::sys::fake::{FakeDriver, FakeOp};
-use crate::sys::poll::{edge, retry, FdMap, OpBit, Outcome, PollCore, PollIo, PollOpState};
+use crate::sys::poll::{
+    edge, retry, FdMap, OpBit, Outcome, PollCore, PollIo, PollOpState, ReadDatagram,
+};
 use crate::sys::uring::{UringCore, UringOpState};
 use crate::sys::{Completion, Datagram};
 use io_uring::{opcode, types};
@@ -33,9 +37,10 @@ const NAME_LEN: u32 = std::mem::size_of::<libc::sockaddr_storage>() as u32;
 const RECVMSG_OUT: usize = 16;
 const _: () = assert!(RECVMSG_OUT + NAME_LEN as usize == crate::sys::DATAGRAM_HEADROOM as usize);
 
-/// Datagrams read from one socket per pass (readiness backend) before others get their
-/// turn.
-const READS_PER_PASS: usize = 32;
+/// Batched reads of one socket per pass (readiness backend) before others get their
+/// turn, and the most datagrams one read takes.
+const READS_PER_PASS: usize = 4;
+const BATCH: usize = 64;
 
 /// Multishot receive of datagrams, with their source addresses.
 #[derive(Debug, Clone, Copy)]
@@ -178,13 +183,25 @@ impl PollOpState for ReceivingFrom {
             return false;
         }
         for _ in 0..READS_PER_PASS {
-            let Some(room) = io.datagram_room() else {
+            let Some((slot, room)) = io.datagram_slots(BATCH) else {
                 return true; // the arena is full for this batch; served on the next pass
             };
-            let want = room.len();
-            let mut from = None;
-            match recv_from(fd, room, &mut from) {
-                Outcome::Done(n) => io.post_datagram(ud, n.min(want), from, n > want),
+            let mut got = [ReadDatagram {
+                len: 0,
+                from: None,
+                truncated: false,
+            }; BATCH];
+            let asked = room.len() / slot.max(1);
+            match recv_batch(fd, room, slot, &mut got) {
+                Outcome::Done(n) => {
+                    io.post_datagrams(ud, &got[..n]);
+                    if n < asked {
+                        // Fewer than asked for: the socket is empty (epoll reports the next
+                        // datagram with a new edge).
+                        io.fd(fd).readable = false;
+                        return false;
+                    }
+                }
                 Outcome::WouldBlock => {
                     io.fd(fd).readable = false;
                     return false;
@@ -211,30 +228,51 @@ impl PollOpState for ReceivingFrom {
     }
 }
 
-/// One datagram into `buf` without blocking: `Done` with its whole length (more than
-/// `buf` holds when it was cut short), its source in `from`.
-fn recv_from(fd: RawFd, buf: &mut [u8], from: &mut Option<SocketAddr>) -> Outcome {
-    // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = NAME_LEN as libc::socklen_t;
+/// Datagrams into the `slot`-sized slots of `room` without blocking (one `recvmmsg`),
+/// each described in `got`: `Done` with how many.
+fn recv_batch(fd: RawFd, room: &mut [u8], slot: usize, got: &mut [ReadDatagram]) -> Outcome {
+    let n = (room.len() / slot.max(1)).min(got.len()).min(BATCH);
+    // SAFETY: these are plain data; all zeroes (null pointers, zero lengths) is valid.
+    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        iovs[i] = libc::iovec {
+            iov_base: room[i * slot..].as_mut_ptr().cast(),
+            iov_len: slot,
+        };
+        let hdr = &mut msgs[i].msg_hdr;
+        hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = NAME_LEN;
+        hdr.msg_iov = &mut iovs[i];
+        hdr.msg_iovlen = 1;
+    }
     let outcome = retry(|| {
-        // SAFETY: writes at most `buf.len()` bytes into `buf` and at most `len` bytes of
-        // address into `storage`, both live locals borrowed for the call.
+        // SAFETY: `n` headers, each naming one live iovec over its own `slot` bytes of
+        // `room` and one live address storage; all borrowed for the call.
         unsafe {
-            libc::recvfrom(
+            libc::recvmmsg(
                 fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                (&mut storage as *mut libc::sockaddr_storage).cast(),
-                &mut len,
-            )
+                msgs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            ) as isize
         }
     });
-    if let Outcome::Done(_) = outcome {
-        // SAFETY: the kernel wrote a socket address of `len` bytes into the storage.
-        let addr = unsafe { socket2::SockAddr::new(storage, len) };
-        *from = addr.as_socket();
+    if let Outcome::Done(k) = outcome {
+        for i in 0..k {
+            let hdr = &msgs[i].msg_hdr;
+            // SAFETY: the kernel wrote a socket address of `msg_namelen` bytes here.
+            let addr = unsafe { socket2::SockAddr::new(names[i], hdr.msg_namelen) };
+            got[i] = ReadDatagram {
+                len: (msgs[i].msg_len as usize).min(slot),
+                from: addr.as_socket(),
+                truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
+            };
+        }
     }
     outcome
 }

@@ -4,8 +4,9 @@
 //!
 //! - io_uring: `IORING_OP_SEND` with a destination address; the address and the bytes
 //!   are held by this op's state until the completion is reaped.
-//! - readiness backend: `sendto` at once; if the socket's buffer is full (EAGAIN), the
-//!   datagram waits, in order behind any other, until epoll says it is writable.
+//! - readiness backend: queued, and sent on the next pass with whatever else was queued
+//!   on the socket by then, in one `sendmmsg` (up to 64 datagrams); if the socket's
+//!   buffer is full (EAGAIN), they wait, in order, until epoll says it is writable.
 
 #[cfg(test)]
 mod tests;
@@ -58,25 +59,20 @@ impl Op for SendTo {
     fn start_poll(self, core: &mut PollCore, user_data: u64) {
         let (io, sends, bit) = core.op_state::<SendingTo>();
         let queue = sends.queues.entry(self.fd).or_default();
-        let waiting = (user_data, self.to, self.data);
-        if !queue.is_empty() {
-            return queue.push_back(waiting); // behind the others, in order
-        }
-        match send_to(self.fd, &waiting.1, &waiting.2) {
-            Outcome::Done(n) => io.post(user_data, n as i32, false),
-            Outcome::Failed(e) => io.post(user_data, -e, false),
-            Outcome::WouldBlock => {
-                if let Err(e) = io.register(self.fd, edge::READ | edge::WRITE, true) {
-                    return io.fail(user_data, e);
-                }
-                io.fd(self.fd).writable = false;
-                queue.push_back(waiting);
-                io.arm(self.fd, bit);
+        if queue.is_empty() {
+            // Sent on the next pass, with whatever else is queued by then: one sendmmsg.
+            if let Err(e) = io.register(self.fd, edge::READ | edge::WRITE, true) {
+                sends.queues.remove(&self.fd);
+                return io.fail(user_data, e);
             }
+            io.arm(self.fd, bit);
+            io.queue(self.fd);
         }
-        if sends.queues.get(&self.fd).is_some_and(VecDeque::is_empty) {
-            sends.queues.remove(&self.fd);
-        }
+        sends
+            .queues
+            .entry(self.fd)
+            .or_default()
+            .push_back((user_data, self.to, self.data));
     }
 
     #[cfg(test)]
@@ -137,16 +133,25 @@ impl PollOpState for SendingTo {
         let Some(queue) = self.queues.get_mut(&fd) else {
             return false;
         };
-        while let Some((ud, to, data)) = queue.front() {
-            match send_to(fd, to, data) {
-                Outcome::Done(n) => io.post(*ud, n as i32, false),
-                Outcome::Failed(e) => io.post(*ud, -e, false),
+        while !queue.is_empty() {
+            let (front, _) = queue.as_slices();
+            let batch = &front[..front.len().min(BATCH)];
+            match send_batch(fd, batch) {
+                Outcome::Done(sent) => {
+                    for (ud, _, data) in queue.drain(..sent) {
+                        io.post(ud, data.len() as i32, false);
+                    }
+                }
                 Outcome::WouldBlock => {
                     io.fd(fd).writable = false;
                     return false;
                 }
+                Outcome::Failed(e) => {
+                    // The first datagram failed: it alone; the rest go on.
+                    let (ud, ..) = queue.pop_front().expect("a batch of one or more");
+                    io.post(ud, -e, false);
+                }
             }
-            queue.pop_front();
         }
         self.none_left(io, fd, bit);
         false
@@ -172,20 +177,38 @@ impl PollOpState for SendingTo {
     }
 }
 
-/// `sendto` without blocking (and without SIGPIPE).
-fn send_to(fd: RawFd, to: &SockAddr, data: &[u8]) -> Outcome {
+/// The most datagrams one `sendmmsg` takes.
+const BATCH: usize = 64;
+
+/// Send the front of the queue without blocking (and without SIGPIPE), in one
+/// `sendmmsg`: `Done` with how many datagrams went.
+fn send_batch(fd: RawFd, batch: &[(u64, SockAddr, Bytes)]) -> Outcome {
+    let n = batch.len().min(BATCH);
+    // SAFETY: these are plain data; all zeroes (null pointers, zero lengths) is valid.
+    let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (i, (_, to, data)) in batch.iter().take(n).enumerate() {
+        iovs[i] = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        let hdr = &mut msgs[i].msg_hdr;
+        hdr.msg_name = to.as_ptr() as *mut libc::c_void;
+        hdr.msg_namelen = to.len();
+        hdr.msg_iov = &mut iovs[i];
+        hdr.msg_iovlen = 1;
+    }
     retry(|| {
-        // SAFETY: reads `data.len()` bytes from `data` and the address from `to`, both
-        // borrowed for the call.
+        // SAFETY: `n` headers, each naming one live iovec over a datagram's bytes and its
+        // address, borrowed for the call; the kernel only reads them.
         unsafe {
-            libc::sendto(
+            libc::sendmmsg(
                 fd,
-                data.as_ptr().cast(),
-                data.len(),
+                msgs.as_mut_ptr(),
+                n as u32,
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                to.as_ptr().cast(),
-                to.len(),
-            )
+            ) as isize
         }
     })
 }

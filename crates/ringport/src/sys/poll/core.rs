@@ -85,6 +85,15 @@ pub(crate) struct PollIo {
     datagram_max: usize,
 }
 
+/// A datagram as a batched read reports it: its bytes in the slot, its source, whether it
+/// was cut short.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadDatagram {
+    pub len: usize,
+    pub from: Option<std::net::SocketAddr>,
+    pub truncated: bool,
+}
+
 /// A datagram in the arena: where, how long, from whom, cut short or not.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ArenaDatagram {
@@ -214,36 +223,43 @@ impl PollIo {
             .push(Completion::new(user_data, n as i32, true, idx << 16));
     }
 
-    /// Room for one datagram in this batch's arena (exactly the largest datagram taken
-    /// whole), or `None` when the arena has less left until the next wait.
-    pub(crate) fn datagram_room(&mut self) -> Option<&mut [u8]> {
+    /// Room in this batch's arena for up to `want` datagram slots of the largest datagram
+    /// taken whole each: the slot size and the room (none when the arena has less than
+    /// one slot left until the next wait).
+    pub(crate) fn datagram_slots(&mut self, want: usize) -> Option<(usize, &mut [u8])> {
+        let max = self.datagram_max.max(1);
         let room = self.arena.len() - self.arena_used;
-        if room < self.datagram_max || self.datagrams.len() >= u16::MAX as usize {
+        let slots = (room / max)
+            .min(want)
+            .min(u16::MAX as usize - self.datagrams.len());
+        if slots == 0 {
             return None;
         }
         let start = self.arena_used;
-        Some(&mut self.arena[start..start + self.datagram_max])
+        Some((max, &mut self.arena[start..start + slots * max]))
     }
 
-    /// A datagram of `n` bytes was read at the start of [`PollIo::datagram_room`]: lend it
+    /// Datagrams were read into the slots of [`PollIo::datagram_slots`] (slot `i` holds
+    /// `got[i]`'s bytes): pack them at the front of the arena's free room and lend each
     /// with a multishot datagram receive completion named `user_data`.
-    pub(crate) fn post_datagram(
-        &mut self,
-        user_data: u64,
-        n: usize,
-        from: Option<std::net::SocketAddr>,
-        truncated: bool,
-    ) {
-        let idx = self.datagrams.len() as u32;
-        self.datagrams.push(ArenaDatagram {
-            start: self.arena_used,
-            len: n,
-            from,
-            truncated,
-        });
-        self.arena_used += n;
-        self.ready
-            .push(Completion::new(user_data, n as i32, true, idx << 16));
+    pub(crate) fn post_datagrams(&mut self, user_data: u64, got: &[ReadDatagram]) {
+        let (base, max) = (self.arena_used, self.datagram_max.max(1));
+        for (i, d) in got.iter().enumerate() {
+            let from_slot = base + i * max;
+            // Packing moves bytes down only: the cursor never passes slot `i`'s start.
+            self.arena
+                .copy_within(from_slot..from_slot + d.len, self.arena_used);
+            let idx = self.datagrams.len() as u32;
+            self.datagrams.push(ArenaDatagram {
+                start: self.arena_used,
+                len: d.len,
+                from: d.from,
+                truncated: d.truncated,
+            });
+            self.arena_used += d.len;
+            self.ready
+                .push(Completion::new(user_data, d.len as i32, true, idx << 16));
+        }
     }
 
     fn claim(&self, c: &Completion) -> Option<ArenaSlice> {

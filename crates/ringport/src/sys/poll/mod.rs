@@ -23,7 +23,9 @@ use super::Completion;
 use std::io;
 use std::time::Duration;
 
-pub(crate) use self::core::{ArenaDatagram, ArenaSlice, OpBit, PollCore, PollIo, PollOpState};
+pub(crate) use self::core::{
+    ArenaDatagram, ArenaSlice, OpBit, PollCore, PollIo, PollOpState, ReadDatagram,
+};
 pub(crate) use fd_table::{edge, FdMap};
 pub(crate) use syscalls::{retry, set_nonblocking, with_sock, Outcome};
 
@@ -48,7 +50,12 @@ impl Driver for PollDriver {
             _ => config.datagram_buffer_size,
         };
         let datagram_max = buffer.saturating_sub(crate::sys::DATAGRAM_HEADROOM) as usize;
-        let arena = arena.max(4 * datagram_max);
+        // With datagram buffers, room for a batch of 64 of the largest (what io_uring's
+        // datagram group holds too).
+        let arena = match config.datagram_buffers {
+            0 => arena.max(4 * datagram_max),
+            n => arena.max(usize::from(n.min(64)) * datagram_max),
+        };
         Ok(PollDriver {
             core: PollCore::new(arena, datagram_max)?,
         })
