@@ -103,7 +103,10 @@ pub fn run(opts: EchoOptions) -> anyhow::Result<()> {
     };
     let ticker = if opts.stats {
         let source = Arc::clone(&server);
-        Some(Ticker::start(move || source.stats())?)
+        Some(Ticker::start(
+            move || source.stats(),
+            crate::live_stats::line,
+        )?)
     } else {
         None
     };

@@ -1,6 +1,6 @@
-//! Stats on the console: `echo-server --stats` prints one summary line per second from a
-//! thread that stops when asked; [`indented`] is the block the demo and the echo server
-//! print at the end.
+//! Stats on the console: `echo-server --stats` and `udp-echo --stats` print one summary
+//! line per second ([`line`], [`datagram_line`]) from a thread that stops when asked;
+//! [`indented`] is the block the demo and the echo servers print at the end.
 
 use ringport::{ByteSize, Stats};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 /// Time between two lines.
 const EVERY: Duration = Duration::from_secs(1);
 
+/// How a line is made: from the stats a second ago, the stats now, and the time between.
+pub type LineFormat = fn(&Stats, &Stats, Duration) -> String;
+
 /// The printing thread; [`Ticker::stop`] ends it.
 pub struct Ticker {
     stop: mpsc::Sender<()>,
@@ -17,12 +20,15 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    /// Print a line every second with what `source` reports.
-    pub fn start(source: impl Fn() -> Stats + Send + 'static) -> anyhow::Result<Ticker> {
+    /// Print a line every second, made by `format` from what `source` reports.
+    pub fn start(
+        source: impl Fn() -> Stats + Send + 'static,
+        format: LineFormat,
+    ) -> anyhow::Result<Ticker> {
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("stats".into())
-            .spawn(move || tick(&source, &stopped))?;
+            .spawn(move || tick(&source, format, &stopped))?;
         Ok(Ticker { stop, thread })
     }
 
@@ -34,7 +40,7 @@ impl Ticker {
     }
 }
 
-fn tick(source: &dyn Fn() -> Stats, stopped: &mpsc::Receiver<()>) {
+fn tick(source: &dyn Fn() -> Stats, format: LineFormat, stopped: &mpsc::Receiver<()>) {
     let mut before = source();
     let mut at = Instant::now();
     let mut next = at + EVERY;
@@ -45,7 +51,7 @@ fn tick(source: &dyn Fn() -> Stats, stopped: &mpsc::Receiver<()>) {
         }
         let now = Instant::now();
         let stats = source();
-        println!("{}", line(&before, &stats, now.duration_since(at)));
+        println!("{}", format(&before, &stats, now.duration_since(at)));
         before = stats;
         at = now;
         // On schedule, but never a burst of catch-up lines after a stall.
@@ -92,6 +98,26 @@ pub fn line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
         ByteSize(now.queued_bytes),
         now.timeouts_fired,
         now.slow_readers,
+    )
+}
+
+/// `udp: in N/s (R/s)  out N/s (R/s)  truncated N  dropped N  send errors N  receive errors
+/// N`: datagrams and their bytes per second over `elapsed` since `before`, then totals
+/// since start.
+pub fn datagram_line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let per_sec = |new: u64, old: u64| (new.saturating_sub(old) as f64 / secs).round() as u64;
+    format!(
+        "udp: in {}/s ({}/s)  out {}/s ({}/s)  truncated {}  dropped {}  send errors {}  \
+         receive errors {}",
+        per_sec(now.datagrams_in, before.datagrams_in),
+        ByteSize(per_sec(now.datagram_bytes_in, before.datagram_bytes_in)),
+        per_sec(now.datagrams_out, before.datagrams_out),
+        ByteSize(per_sec(now.datagram_bytes_out, before.datagram_bytes_out)),
+        now.datagrams_truncated,
+        now.datagrams_dropped,
+        now.datagram_send_errors,
+        now.datagram_errors,
     )
 }
 
@@ -158,8 +184,28 @@ mod tests {
     }
 
     #[test]
+    fn a_datagram_line_has_rates_and_anomalies() {
+        let mut before = Stats::default();
+        before.datagrams_in = 100;
+        before.datagram_bytes_in = 1000;
+        let mut now = before.clone();
+        now.datagrams_in = 300;
+        now.datagram_bytes_in = 5096;
+        now.datagrams_out = 200;
+        now.datagram_bytes_out = 4096;
+        now.datagrams_truncated = 3;
+        now.datagrams_dropped = 2;
+        now.datagram_send_errors = 1;
+        assert_eq!(
+            datagram_line(&before, &now, Duration::from_secs(2)),
+            "udp: in 100/s (2.0 KiB/s)  out 100/s (2.0 KiB/s)  truncated 3  dropped 2  \
+             send errors 1  receive errors 0"
+        );
+    }
+
+    #[test]
     fn a_stopped_ticker_returns_at_once() {
-        let ticker = Ticker::start(Stats::default).unwrap();
+        let ticker = Ticker::start(Stats::default, line).unwrap();
         let t = Instant::now();
         ticker.stop();
         assert!(t.elapsed() < Duration::from_millis(500));

@@ -1,5 +1,5 @@
-//! `ringport`: an echo server, a load tool and a self-contained demo on the ringport
-//! engine.
+//! `ringport`: TCP and UDP echo servers, a load tool and a self-contained demo on the
+//! ringport engine.
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -10,6 +10,7 @@ mod live_stats;
 mod pattern;
 mod report;
 mod signal;
+mod udp_echo;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -21,7 +22,7 @@ use std::time::Duration;
 #[command(
     name = "ringport",
     version,
-    about = "io_uring echo server, load tool and demo"
+    about = "io_uring TCP and UDP echo servers, load tool and demo"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -60,10 +61,32 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+    /// Serve UDP echo (each datagram back to its sender) until SIGINT/SIGTERM.
+    UdpEcho {
+        /// Address to bind (repeatable; port 0 picks a free port).
+        #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:7007")]
+        listen: Vec<String>,
+        /// I/O workers, each with its own socket per address (SO_REUSEPORT; default:
+        /// available parallelism).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=255))]
+        workers: Option<u64>,
+        /// I/O backend: auto (RINGPORT_BACKEND if set, else io_uring if available, else
+        /// poll), uring or poll.
+        #[arg(long, default_value = "auto", value_parser = parse_backend)]
+        backend: ringport::Backend,
+        /// Largest datagram echoed whole (default 65,507); longer ones arrive truncated
+        /// and are counted, not echoed.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+        datagram_max: Option<u32>,
+        /// Print a summary line every second: datagrams and bytes in and out per second,
+        /// truncated, dropped, send and receive errors.
+        #[arg(long)]
+        stats: bool,
+    },
     /// Load an echo server and verify every echoed byte.
     ///
     /// Default: closed loop (each connection keeps --pipeline messages in flight).
-    /// --rate, --churn and --idle select the other modes.
+    /// --rate, --churn and --idle select the other modes; --udp loads a UDP echo server.
     Bench(BenchArgs),
     /// Run an embedded echo server and the load tool against it.
     Demo {
@@ -131,6 +154,15 @@ struct BenchArgs {
     /// after which a connection counts as stalled (slow-reader).
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     interval: f64,
+    /// UDP: --connections client sockets on one thread send tagged datagrams of --size
+    /// bytes (16 to 65,507, header included), --pipeline in flight per socket or --rate
+    /// in total, and check every echo byte for byte; reports loss and reordering too.
+    #[arg(long, conflicts_with_all = ["churn", "idle", "attack", "codec", "max_frame",
+          "workers", "connect_timeout"])]
+    udp: bool,
+    /// UDP: seconds a datagram may take to come back before it counts as lost.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS", requires = "udp")]
+    loss_timeout: f64,
 }
 
 impl BenchArgs {
@@ -235,6 +267,20 @@ fn main() -> anyhow::Result<()> {
                 .context("--metrics")?,
             stats,
         }),
+        Command::UdpEcho {
+            listen,
+            workers,
+            backend,
+            datagram_max,
+            stats,
+        } => udp_echo::run(udp_echo::UdpEchoOptions {
+            listen,
+            workers: workers_or_default(workers),
+            backend,
+            datagram_max,
+            stats,
+        }),
+        Command::Bench(args) if args.udp => bench_udp(&args),
         Command::Bench(args) => {
             let report = bench::run(bench::BenchOptions {
                 addr: resolve(&args.addr)?,
@@ -264,6 +310,29 @@ fn main() -> anyhow::Result<()> {
             pipeline: to_usize(load.pipeline)?,
         }),
     }
+}
+
+/// `bench --udp`.
+fn bench_udp(args: &BenchArgs) -> anyhow::Result<()> {
+    let report = bench::udp::run(&bench::udp::UdpOptions {
+        addr: resolve(&args.addr)?,
+        connections: to_usize(args.load.connections)?,
+        size: to_usize(args.load.size)?,
+        pipeline: to_usize(args.load.pipeline)?,
+        rate: args.rate,
+        max_outstanding: to_usize(args.max_outstanding)?,
+        duration: seconds(args.duration, "--duration")?,
+        warmup: seconds(args.warmup, "--warmup")?,
+        loss_timeout: seconds(args.loss_timeout, "--loss-timeout")?,
+        sources: args.source_ip.clone(),
+        progress: true,
+    })?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{report}");
+    }
+    report.check()
 }
 
 fn parse_backend(s: &str) -> Result<ringport::Backend, String> {

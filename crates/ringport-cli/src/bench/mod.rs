@@ -6,16 +6,19 @@
 //! - churn (`churn.rs`): connect, echo, close, reconnect, as fast as it goes;
 //! - idle (`idle.rs`): open many connections and hold them without traffic.
 //!
-//! `--attack` (`attack/`) plays a hostile client instead, on plain sockets.
+//! `--attack` (`attack/`) plays a hostile client instead, on plain sockets, and `--udp`
+//! (`udp/`) loads a UDP echo server, also on plain sockets.
 
 mod attack;
 mod churn;
 mod echo;
 mod idle;
 mod load;
+mod poller;
 mod progress;
 mod rate;
 mod shared;
+pub mod udp;
 
 pub use attack::{Attack, AttackReport};
 

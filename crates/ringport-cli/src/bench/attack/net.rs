@@ -1,15 +1,13 @@
-//! The attacks' plumbing: an epoll poller over plain non-blocking sockets, connects that
-//! complete through it, and how their errors are sorted.
+//! The attacks' plumbing: connects of plain non-blocking sockets that complete through
+//! the epoll [`Poller`], and how their errors are sorted.
 
+pub use crate::bench::poller::Poller;
 use anyhow::Context;
-use rustix::buffer::spare_capacity;
-use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
-use rustix::event::Timespec;
+use rustix::event::epoll::EventFlags;
 use rustix::io::Errno;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 /// Interest of a connection that reads (and so notices EOF and resets).
@@ -22,61 +20,6 @@ pub const WRITER: EventFlags = EventFlags::OUT.union(EventFlags::RDHUP);
 pub const GONE: EventFlags = EventFlags::RDHUP
     .union(EventFlags::HUP)
     .union(EventFlags::ERR);
-
-/// Events returned by one wait, at most.
-const MAX_EVENTS: usize = 1024;
-
-/// A level-triggered epoll instance. Sockets are registered with a `u64` token; closing a
-/// socket removes it, so events of a batch may name a socket closed earlier in the same
-/// batch: callers put a generation in the token where slots are reused.
-pub struct Poller {
-    epoll: OwnedFd,
-    events: Vec<epoll::Event>,
-}
-
-impl Poller {
-    pub fn new() -> anyhow::Result<Poller> {
-        let epoll = epoll::create(CreateFlags::CLOEXEC).context("epoll_create")?;
-        Ok(Poller {
-            epoll,
-            events: Vec::with_capacity(MAX_EVENTS),
-        })
-    }
-
-    pub fn add(&self, socket: &Socket, token: u64, interest: EventFlags) -> anyhow::Result<()> {
-        epoll::add(&self.epoll, socket, EventData::new_u64(token), interest)
-            .context("registering a socket with epoll")
-    }
-
-    pub fn modify(&self, socket: &Socket, token: u64, interest: EventFlags) -> anyhow::Result<()> {
-        epoll::modify(&self.epoll, socket, EventData::new_u64(token), interest)
-            .context("changing a socket's epoll interest")
-    }
-
-    /// Wait up to `timeout` for events; `ready` gets the (token, flags) pairs.
-    pub fn wait(
-        &mut self,
-        timeout: Duration,
-        ready: &mut Vec<(u64, EventFlags)>,
-    ) -> anyhow::Result<()> {
-        ready.clear();
-        self.events.clear();
-        let ts = Timespec {
-            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: timeout.subsec_nanos().into(),
-        };
-        match epoll::wait(&self.epoll, spare_capacity(&mut self.events), Some(&ts)) {
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(e) => return Err(io::Error::from(e)).context("epoll_wait"),
-        }
-        ready.extend(self.events.iter().map(|e| {
-            // `Event` is packed on x86-64: copy the fields out before using them.
-            let (flags, data) = (e.flags, e.data);
-            (data.u64(), flags)
-        }));
-        Ok(())
-    }
-}
 
 /// Why a connect (or a connection) failed, as the report counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
