@@ -78,6 +78,11 @@ enum Command {
         /// and are counted, not echoed.
         #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
         datagram_max: Option<u32>,
+        /// Kernel receive and send buffer of each socket (SO_RCVBUF/SO_SNDBUF; the kernel
+        /// drops datagrams arriving while the receive buffer is full). Default: the
+        /// system's.
+        #[arg(long, value_name = "BYTES")]
+        socket_buffer: Option<usize>,
         /// Print a summary line every second: datagrams and bytes in and out per second,
         /// truncated, dropped, send and receive errors.
         #[arg(long)]
@@ -272,12 +277,14 @@ fn main() -> anyhow::Result<()> {
             workers,
             backend,
             datagram_max,
+            socket_buffer,
             stats,
         } => udp_echo::run(udp_echo::UdpEchoOptions {
             listen,
             workers: workers_or_default(workers),
             backend,
             datagram_max,
+            socket_buffer,
             stats,
         }),
         Command::Bench(args) if args.udp => bench_udp(&args),

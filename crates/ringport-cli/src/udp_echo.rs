@@ -8,9 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Datagram memory per worker the buffer count is sized for when `--datagram-max` is
-/// given (the library's default: 64 buffers of 65,507 bytes).
-const DATAGRAM_MEMORY: u32 = 4 << 20;
 /// How long the shutdown waits for queued echoes to go out.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -51,16 +48,10 @@ pub struct UdpEchoOptions {
     pub backend: ringport::Backend,
     /// The largest datagram echoed (longer ones arrive truncated and are dropped).
     pub datagram_max: Option<u32>,
+    /// SO_RCVBUF of each socket (the kernel drops datagrams arriving while it is full).
+    pub socket_buffer: Option<usize>,
     /// Print a stats line every second.
     pub stats: bool,
-}
-
-/// The datagram buffers per worker for `max`-byte datagrams: about
-/// [`DATAGRAM_MEMORY`] worth, a power of two from 64 to 32768.
-fn buffer_count(max: u32) -> u16 {
-    let wanted = (DATAGRAM_MEMORY / max.max(1)).clamp(64, 32768);
-    // The largest power of two not above `wanted` (from 64 to 32768: fits a u16).
-    (1u32 << (31 - wanted.leading_zeros())) as u16
 }
 
 /// Bind and start the server (not waiting for anything).
@@ -69,11 +60,15 @@ pub fn start(opts: &UdpEchoOptions) -> anyhow::Result<Server<NoTcp>> {
         .workers(opts.workers)
         .backend(opts.backend);
     if let Some(max) = opts.datagram_max {
-        builder = builder.datagram_buffers(buffer_count(max), max);
+        // 0 buffers: the library sizes the count by `max` (4 MiB's worth per worker).
+        builder = builder.datagram_buffers(0, max);
     }
     for addr in &opts.listen {
-        let socket = Udp::bind(addr.as_str(), DatagramEcho)
+        let mut socket = Udp::bind(addr.as_str(), DatagramEcho)
             .with_context(|| format!("bad listen address {addr:?}"))?;
+        if let Some(bytes) = opts.socket_buffer {
+            socket = socket.recv_buffer_size(bytes).send_buffer_size(bytes);
+        }
         builder = builder.udp(socket);
     }
     builder.start(NoTcp).context("starting the UDP echo server")
@@ -109,18 +104,4 @@ pub fn run(opts: UdpEchoOptions) -> anyhow::Result<()> {
     println!("final stats:");
     print!("{}", crate::live_stats::indented(&report.stats));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buffers_come_to_about_4_mib_a_worker() {
-        assert_eq!(buffer_count(65_507), 64);
-        assert_eq!(buffer_count(1500), 2048);
-        assert_eq!(buffer_count(16), 32768);
-        assert_eq!(buffer_count(1 << 20), 64);
-        assert_eq!(buffer_count(0), 32768);
-    }
 }

@@ -34,7 +34,8 @@ pub struct EngineConfig {
     /// of connections.
     pub recv_buffer_size: u32,
     /// Datagram buffers per worker (a power of two, at most 32768), made only when the
-    /// engine has datagram sockets. Default: 64.
+    /// engine has datagram sockets. Default 0: as many as 4 MiB holds at `datagram_max`
+    /// (64 for the largest datagrams, 2048 for 1,500-byte ones), at least 64.
     pub datagram_buffers: u16,
     /// The largest datagram payload received whole; longer ones are reported truncated.
     /// Default: 65,507 (the most IPv4 UDP carries). Datagram memory per worker is about
@@ -219,7 +220,7 @@ impl Default for EngineConfig {
             cq_entries: 16384,
             recv_buffers: 1024,
             recv_buffer_size: 4096,
-            datagram_buffers: 64,
+            datagram_buffers: 0,
             datagram_max: 65_507,
             nodelay: true,
             tcp_keepalive: None,
@@ -279,10 +280,21 @@ impl EngineConfig {
         }
     }
 
+    /// The datagram buffer count: as set, or 4 MiB's worth (a power of two, 64 to 32768).
+    fn datagram_buffer_count(&self) -> u16 {
+        if self.datagram_buffers != 0 {
+            return self.datagram_buffers;
+        }
+        let size = (self.datagram_max + crate::sys::DATAGRAM_HEADROOM) as usize;
+        let fit = ((4usize << 20) / size).clamp(64, 32768);
+        // The largest power of two not above what fits.
+        (1usize << (usize::BITS - 1 - fit.leading_zeros())) as u16
+    }
+
     /// The driver configuration of an engine with datagram sockets.
     pub(crate) fn driver_config_with_datagrams(&self) -> crate::sys::DriverConfig {
         crate::sys::DriverConfig {
-            datagram_buffers: self.datagram_buffers,
+            datagram_buffers: self.datagram_buffer_count(),
             datagram_buffer_size: self.datagram_max + crate::sys::DATAGRAM_HEADROOM,
             ..self.driver_config()
         }
@@ -304,8 +316,9 @@ impl EngineConfig {
         if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
             return bad("recv_buffers must be a power of two, at most 32768");
         }
-        if !self.datagram_buffers.is_power_of_two() || self.datagram_buffers > 32768 {
-            return bad("datagram_buffers must be a power of two, at most 32768");
+        let count = self.datagram_buffers;
+        if count != 0 && (!count.is_power_of_two() || count > 32768) {
+            return bad("datagram_buffers must be 0 (sized by datagram_max) or a power of two, at most 32768");
         }
         if self.datagram_max > 1 << 20 {
             return bad("datagram_max must be at most 1 MiB");
@@ -358,9 +371,9 @@ macro_rules! engine_setters {
             self
         }
 
-        /// Datagram buffers per worker (`count`, a power of two) and the largest datagram
-        /// payload received whole (default: 64 and 65,507 bytes); made only when the engine
-        /// has datagram sockets.
+        /// Datagram buffers per worker (`count`, a power of two, or 0: 4 MiB's worth) and
+        /// the largest datagram payload received whole (default: 0 and 65,507 bytes);
+        /// made only when the engine has datagram sockets.
         pub fn datagram_buffers(mut self, count: u16, max_payload: u32) -> Self {
             self.config.datagram_buffers = count;
             self.config.datagram_max = max_payload;
@@ -442,3 +455,28 @@ macro_rules! engine_setters {
     };
 }
 pub(crate) use engine_setters;
+
+#[cfg(test)]
+mod tests {
+    use super::EngineConfig;
+
+    #[test]
+    fn datagram_buffers_come_to_about_4_mib_a_worker_unless_set() {
+        let count = |max: u32| {
+            let c = EngineConfig {
+                datagram_max: max,
+                ..EngineConfig::default()
+            };
+            c.datagram_buffer_count()
+        };
+        assert_eq!(count(65_507), 64);
+        assert_eq!(count(1500), 2048);
+        assert_eq!(count(16), 16_384);
+        assert_eq!(count(1 << 20), 64);
+        let set = EngineConfig {
+            datagram_buffers: 8,
+            ..EngineConfig::default()
+        };
+        assert_eq!(set.datagram_buffer_count(), 8);
+    }
+}

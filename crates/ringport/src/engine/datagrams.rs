@@ -122,7 +122,7 @@ pub(super) fn bind_all(config: &EngineConfig, udp: &[Udp]) -> Result<Bound, Erro
                 list.push(None);
                 continue;
             }
-            let sock = sys::socket::datagram(actual)?;
+            let sock = sys::socket::datagram(actual, u.recv_buffer, u.send_buffer)?;
             if let Some(peer) = u.connect {
                 sock.connect(&peer.into())?;
             }

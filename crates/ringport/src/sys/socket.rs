@@ -56,8 +56,18 @@ pub(crate) fn listener(addr: SocketAddr, backlog: i32, opts: &SockOpts) -> io::R
 
 /// A datagram socket bound to `addr`, sharing it with the other workers' (SO_REUSEPORT),
 /// non-blocking.
-pub(crate) fn datagram(addr: SocketAddr) -> io::Result<Socket> {
+pub(crate) fn datagram(
+    addr: SocketAddr,
+    recv_buffer: Option<usize>,
+    send_buffer: Option<usize>,
+) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Some(bytes) = recv_buffer {
+        sock.set_recv_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = send_buffer {
+        sock.set_send_buffer_size(bytes)?;
+    }
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
     if addr.is_ipv6() {

@@ -66,6 +66,9 @@ pub struct Udp {
     /// interface index).
     pub(crate) groups_v4: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
     pub(crate) groups_v6: Vec<(std::net::Ipv6Addr, u32)>,
+    /// SO_RCVBUF and SO_SNDBUF, if set.
+    pub(crate) recv_buffer: Option<usize>,
+    pub(crate) send_buffer: Option<usize>,
 }
 
 impl Udp {
@@ -90,6 +93,8 @@ impl Udp {
             worker: None,
             groups_v4: Vec::new(),
             groups_v6: Vec::new(),
+            recv_buffer: None,
+            send_buffer: None,
         })
     }
 
@@ -113,6 +118,8 @@ impl Udp {
             worker: None,
             groups_v4: Vec::new(),
             groups_v6: Vec::new(),
+            recv_buffer: None,
+            send_buffer: None,
         }
     }
 
@@ -134,6 +141,22 @@ impl Udp {
     /// kernel's choice) when the socket is bound; see [`Udp::join_multicast_v4`].
     pub fn join_multicast_v6(mut self, group: std::net::Ipv6Addr, interface: u32) -> Udp {
         self.groups_v6.push((group, interface));
+        self
+    }
+
+    /// The kernel's receive buffer for each worker's socket (SO_RCVBUF; the kernel
+    /// doubles it and caps it at `net.core.rmem_max`). Datagrams arriving while it is
+    /// full are dropped by the kernel (`RcvbufErrors` in /proc/net/snmp) before ringport
+    /// sees them: raise it for bursts. Default: the system's.
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Udp {
+        self.recv_buffer = Some(bytes);
+        self
+    }
+
+    /// The kernel's send buffer for each worker's socket (SO_SNDBUF). Default: the
+    /// system's.
+    pub fn send_buffer_size(mut self, bytes: usize) -> Udp {
+        self.send_buffer = Some(bytes);
         self
     }
 
