@@ -1,9 +1,16 @@
 //! `peer-echo`: reference echo servers that ringport is benchmarked against.
 //!
-//! Every subcommand implements the same behaviour: listen on `--listen ADDR`,
-//! set TCP_NODELAY on accepted sockets, read up to 4 KiB, write all of it
-//! back, and serve from ONE thread (except `threads`, which is the classic
-//! thread-per-client model and so has one OS thread per connection).
+//! Every TCP subcommand implements the same behaviour: listen on
+//! `--listen ADDR`, set TCP_NODELAY on accepted sockets, read up to 4 KiB,
+//! write all of it back, and serve from ONE thread (except `threads`, which
+//! is the classic thread-per-client model and so has one OS thread per
+//! connection).
+//!
+//! The UDP subcommands (`tokio-udp`, `mmsg-udp`) bind one UDP socket on
+//! `--listen ADDR`, receive each datagram into a 64 KiB buffer (so every
+//! datagram, 0..=65,507 bytes over IPv4, arrives whole) and send the same
+//! bytes back to its source, from ONE thread. The socket keeps the kernel's
+//! default buffer sizes, like ringport's.
 //!
 //! Once bound, each prints `listening on ADDR` (the resolved address, so
 //! port 0 works) to stdout and flushes it.
@@ -16,20 +23,33 @@
 //! would otherwise be inherited.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 
+mod mmsg_udp_echo;
 mod monoio_echo;
 mod threads_echo;
 mod tokio_echo;
+mod tokio_udp_echo;
 mod uring_echo;
 
 /// Bytes read (and so echoed) per read call, for every server.
 pub const BUF_SIZE: usize = 4096;
 
+/// Bytes a UDP server receives a datagram into: more than the largest UDP
+/// payload (65,507 over IPv4, 65,527 over IPv6 without jumbograms).
+pub const DATAGRAM_BUF_SIZE: usize = 65536;
+
 /// Listen backlog, identical for every server so none is favoured.
 const BACKLOG: i32 = 1024;
 
-const USAGE: &str = "usage: peer-echo <tokio|monoio|threads|uring> --listen ADDR";
+const USAGE: &str =
+    "usage: peer-echo <tokio|monoio|threads|uring|tokio-udp|mmsg-udp> --listen ADDR";
+
+/// A server's entry point: the bound TCP listener or UDP socket it serves.
+enum Server {
+    Tcp(fn(TcpListener) -> std::io::Result<()>),
+    Udp(fn(UdpSocket) -> std::io::Result<()>),
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,11 +57,13 @@ fn main() {
         [server, flag, addr] if flag == "--listen" => (server.as_str(), addr.as_str()),
         _ => fail(USAGE),
     };
-    let run: fn(TcpListener) -> std::io::Result<()> = match server {
-        "tokio" => tokio_echo::run,
-        "monoio" => monoio_echo::run,
-        "threads" => threads_echo::run,
-        "uring" => uring_echo::run,
+    let run = match server {
+        "tokio" => Server::Tcp(tokio_echo::run),
+        "monoio" => Server::Tcp(monoio_echo::run),
+        "threads" => Server::Tcp(threads_echo::run),
+        "uring" => Server::Tcp(uring_echo::run),
+        "tokio-udp" => Server::Udp(tokio_udp_echo::run),
+        "mmsg-udp" => Server::Udp(mmsg_udp_echo::run),
         _ => fail(USAGE),
     };
     let addr: SocketAddr = addr
@@ -52,8 +74,13 @@ fn main() {
         // any other thread exists.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
-    let listener = bind(addr).unwrap_or_else(|e| fail(&format!("bind {addr}: {e}")));
-    if let Err(e) = run(listener) {
+    let result = match run {
+        Server::Tcp(run) => run(bind(addr).unwrap_or_else(|e| fail(&format!("bind {addr}: {e}")))),
+        Server::Udp(run) => {
+            run(bind_udp(addr).unwrap_or_else(|e| fail(&format!("bind {addr}: {e}"))))
+        }
+    };
+    if let Err(e) = result {
         fail(&format!("{server}: {e}"));
     }
 }
@@ -67,10 +94,24 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     let listener: TcpListener = socket.into();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on {}", listener.local_addr()?)?;
-    out.flush()?;
+    announce(listener.local_addr()?)?;
     Ok(listener)
+}
+
+/// Binds a blocking UDP socket and announces it; each server makes it
+/// non-blocking. No SO_REUSEADDR: on Linux it lets any other UDP socket that
+/// also sets it bind the same address and take datagrams meant for this one.
+/// Buffer sizes are left at the kernel's defaults.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(addr)?;
+    announce(socket.local_addr()?)?;
+    Ok(socket)
+}
+
+fn announce(addr: SocketAddr) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {addr}")?;
+    out.flush()
 }
 
 fn fail(msg: &str) -> ! {
