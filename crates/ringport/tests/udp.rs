@@ -204,6 +204,28 @@ impl DatagramHandler for Burst {
 }
 
 #[test]
+fn a_run_of_equal_datagrams_to_one_peer_arrives_whole_and_in_order() {
+    let _w = watchdog("udp-gso", TEST_LIMIT);
+    let server = Server::builder()
+        .workers(1)
+        .udp(Udp::bind("127.0.0.1:0", Burst).unwrap())
+        .start(NoTcp)
+        .unwrap();
+    let s = client();
+    s.send_to(b"go", server.udp_addrs()[0]).unwrap();
+    let mut buf = [0u8; 600];
+    for i in 0..10u8 {
+        let (n, _) = s.recv_from(&mut buf).expect("ten datagrams");
+        assert_eq!(
+            &buf[..n],
+            &[i; 500][..],
+            "datagram {i}: one GSO send is cut back into them"
+        );
+    }
+    wait_for_value(WAIT, "sent", || server.stats().datagrams_out, 10);
+}
+
+#[test]
 fn datagrams_beyond_the_send_queue_bound_are_dropped_and_counted() {
     let _w = watchdog("udp-bound", TEST_LIMIT);
     let server = Server::builder()

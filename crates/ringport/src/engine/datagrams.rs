@@ -37,11 +37,13 @@ pub(crate) struct DatagramSocket {
     /// Bytes queued or in flight, against `limit`.
     held: usize,
     limit: usize,
-    /// Sends in flight by sequence number: where to and how long.
-    in_flight: HashMap<u32, (SocketAddr, usize)>,
+    /// Sends in flight by sequence number: where to, how many bytes, how many datagrams.
+    in_flight: HashMap<u32, (SocketAddr, usize, u32)>,
     next_seq: u32,
     /// Allow/deny lists and per-source rates, this worker's share.
     gate: DatagramGate,
+    /// Runs of equal-size datagrams to one peer go out as one GSO send.
+    gso: bool,
 }
 
 impl DatagramSocket {
@@ -51,9 +53,11 @@ impl DatagramSocket {
         handler: Arc<dyn DatagramHandler>,
         limit: usize,
         gate: DatagramGate,
+        gso: bool,
     ) -> DatagramSocket {
         DatagramSocket {
             gate,
+            gso,
             fd,
             local,
             peer,
@@ -73,25 +77,71 @@ impl DatagramSocket {
     }
 }
 
-/// Start the queued sends of `sock` (index `i`) that fit its bound; drop and count the rest.
+/// The most datagrams one GSO send carries, and the largest segment coalesced: what a
+/// 1,500-byte IPv4 frame carries (GSO needs each segment to fit the path's MTU; larger
+/// datagrams go one by one and the kernel fragments them as usual).
+const GSO_MAX_SEGMENTS: usize = 64;
+const GSO_MAX_SEGMENT: usize = 1472;
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// How many of `queue[from..]`'s datagrams one send can carry: a run of equal-size ones
+/// to one peer (GSO), or one.
+fn run_len(queue: &[Outgoing], from: usize, gso: bool) -> usize {
+    let (to, len) = (queue[from].to, queue[from].data.len());
+    if !gso || len == 0 || len > GSO_MAX_SEGMENT {
+        return 1;
+    }
+    let most = (GSO_MAX_BYTES / len).min(GSO_MAX_SEGMENTS);
+    queue[from..]
+        .iter()
+        .take(most)
+        .take_while(|o| o.to == to && o.data.len() == len)
+        .count()
+}
+
+/// Start the queued sends of `sock` (index `i`) that fit its bound, runs of equal-size
+/// datagrams to one peer as one GSO send; drop and count the rest.
 fn flush<D: Driver>(io: &mut D, stats: &WorkerStats, i: usize, sock: &mut DatagramSocket) {
-    for out in sock.queue.drain(..) {
-        let len = out.data.len();
-        if sock.held.saturating_add(len) > sock.limit || sock.in_flight.len() > GEN_MASK as usize {
-            bump(&stats.datagrams_dropped, 1);
+    let queue = std::mem::take(&mut sock.queue);
+    let mut at = 0;
+    while at < queue.len() {
+        // As much of the run as the bound has room for (a datagram that does not fit is
+        // dropped: drop-newest).
+        let len = queue[at].data.len();
+        let room = sock.limit.saturating_sub(sock.held);
+        let fit = room.checked_div(len).unwrap_or(usize::MAX);
+        let count = run_len(&queue, at, sock.gso).min(fit.max(1));
+        let run = &queue[at..at + count];
+        at += count;
+        let total: usize = run.iter().map(|o| o.data.len()).sum();
+        if total > room || sock.in_flight.len() > GEN_MASK as usize {
+            bump(&stats.datagrams_dropped, count as u64);
             continue;
         }
+        let (data, segment) = match run {
+            [one] => (one.data.clone(), 0),
+            _ => {
+                let mut joined = bytes::BytesMut::with_capacity(total);
+                run.iter().for_each(|o| joined.extend_from_slice(&o.data));
+                (joined.freeze(), run[0].data.len() as u16)
+            }
+        };
         let seq = sock.next_seq;
         sock.next_seq = (seq + 1) & GEN_MASK;
-        sock.held += len;
-        sock.in_flight.insert(seq, (out.to, len));
+        sock.held += total;
+        sock.in_flight.insert(seq, (run[0].to, total, count as u32));
         let op = SendTo {
             fd: sock.fd.as_raw_fd(),
-            to: out.to.into(),
-            data: out.data,
+            to: run[0].to.into(),
+            data,
+            segment,
         };
         io.start(op, encode(OpKind::SendTo, i as u32, seq));
     }
+    // Keep the queue's memory for the next batch.
+    let mut queue = queue;
+    queue.clear();
+    sock.queue = queue;
 }
 
 /// The engine's datagram sockets, bound: each worker's list (by the engine's index;
@@ -143,13 +193,9 @@ pub(super) fn bind_all(config: &EngineConfig, udp: &[Udp]) -> Result<Bound, Erro
                 .map_err(|e| Error::Config(format!("datagram admission of {}: {e}", u.addr)))?;
             let handler = u.handler.clone();
             let (names, limit) = ((actual, u.connect), u.send_queue_bytes);
-            list.push(Some(DatagramSocket::new(
-                sock.into(),
-                names,
-                handler,
-                limit,
-                gate,
-            )));
+            let gso = sys::socket::udp_gso(&sock);
+            let s = DatagramSocket::new(sock.into(), names, handler, limit, gate, gso);
+            list.push(Some(s));
         }
         b.homes.push(home);
     }
@@ -275,17 +321,23 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(Some(sock)) = self.datagrams.get_mut(i) else {
             return;
         };
-        let Some((to, len)) = sock.in_flight.remove(&seq) else {
+        let Some((to, len, count)) = sock.in_flight.remove(&seq) else {
             bump(&self.stats.stale_completions, 1);
             return;
         };
         sock.held -= len;
         if c.result >= 0 {
-            bump(&self.stats.datagrams_out, 1);
+            bump(&self.stats.datagrams_out, u64::from(count));
             bump(&self.stats.datagram_bytes_out, c.result as u64);
             return;
         }
-        bump(&self.stats.datagram_send_errors, 1);
+        if count > 1 && sock.gso {
+            // The kernel refused to segment (a device without GSO, a segment above the
+            // path MTU): send one by one from now on.
+            tracing::warn!(%to, errno = -c.result, "UDP GSO send refused; sending datagrams one by one");
+            sock.gso = false;
+        }
+        bump(&self.stats.datagram_send_errors, u64::from(count));
         let error = UdpError::SendFailed {
             to,
             len,

@@ -78,6 +78,24 @@ pub(crate) fn datagram(
     Ok(sock)
 }
 
+/// Does this kernel segment UDP sends for `sock` (UDP GSO, `UDP_SEGMENT`)? Asked once
+/// per socket with a `getsockopt`.
+pub(crate) fn udp_gso(sock: &impl std::os::fd::AsRawFd) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: writes at most `len` bytes into `value`, a live local; `sock` is open.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            crate::sys::op::SOL_UDP,
+            crate::sys::op::UDP_SEGMENT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0
+}
+
 /// A fresh socket for an outbound connection to `addr`, bound first to `bind` if given.
 pub(crate) fn for_connect(
     addr: SocketAddr,

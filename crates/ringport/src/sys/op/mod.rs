@@ -47,6 +47,7 @@ pub(crate) use doorbell::DoorbellArmed;
 pub(crate) use poll_add::ReleaseFd;
 pub(crate) use recv_from::parse_datagram;
 pub(crate) use send::ReclaimSend;
+pub(crate) use send_to::{SOL_UDP, UDP_SEGMENT};
 pub(crate) use state::{AsAny, OpStates};
 
 /// One kind of operation: the engine names each one with a `u64` (`user_data`) that
@@ -130,9 +131,16 @@ mod tests {
             .flat_map(|ops| ops.iter().map(|(code, _)| *code))
             .collect();
         assert!(super::URING_OPCODES.iter().all(|ops| !ops.is_empty()));
-        let n = codes.len();
+        // Ops may share an opcode (a stream send and a GSO datagram send are both
+        // sendmsg); none lists one twice.
+        for ops in super::URING_OPCODES {
+            let mut own: Vec<u8> = ops.iter().map(|(code, _)| *code).collect();
+            own.sort_unstable();
+            own.dedup();
+            assert_eq!(own.len(), ops.len(), "{ops:?}");
+        }
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), n, "an opcode registered twice");
+        assert!(!codes.is_empty());
     }
 }

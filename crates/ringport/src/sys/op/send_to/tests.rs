@@ -28,6 +28,7 @@ fn sends_arrive_in_order_and_complete_with_their_size<D: Driver>() {
                 fd: us.as_raw_fd(),
                 to: to.clone(),
                 data,
+                segment: 0,
             },
             i,
         );
@@ -61,6 +62,7 @@ fn an_empty_datagram_is_sent<D: Driver>() {
             fd: us.as_raw_fd(),
             to,
             data: Bytes::new(),
+            segment: 0,
         },
         7,
     );
@@ -69,6 +71,42 @@ fn an_empty_datagram_is_sent<D: Driver>() {
     assert_eq!(got[0].result, 0);
     let mut buf = [0u8; 8];
     assert_eq!(them.recv_from(&mut buf).unwrap().0, 0);
+}
+
+fn a_gso_send_arrives_as_segments<D: Driver>() {
+    let Some(mut d) = driver_with::<D>(config()) else {
+        return;
+    };
+    let us = UdpSocket::bind("127.0.0.1:0").unwrap();
+    us.set_nonblocking(true).unwrap();
+    if !crate::sys::socket::udp_gso(&us) {
+        eprintln!("no UDP GSO here; skipped");
+        return;
+    }
+    let them = UdpSocket::bind("127.0.0.1:0").unwrap();
+    them.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let to = SockAddr::from(them.local_addr().unwrap());
+    let data: Vec<u8> = (0..350).map(|i| i as u8).collect();
+    let send = SendTo {
+        fd: us.as_raw_fd(),
+        to,
+        data: Bytes::from(data.clone()),
+        segment: 100,
+    };
+    d.start(send, 9);
+    let mut got = Vec::new();
+    wait_until(&mut d, &mut got, |g| !g.is_empty());
+    assert_eq!(got[0].result, 350, "{got:?}");
+    let mut buf = [0u8; 512];
+    for chunk in data.chunks(100) {
+        let (n, _) = them.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            chunk,
+            "one datagram per segment, the last one shorter"
+        );
+    }
 }
 
 macro_rules! on_both {
@@ -85,4 +123,5 @@ macro_rules! on_both {
 on_both!(
     sends_arrive_in_order_and_complete_with_their_size,
     an_empty_datagram_is_sent,
+    a_gso_send_arrives_as_segments,
 );
