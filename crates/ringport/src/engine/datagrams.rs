@@ -17,7 +17,7 @@ use crate::stats::{bump, WorkerStats};
 use crate::sys;
 use crate::sys::op::{Cancel, RecvFromMulti, SendTo};
 use crate::sys::{Completion, Driver};
-use crate::udp::{DatagramHandler, Outgoing, Udp, UdpCtx, UdpError};
+use crate::udp::{DatagramHandler, Outgoing, SendQueue, Udp, UdpCtx, UdpError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -32,9 +32,9 @@ pub(crate) struct DatagramSocket {
     pub handler: Arc<dyn DatagramHandler>,
     /// Its receive, when armed.
     pub ledger: Ledger,
-    /// Datagrams queued by callbacks and handles, not yet started.
-    queue: Vec<Outgoing>,
-    /// Bytes queued or in flight, against `limit`.
+    /// Datagrams queued by callbacks and handles in this batch, not yet started.
+    queue: SendQueue,
+    /// Bytes in flight; with the queue's, against `limit`.
     held: usize,
     limit: usize,
     /// Sends in flight by sequence number: where to, how many bytes, how many datagrams.
@@ -63,7 +63,10 @@ impl DatagramSocket {
             peer,
             handler,
             ledger: Ledger::default(),
-            queue: Vec::new(),
+            queue: SendQueue {
+                room: limit,
+                ..SendQueue::default()
+            },
             held: 0,
             limit,
             in_flight: HashMap::new(),
@@ -73,7 +76,7 @@ impl DatagramSocket {
 
     /// Nothing is armed, queued or in flight: the socket may close.
     pub(crate) fn idle(&self) -> bool {
-        self.ledger.is_empty() && self.queue.is_empty() && self.in_flight.is_empty()
+        self.ledger.is_empty() && self.queue.items.is_empty() && self.in_flight.is_empty()
     }
 }
 
@@ -99,23 +102,25 @@ fn run_len(queue: &[Outgoing], from: usize, gso: bool) -> usize {
         .count()
 }
 
-/// Start the queued sends of `sock` (index `i`) that fit its bound, runs of equal-size
-/// datagrams to one peer as one GSO send; drop and count the rest.
+/// Start the queued sends of `sock` (index `i`), runs of equal-size datagrams to one
+/// peer as one GSO send; count what the queue refused.
 fn flush<D: Driver>(io: &mut D, stats: &WorkerStats, i: usize, sock: &mut DatagramSocket) {
-    let queue = std::mem::take(&mut sock.queue);
+    if sock.queue.dropped > 0 {
+        bump(
+            &stats.datagrams_dropped,
+            std::mem::take(&mut sock.queue.dropped),
+        );
+    }
+    let queue = std::mem::take(&mut sock.queue.items);
+    sock.queue.bytes = 0;
     let mut at = 0;
     while at < queue.len() {
-        // As much of the run as the bound has room for (a datagram that does not fit is
-        // dropped: drop-newest).
-        let len = queue[at].data.len();
-        let room = sock.limit.saturating_sub(sock.held);
-        let fit = room.checked_div(len).unwrap_or(usize::MAX);
-        let count = run_len(&queue, at, sock.gso).min(fit.max(1));
+        let count = run_len(&queue, at, sock.gso);
         let run = &queue[at..at + count];
         at += count;
         let total: usize = run.iter().map(|o| o.data.len()).sum();
-        if total > room || sock.in_flight.len() > GEN_MASK as usize {
-            bump(&stats.datagrams_dropped, count as u64);
+        if sock.in_flight.len() > GEN_MASK as usize {
+            bump(&stats.datagrams_dropped, count as u64); // 16 million sends in flight
             continue;
         }
         let (data, segment) = match run {
@@ -141,7 +146,8 @@ fn flush<D: Driver>(io: &mut D, stats: &WorkerStats, i: usize, sock: &mut Datagr
     // Keep the queue's memory for the next batch.
     let mut queue = queue;
     queue.clear();
-    sock.queue = queue;
+    sock.queue.items = queue;
+    sock.queue.room = sock.limit.saturating_sub(sock.held);
 }
 
 /// The engine's datagram sockets, bound: each worker's list (by the engine's index;
@@ -290,9 +296,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
         }
         self.io.recycle_datagram(buf);
-        if let Some(Some(sock)) = self.datagrams.get_mut(i) {
-            flush(&mut self.io, &self.stats, i, sock);
-        }
     }
 
     /// Run a callback of socket `i`'s handler, then start what it queued.
@@ -313,7 +316,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         };
         let handler = &*sock.handler;
         guard(&self.stats, || f(handler, &mut ctx));
-        flush(&mut self.io, &self.stats, i, sock);
     }
 
     /// A send of socket `i` (sequence `seq`) completed.
@@ -326,6 +328,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         sock.held -= len;
+        sock.queue.room = sock.limit.saturating_sub(sock.held);
         if c.result >= 0 {
             bump(&self.stats.datagrams_out, u64::from(count));
             bump(&self.stats.datagram_bytes_out, c.result as u64);
@@ -353,7 +356,19 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         sock.queue.push(out);
-        flush(&mut self.io, &self.stats, usize::from(i), sock);
+    }
+
+    /// After the batch's callbacks: start what every socket queued (one pass, so a run of
+    /// echoes to one peer can go out as one GSO send).
+    pub(super) fn flush_datagram_sockets(&mut self) {
+        for (i, sock) in self.datagrams.iter_mut().enumerate() {
+            if let Some(sock) = sock
+                .as_mut()
+                .filter(|s| !s.queue.items.is_empty() || s.queue.dropped > 0)
+            {
+                flush(&mut self.io, &self.stats, i, sock);
+            }
+        }
     }
 
     /// Shutdown: stop receiving (sends in flight finish; the worker waits for them).

@@ -263,6 +263,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 batch.shrink_to(KEEP_BATCH_CAPACITY);
             }
             self.service_dirty();
+            self.flush_datagram_sockets();
             self.on_timers();
             self.publish_gauges();
             if self.stop.exiting && !self.io.call(op::DoorbellArmed) {

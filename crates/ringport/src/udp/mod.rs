@@ -20,5 +20,5 @@
 
 mod spec;
 
-pub(crate) use spec::Outgoing;
 pub use spec::{DatagramHandler, Udp, UdpCtx, UdpError, UdpRef};
+pub(crate) use spec::{Outgoing, SendQueue};

@@ -231,6 +231,32 @@ pub(crate) struct Outgoing {
     pub data: Bytes,
 }
 
+/// A socket's datagrams queued in this batch, bounded at enqueue: `room` is what the
+/// socket's bound leaves beside the bytes in flight (set by the worker), and a datagram
+/// that would take the queue past it is refused and counted in `dropped`.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    pub items: Vec<Outgoing>,
+    /// Bytes in `items`.
+    pub bytes: usize,
+    pub room: usize,
+    /// Datagrams refused since the worker last counted them.
+    pub dropped: u64,
+}
+
+impl SendQueue {
+    /// Queue `out`, or refuse it (drop-newest) if it does not fit.
+    pub(crate) fn push(&mut self, out: Outgoing) {
+        let len = out.data.len();
+        if self.bytes.saturating_add(len) > self.room {
+            self.dropped += 1;
+        } else {
+            self.bytes += len;
+            self.items.push(out);
+        }
+    }
+}
+
 /// What a datagram callback may do: send datagrams from this socket, and get a handle
 /// for other threads.
 pub struct UdpCtx<'a> {
@@ -238,11 +264,13 @@ pub struct UdpCtx<'a> {
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) index: u16,
     pub(crate) mailbox: &'a Arc<Mailbox>,
-    pub(crate) out: &'a mut Vec<Outgoing>,
+    pub(crate) out: &'a mut SendQueue,
 }
 
 impl UdpCtx<'_> {
-    /// Send `data` to `to` (copied; queued, sent after the callback returns).
+    /// Send `data` to `to` (copied; queued, and sent with the rest of the worker's batch
+    /// once its callbacks have run). Beyond the socket's send queue bound the datagram is
+    /// dropped and counted (`Stats::datagrams_dropped`).
     pub fn send_to(&mut self, to: SocketAddr, data: &[u8]) {
         self.send_bytes_to(to, Bytes::copy_from_slice(data));
     }
