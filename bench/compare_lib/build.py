@@ -36,7 +36,8 @@ def build_all(settings):
     notes = []
     wanted = [("ringport", ["build", "--release", "-p", "ringport-cli"], config.ROOT,
                config.RINGPORT_BIN)]
-    if any(s not in ("ringport", "ringport-poll", config.BASE) for s in settings.servers):
+    if any(s not in ("ringport", "ringport-poll", "ringport-udp", config.BASE)
+           for s in settings.servers):
         wanted.append(("bench/peers", ["build", "--release"], config.PEERS_DIR, config.PEER_BIN))
     for what, args, cwd, binary in wanted:
         if not settings.build:
@@ -63,12 +64,13 @@ def bench_features():
     except (OSError, subprocess.TimeoutExpired):
         text = ""
     flags = set(re.findall(r"--([a-z][a-z0-9-]*)", text))
-    return {name: name in flags for name in ["rate", "churn", "churn-messages", "idle", "source-ip"]}
+    return {name: name in flags
+            for name in ["rate", "churn", "churn-messages", "idle", "source-ip", "udp"]}
 
 
 # What each scenario kind needs from the load tool.
 KIND_NEEDS = {"load": [], "idle": ["idle"], "churn": ["churn", "churn-messages", "source-ip"],
-              "rate": ["rate"]}
+              "rate": ["rate"], "udp": ["udp"]}
 
 
 def missing_features(kind, features):

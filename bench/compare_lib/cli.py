@@ -68,7 +68,7 @@ def main(argv=None):
     results.meta["elapsed_secs"] = round(time.monotonic() - started, 1)
     env = report.environment(perf)
     agg = report.aggregate(settings, results)
-    tgts = report.targets(agg)
+    tgts = report.targets(agg, settings.scenarios)
     report.write_json(settings, env, results, agg, tgts)
     try:
         chart_ok = chart.write_chart(settings, agg, results)

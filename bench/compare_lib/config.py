@@ -24,16 +24,31 @@ CHURN_SOURCE_IPS = [f"127.0.0.{i}" for i in range(2, 10)]
 # Concurrent connect/echo/close loops in the churn scenario.
 CHURN_CONNECTIONS = 50
 
+# TCP echo servers (scenarios 1-7) and UDP echo servers (scenarios 8-11).
 SERVERS = ["ringport", "ringport-poll", "tokio", "monoio", "threads", "uring"]
+UDP_SERVERS = ["ringport-udp", "tokio-udp", "mmsg-udp"]
+ALL_SERVERS = SERVERS + UDP_SERVERS
 # An older ringport build to compare against (`--ringport-base PATH`), as its own column.
 BASE = "ringport-base"
 RINGPORT_BASE_BIN = None
 RINGPORT_BASE_ARGS = []
-BASELINE = "tokio"  # every ratio is "server / tokio"
+BASELINE = "tokio"  # every TCP ratio is "server / tokio"
+UDP_BASELINE = "tokio-udp"  # every UDP ratio is "server / tokio-udp"
+# SO_RCVBUF and SO_SNDBUF of every UDP server's socket (`--udp-socket-buffer`; 0: the
+# kernel's defaults). The default receive buffer (net.core.rmem_default, 212,992 B here)
+# holds about 92 datagrams of 1,200 B, and 100 sockets x 16 in flight is 1,600: every
+# server would drop. 4 MiB (= net.core.rmem_max here; the kernel doubles it) holds them.
+UDP_SOCKET_BUFFER = 4 << 20
 
 
 def server_argv(name):
     """The command (without taskset) that starts echo server `name` on a fresh port."""
+    buffer = ["--socket-buffer", str(UDP_SOCKET_BUFFER)] if UDP_SOCKET_BUFFER else []
+    if name == "ringport-udp":
+        return [str(RINGPORT_BIN), "udp-echo", "--listen", LISTEN, "--workers", "1",
+                "--backend", "uring"] + buffer
+    if name in UDP_SERVERS:
+        return [str(PEER_BIN), name, "--listen", LISTEN] + buffer
     if name == "ringport":
         return [str(RINGPORT_BIN), "echo-server", "--listen", LISTEN, "--workers", "1",
                 "--backend", "uring"]
@@ -51,7 +66,7 @@ def server_argv(name):
 @dataclass(frozen=True)
 class Scenario:
     id: int
-    kind: str  # "load" (closed loop) | "idle" | "churn" | "rate" (open loop)
+    kind: str  # "load" (closed loop) | "idle" | "churn" | "rate" (open loop) | "udp"
     title: str
     connections: int
     size: int = 64
@@ -60,7 +75,16 @@ class Scenario:
     @property
     def unit(self):
         """What the per-unit metrics (CPU, syscalls) are divided by."""
-        return "conn" if self.kind == "churn" else "msg"
+        return {"churn": "conn", "udp": "datagram"}.get(self.kind, "msg")
+
+    @property
+    def udp(self):
+        return self.kind == "udp"
+
+    @property
+    def baseline(self):
+        """The server every ratio of this scenario is relative to."""
+        return UDP_BASELINE if self.udp else BASELINE
 
 
 SCENARIOS = {
@@ -79,8 +103,21 @@ SCENARIOS = {
             CHURN_CONNECTIONS,
         ),
         Scenario(7, "rate", "fixed rate (half of tokio's scenario-2 median), 100 connections, 64 B", 100),
+        # UDP echo (closed loop): `ringport bench --udp`, 100 client sockets.
+        Scenario(8, "udp", "UDP: 100 sockets, 64 B datagrams, pipeline 1", 100, 64, 1),
+        Scenario(9, "udp", "UDP: 100 sockets, 64 B datagrams, pipeline 16", 100, 64, 16),
+        Scenario(10, "udp", "UDP: 100 sockets, 1,200 B datagrams, pipeline 1", 100, 1200, 1),
+        Scenario(11, "udp", "UDP: 100 sockets, 1,200 B datagrams, pipeline 16", 100, 1200, 16),
     ]
 }
+UDP_SCENARIOS = [sid for sid, sc in SCENARIOS.items() if sc.udp]
+
+
+def servers_for(sc, selected):
+    """The servers of `selected` that scenario `sc` runs: UDP servers for a UDP
+    scenario, TCP servers (and the ringport base) otherwise; in `selected`'s order."""
+    wanted = UDP_SERVERS if sc.udp else SERVERS + [BASE]
+    return [s for s in selected if s in wanted]
 
 # The rate of scenario 7 is derived from this scenario's tokio median.
 RATE_REFERENCE_SCENARIO = 2
@@ -110,8 +147,11 @@ class Settings:
         idle_round = self.idle_hold + 4.0  # 10k connects, RSS settle, closes
         total = 0.0
         for sid in self.scenarios:
-            per = idle_round if SCENARIOS[sid].kind == "idle" else per_round
-            total += per * self.rounds * len(self.servers)
+            sc = SCENARIOS[sid]
+            per = idle_round if sc.kind == "idle" else per_round
+            if sc.udp:
+                per += 1.0  # the load tool's drain: up to its 1 s loss timeout
+            total += per * self.rounds * len(servers_for(sc, self.servers))
         return total
 
 
@@ -127,6 +167,7 @@ def _csv_names(text):
 
 
 def parse_args(argv):
+    global UDP_SOCKET_BUFFER  # noqa: PLW0603 (set once, from the command line)
     p = argparse.ArgumentParser(
         prog="bench/compare",
         description="Run every benchmark scenario against ringport and the reference "
@@ -141,10 +182,16 @@ def parse_args(argv):
                    help="warm-up before each measured window (default 2; quick 1)")
     p.add_argument("--idle-hold", type=float, metavar="SECS",
                    help="how long scenario 5 holds its idle connections (default 3; quick 2)")
-    p.add_argument("--servers", type=_csv_names, default=list(SERVERS),
-                   help=f"comma-separated subset of {','.join(SERVERS)}")
-    p.add_argument("--scenarios", type=_csv_ints, default=sorted(SCENARIOS),
-                   help="comma-separated scenario numbers (1-7)")
+    p.add_argument("--servers", type=_csv_names, default=list(ALL_SERVERS),
+                   help=f"comma-separated subset of {','.join(ALL_SERVERS)} (TCP scenarios "
+                   f"run the TCP ones, UDP scenarios {','.join(UDP_SERVERS)})")
+    p.add_argument("--scenarios", type=_csv_ints,
+                   help=f"comma-separated scenario numbers (1-{max(SCENARIOS)}; UDP: "
+                   f"{','.join(map(str, UDP_SCENARIOS))}; default: every scenario one of "
+                   "the selected servers runs)")
+    p.add_argument("--udp-socket-buffer", type=int, metavar="BYTES", default=UDP_SOCKET_BUFFER,
+                   help="SO_RCVBUF/SO_SNDBUF of every UDP server's socket (default "
+                   f"{UDP_SOCKET_BUFFER}; 0: the kernel's defaults)")
     p.add_argument("--rate", type=float, metavar="MSGS_PER_SEC",
                    help="scenario 7 rate (default: half of tokio's scenario-2 median msgs/s)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md",
@@ -158,9 +205,13 @@ def parse_args(argv):
                    help="do not run cargo build (use the binaries as they are)")
     args = p.parse_args(argv)
 
-    unknown = [s for s in args.servers if s not in SERVERS]
+    unknown = [s for s in args.servers if s not in ALL_SERVERS]
     if unknown or not args.servers:
-        p.error(f"unknown servers {unknown}; choose from {','.join(SERVERS)}")
+        p.error(f"unknown servers {unknown}; choose from {','.join(ALL_SERVERS)}")
+    explicit = args.scenarios is not None
+    if not explicit:
+        args.scenarios = [sid for sid, sc in sorted(SCENARIOS.items())
+                          if servers_for(sc, args.servers + [BASE] * bool(args.ringport_base))]
     bad = [s for s in args.scenarios if s not in SCENARIOS]
     if bad or not args.scenarios:
         p.error(f"unknown scenarios {bad}; choose from 1-{max(SCENARIOS)}")
@@ -174,10 +225,13 @@ def parse_args(argv):
     idle_hold = pick(args.idle_hold, 3.0, 2.0)
     if rounds < 1 or duration < 2.0 or warmup < 0 or idle_hold < 0.5:
         p.error("need --rounds >= 1, --duration >= 2, --warmup >= 0, --idle-hold >= 0.5")
+    if args.udp_socket_buffer < 0:
+        p.error("--udp-socket-buffer must be 0 (kernel defaults) or a number of bytes")
+    UDP_SOCKET_BUFFER = args.udp_socket_buffer
 
     out = args.out if args.out.is_absolute() else Path(os.getcwd()) / args.out
     # Keep the servers' listed order, scenarios in numeric order (2 before 7).
-    servers = [s for s in SERVERS if s in args.servers]
+    servers = [s for s in ALL_SERVERS if s in args.servers]
     if args.ringport_base is not None:
         global RINGPORT_BASE_BIN  # noqa: PLW0603 (set once, from the command line)
         if not args.ringport_base.is_file():
@@ -194,11 +248,16 @@ def parse_args(argv):
         servers=servers,
         scenarios=sorted(set(args.scenarios)),
         out=out,
-        json_out=out.parent / "results.json",
-        chart_out=out.parent / "results.png",
+        # RESULTS.md -> results.json, results.png; RESULTS-udp.md -> results-udp.json, ...
+        json_out=out.with_name(out.stem.lower() + ".json"),
+        chart_out=out.with_name(out.stem.lower() + ".png"),
         rate=args.rate,
         build=not args.no_build,
     )
     if RINGPORT_BASE_BIN is not None:
         settings.notes.append(f"{BASE} is {shlex.join(server_argv(BASE))}")
+    for sid in settings.scenarios:
+        if not servers_for(SCENARIOS[sid], servers):
+            kind = "UDP" if SCENARIOS[sid].udp else "TCP"
+            p.error(f"scenario {sid} is a {kind} scenario and none of its servers is selected")
     return settings

@@ -86,6 +86,52 @@ def accept_queue(port):
     return None
 
 
+def udp_socket_drops(port):
+    """Datagrams the kernel dropped on the UDP sockets bound to local `port` (the
+    `drops` column of /proc/net/udp and udp6: receive buffer full, and the like), summed
+    over all of them (SO_REUSEPORT); None when there is none."""
+    want = f":{port:04X}"
+    total, found = 0, False
+    for path in ["/proc/net/udp", "/proc/net/udp6"]:
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) >= 13 and cols[1].endswith(want):
+                        total += int(cols[-1])
+                        found = True
+        except OSError:
+            continue
+    return total if found else None
+
+
+def snmp_udp():
+    """The machine's UDP counters of /proc/net/snmp (the `Udp:` lines), e.g.
+    {"RcvbufErrors": n, "InErrors": n, ...}; {} when unreadable."""
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+    except OSError:
+        return {}
+    if len(rows) < 2:
+        return {}
+    return {k: int(v) for k, v in zip(rows[0][1:], rows[1][1:])}
+
+
+def udp_counters(port):
+    """The counters a UDP round samples around its window: the server socket's drops
+    and the machine-wide RcvbufErrors / InErrors."""
+    snmp = snmp_udp()
+    return {"server_drops": udp_socket_drops(port),
+            "rcvbuf_errors": snmp.get("RcvbufErrors"), "in_errors": snmp.get("InErrors")}
+
+
+def counter_deltas(before, after):
+    return {k: None if before.get(k) is None or after.get(k) is None else after[k] - before[k]
+            for k in after}
+
+
 # ---------------------------------------------------------------- perf
 
 
@@ -262,10 +308,12 @@ class Window:
     figures. Context switches come from perf, or without perf from the per-thread
     /proc status files (slow with 1000 threads, so not read when perf runs)."""
 
-    def __init__(self, pid, session, client_pid=None):
+    def __init__(self, pid, session, client_pid=None, counters=None):
         self.pid = pid
         self.session = session
         self.client_pid = client_pid
+        # Optional: a callable returning {name: count}, read at both ends (UDP drops).
+        self.counters = counters
         self.error = None
 
     def _client_cpu(self):
@@ -280,6 +328,7 @@ class Window:
         self.client_a = self._client_cpu()
         self.stat_a = cpu_ticks({config.SERVER_CPU, config.LOAD_CPU})
         self.ctx_a = None if self.session else proc_ctxsw(self.pid)
+        self.counters_a = self.counters() if self.counters else None
         if self.session:
             try:
                 self.session.command("enable")
@@ -299,6 +348,7 @@ class Window:
         client_b = self._client_cpu()
         stat_b = cpu_ticks({config.SERVER_CPU, config.LOAD_CPU})
         ctx_b = None if self.session else proc_ctxsw(self.pid)
+        counters_b = self.counters() if self.counters else None
         t_b = time.monotonic()
         counts = {}
         if self.session and not self.error:
@@ -329,6 +379,8 @@ class Window:
             "ctxsw_perf": counts.get("context-switches"),
             "task_clock_ms": counts.get("task-clock"),
             "perf_error": self.error,
+            "counters": None if counters_b is None
+            else counter_deltas(self.counters_a, counters_b),
         }
 
 

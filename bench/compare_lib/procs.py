@@ -117,10 +117,12 @@ class Server:
             self.log.close()
 
 
-def bench_argv(addr, *args):
-    """`ringport bench ADDR ...` on the load CPU, one client worker, JSON report."""
+def bench_argv(addr, *args, udp=False):
+    """`ringport bench ADDR ...` on the load CPU, JSON report. TCP: one client worker;
+    UDP (`--udp`, which takes no `--workers`): one epoll loop on the calling thread."""
+    workers = [] if udp else ["--workers", "1"]
     return (["taskset", "-c", str(config.LOAD_CPU), str(config.RINGPORT_BIN), "bench", addr]
-            + [str(a) for a in args] + ["--workers", "1", "--json"])
+            + [str(a) for a in args] + (["--udp"] if udp else []) + workers + ["--json"])
 
 
 class BenchRun:

@@ -14,7 +14,10 @@ BASE = config.BASELINE
 MEASURED_KEYS = ["rate", "user_ticks", "user_us", "sys_us", "cpu_us", "syscalls", "ctxsw",
                  "server_cpu_pct", "client_cpu_pct", "other_cpu0_pct", "other_cpu1_pct",
                  "steal_pct", "p50_us", "p99_us",
-                 "target_rate", "msgs_per_sec", "behind"]
+                 "target_rate", "msgs_per_sec", "behind",
+                 # UDP scenarios
+                 "lost_pct", "lost", "sent", "received", "reordered", "late", "socket_errors",
+                 "server_drops", "server_drops_pct", "rcvbuf_errors", "rcvbuf_errors_pct"]
 IDLE_KEYS = ["rss_before_kib", "rss_after_kib", "bytes_per_conn", "all_up_secs"]
 
 
@@ -25,8 +28,9 @@ def aggregate(settings, results):
     """{(scenario, server): {"ok": n, "total": n, "errors": [...], metric: median}}"""
     agg = {}
     for sid in settings.scenarios:
-        keys = IDLE_KEYS if config.SCENARIOS[sid].kind == "idle" else MEASURED_KEYS
-        for server in settings.servers:
+        sc = config.SCENARIOS[sid]
+        keys = IDLE_KEYS if sc.kind == "idle" else MEASURED_KEYS
+        for server in config.servers_for(sc, settings.servers):
             rounds = results.of(sid, server)
             good = [r for r in rounds if r["ok"]]
             cell = {"ok": len(good), "total": len(rounds),
@@ -41,8 +45,13 @@ def value(agg, sid, server, key):
     return agg.get((sid, server), {}).get(key)
 
 
-def ratio(agg, sid, server, key):
-    a, b = value(agg, sid, server, key), value(agg, sid, BASE, key)
+def baseline(sid):
+    """The server scenario `sid`'s ratios are relative to: tokio (TCP), tokio-udp (UDP)."""
+    return config.SCENARIOS[sid].baseline
+
+
+def ratio(agg, sid, server, key, to=None):
+    a, b = value(agg, sid, server, key), value(agg, sid, to or baseline(sid), key)
     return a / b if a is not None and b else None
 
 
@@ -102,8 +111,63 @@ def _failed_row(server, cell, columns):
     return f"| {server} | FAILED: {why} |" + " – |" * (columns - 3) + f" {_rounds_cell(cell)} |"
 
 
+def pct(v):
+    """A percentage: 3 decimals below 1 %, else 3 significant digits."""
+    if v is None:
+        return "–"
+    return "0" if v == 0 else (f"{v:.3f}" if abs(v) < 1 else sig(v))
+
+
+def udp_table(sid, settings, agg):
+    sc = config.SCENARIOS[sid]
+    base = sc.baseline
+    head = ["server", "datagrams/s", f"×{base}", "user µs/datagram", "sys µs/datagram",
+            "user+sys µs/datagram", f"user+sys ×{base}", "syscalls/datagram",
+            f"syscalls ×{base}", "ctx sw/datagram", "loss %", "server socket drops %",
+            "RcvbufErrors %", "reordered", "p50 µs", "p99 µs", f"p99 ×{base}",
+            "server CPU %", "load CPU %", "others % CPU 0/1", "rounds ok"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    names = config.servers_for(sc, settings.servers)
+    for server in names:
+        cell = agg[(sid, server)]
+        if not cell["ok"]:
+            lines.append(_failed_row(server, cell, len(head)))
+            continue
+        g = lambda k: value(agg, sid, server, k)  # noqa: E731
+        r = lambda k: ratio(agg, sid, server, k)  # noqa: E731
+        row = [server, count(g("rate")), times(r("rate")), user_cell(agg, sid, server),
+               sig(g("sys_us")), sig(g("cpu_us")), times(r("cpu_us")), sig(g("syscalls")),
+               times(r("syscalls")), sig(g("ctxsw")), pct(g("lost_pct")),
+               pct(g("server_drops_pct")), pct(g("rcvbuf_errors_pct")), count(g("reordered")),
+               sig(g("p50_us")), sig(g("p99_us")), times(r("p99_us")),
+               count(g("server_cpu_pct")), count(g("client_cpu_pct")),
+               f"{count(g('other_cpu0_pct'))}/{count(g('other_cpu1_pct'))}", _rounds_cell(cell)]
+        lines.append("| " + " | ".join(row) + " |")
+    if any(coarse(agg, sid, s) for s in names):
+        lines += ["", f"~ coarse: fewer than {COARSE_TICKS} clock ticks (10 ms) of user CPU in the "
+                  "median window, so ±1 tick is 5% or more."]
+    return lines
+
+
+def udp_vs_bare_lines(settings, agg):
+    """ringport-udp relative to the bare recvmmsg/sendmmsg loop, per UDP scenario."""
+    sids = [sid for sid in settings.scenarios if config.SCENARIOS[sid].udp]
+    if not sids:
+        return []
+    lines = ["| scenario | datagrams/s | user+sys µs/datagram | syscalls/datagram | p99 |",
+             "|---|---|---|---|---|"]
+    for sid in sids:
+        cells = [times(ratio(agg, sid, "ringport-udp", k, to="mmsg-udp"))
+                 for k in ("rate", "cpu_us", "syscalls", "p99_us")]
+        lines.append(f"| S{sid} {config.SCENARIOS[sid].title.removeprefix('UDP: ')} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
 def measured_table(sid, settings, agg):
     sc = config.SCENARIOS[sid]
+    if sc.udp:
+        return udp_table(sid, settings, agg)
     u = sc.unit
     head = ["server", f"{u}s/s", f"{u}s/s ×{BASE}", f"user µs/{u}", f"user ×{BASE}",
             f"sys µs/{u}", f"user+sys µs/{u}", f"syscalls/{u}", f"syscalls ×{BASE}",
@@ -113,7 +177,8 @@ def measured_table(sid, settings, agg):
         head.append("sends behind schedule")
     head.append("rounds ok")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for server in settings.servers:
+    names = config.servers_for(sc, settings.servers)
+    for server in names:
         cell = agg[(sid, server)]
         if not cell["ok"]:
             lines.append(_failed_row(server, cell, len(head)))
@@ -130,7 +195,7 @@ def measured_table(sid, settings, agg):
             row.append(count(g("behind")))
         row.append(_rounds_cell(cell))
         lines.append("| " + " | ".join(row) + " |")
-    if any(coarse(agg, sid, s) for s in settings.servers):
+    if any(coarse(agg, sid, s) for s in names):
         lines += ["", f"~ coarse: fewer than {COARSE_TICKS} clock ticks (10 ms) of user CPU in the "
                   "median window, so ±1 tick is 5% or more."]
     return lines
@@ -141,7 +206,7 @@ def idle_table(sid, settings, agg):
     head = ["server", "RSS before (KiB)", f"RSS with {n:,} conns (KiB)", "bytes/conn",
             f"bytes/conn ×{BASE}", "all up after (s)", "rounds ok"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for server in settings.servers:
+    for server in config.servers_for(config.SCENARIOS[sid], settings.servers):
         cell = agg[(sid, server)]
         if not cell["ok"]:
             lines.append(_failed_row(server, cell, len(head)))
@@ -171,8 +236,15 @@ def _best_peer(agg, sid, key):
     return best, have[best], note
 
 
-def targets(agg):
-    """[(target, figures, verdict)] evaluated from the medians."""
+# UDP targets: ringport-udp's user+sys CPU per datagram at most this share of
+# tokio-udp's, at no fewer datagrams/s and no more loss (within LOSS_TOLERANCE points).
+UDP_CPU_FACTOR = 0.6
+LOSS_TOLERANCE = 0.01
+
+
+def targets(agg, scenarios=None):
+    """[(target, figures, verdict)] evaluated from the medians; only the targets of
+    `scenarios` (default: all) are listed."""
     out = []
     rp = lambda sid, k: value(agg, sid, "ringport", k)  # noqa: E731
 
@@ -232,6 +304,45 @@ def targets(agg):
         poll_vs_tokio(sid)
     absolute(5, "bytes_per_conn", 256, "RSS per idle connection", "B/conn", count,
              who="ringport-poll")
+    for sid in config.UDP_SCENARIOS:
+        out += udp_targets(agg, sid)
+    if scenarios is not None:
+        out = [t for t in out if _target_sid(t[0]) in scenarios]
+    return out
+
+
+def _target_sid(target):
+    """The scenario number a target's text starts with ("S3 ...")."""
+    return int(target.split()[0][1:])
+
+
+def udp_targets(agg, sid):
+    """A UDP scenario's targets: ringport-udp's CPU per datagram ≤ 0.6× tokio-udp's, at
+    datagrams/s ≥ tokio-udp's and no more loss."""
+    rp, base = "ringport-udp", config.UDP_BASELINE
+    out = []
+    mine = {k: value(agg, sid, rp, k) for k in ("cpu_us", "rate", "lost_pct")}
+    theirs = {k: value(agg, sid, base, k) for k in ("cpu_us", "rate", "lost_pct")}
+
+    def add(target, key, show, verdict):
+        if mine[key] is None or theirs[key] is None:
+            who = rp if mine[key] is None else base
+            why = (f"no {who} data (its rounds failed)" if (sid, who) in agg
+                   else f"{who} did not run in scenario {sid}")
+            out.append((target, why, "NOT EVALUATED"))
+        else:
+            out.append((target, show(mine[key], theirs[key]), _verdict(verdict(mine[key],
+                                                                                theirs[key]))))
+
+    add(f"S{sid} user+sys CPU/datagram: {rp} ≤ {UDP_CPU_FACTOR}× {base}", "cpu_us",
+        lambda a, b: f"{rp} {sig(a)} vs {base} {sig(b)} µs/datagram ({div(a, b):.2f}×)",
+        lambda a, b: a <= UDP_CPU_FACTOR * b)
+    add(f"S{sid} datagrams/s: {rp} ≥ {base}", "rate",
+        lambda a, b: f"{rp} {count(a)} vs {base} {count(b)} datagrams/s ({div(a, b):.2f}×)",
+        lambda a, b: a >= b)
+    add(f"S{sid} loss: {rp} ≤ {base} (+{LOSS_TOLERANCE} points)", "lost_pct",
+        lambda a, b: f"{rp} {pct(a)} % vs {base} {pct(b)} %",
+        lambda a, b: a <= b + LOSS_TOLERANCE)
     return out
 
 
@@ -280,6 +391,12 @@ def environment(perf):
         "perf": perf.version if perf.available else f"absent ({perf.reason})",
         "tcp_tw_reuse": _read("/proc/sys/net/ipv4/tcp_tw_reuse"),
         "ip_local_port_range": _read("/proc/sys/net/ipv4/ip_local_port_range"),
+        "rmem_default": _read("/proc/sys/net/core/rmem_default"),
+        "rmem_max": _read("/proc/sys/net/core/rmem_max"),
+        "wmem_default": _read("/proc/sys/net/core/wmem_default"),
+        "wmem_max": _read("/proc/sys/net/core/wmem_max"),
+        "netdev_max_backlog": _read("/proc/sys/net/core/netdev_max_backlog"),
+        "udp_socket_buffer": config.UDP_SOCKET_BUFFER,
     }
 
 
@@ -337,20 +454,45 @@ def write_markdown(settings, env, results, agg, tgts, chart_ok):
         f"- Command: `{s.command_line}`",
         f"- Rounds: {s.rounds} per scenario and server (medians shown); measured window "
         f"{s.duration:g} s after a {s.warmup:g} s warm-up; idle connections held {s.idle_hold:g} s",
-        f"- Pinning: server on CPU {config.SERVER_CPU}, load tool (`ringport bench --workers 1`) "
-        f"and perf on CPU {config.LOAD_CPU}",
+        f"- Pinning: server on CPU {config.SERVER_CPU}, load tool (`ringport bench --workers 1`; "
+        f"UDP: `ringport bench --udp`, one thread) and perf on CPU {config.LOAD_CPU}",
         f"- perf: {env['perf']}; net.ipv4.tcp_tw_reuse = {env['tcp_tw_reuse']}, "
         f"ephemeral ports {env['ip_local_port_range']}",
-        "",
-        "Columns: msgs/s (conns/s in scenario 6), p50 and p99 come from the load tool's "
-        "report. The per-message (per-connection) figures are the server's, over a window "
-        "inside the load tool's measured window, divided by the messages the load tool "
-        "completed in that window: user and sys CPU from /proc/PID/stat, syscalls "
-        "(raw_syscalls:sys_enter) and context switches from perf stat. Server and load CPU % "
-        "say how busy each side was (100 = one full core): a load tool near 100 % means the "
-        "throughput is the client's limit. Each figure is the median over the rounds; ratios "
-        f"are server / {BASE}. Details: [bench/README.md](README.md).",
     ]
+    tcp = [sid for sid in s.scenarios if not config.SCENARIOS[sid].udp]
+    udp = [sid for sid in s.scenarios if config.SCENARIOS[sid].udp]
+    if udp:
+        buf = env.get("udp_socket_buffer")
+        md.append(
+            f"- UDP: net.core.rmem_default = {env.get('rmem_default')}, rmem_max = "
+            f"{env.get('rmem_max')}, wmem_default = {env.get('wmem_default')}, wmem_max = "
+            f"{env.get('wmem_max')}, netdev_max_backlog = {env.get('netdev_max_backlog')}; "
+            + (f"every UDP server's socket gets SO_RCVBUF = SO_SNDBUF = {buf:,} B "
+               "(`--socket-buffer`; the kernel doubles it, capped at rmem_max / wmem_max)"
+               if buf else "the UDP servers keep the kernel's default socket buffers"))
+    md.append("")
+    if tcp:
+        md.append(
+            "Columns: msgs/s (conns/s in scenario 6), p50 and p99 come from the load tool's "
+            "report. The per-message (per-connection) figures are the server's, over a window "
+            "inside the load tool's measured window, divided by the messages the load tool "
+            "completed in that window: user and sys CPU from /proc/PID/stat, syscalls "
+            "(raw_syscalls:sys_enter) and context switches from perf stat. Server and load "
+            "CPU % say how busy each side was (100 = one full core): a load tool near 100 % "
+            "means the throughput is the client's limit. Each figure is the median over the "
+            f"rounds; ratios are server / {BASE}. Details: [bench/README.md](README.md).")
+    if udp:
+        md += ([""] if tcp else []) + [
+            f"UDP columns (scenarios {', '.join(map(str, udp))}): datagrams/s, loss %, "
+            "reordered, p50 and p99 come from the load tool's report (`bench --udp`: every echo "
+            "checked byte for byte; a datagram not back within 1 s is lost). The per-datagram "
+            "figures are the server's, measured as for TCP, divided by the datagrams echoed in "
+            "the window. Server socket drops % = the server socket's `drops` (/proc/net/udp) "
+            "in the window / (echoed + drops); RcvbufErrors % = the same with the machine-wide "
+            "RcvbufErrors of /proc/net/snmp (client sockets included). Loopback UDP does the "
+            "receiving side's kernel work in the sender's context, so the server's sys time "
+            "includes delivering its echoes into the client sockets. Ratios are server / "
+            f"{config.UDP_BASELINE}. Details: [bench/README.md](README.md)."]
     if s.notes or results.meta.get("rate_source"):
         md += ["", "Notes:", ""]
         md += [f"- {n}" for n in s.notes]
@@ -359,6 +501,12 @@ def write_markdown(settings, env, results, agg, tgts, chart_ok):
                       f"({results.meta['rate_source']})")
     md += interference_lines(results)
     md += ["", "## Targets", ""] + targets_lines(tgts)
+    bare = udp_vs_bare_lines(s, agg)
+    if bare:
+        md += ["", "### ringport-udp ÷ mmsg-udp (the bare recvmmsg/sendmmsg loop)", "",
+               "How close ringport's UDP path comes to about the least a server can do per "
+               "datagram without io_uring (medians; below 1× is less, above is more):", ""]
+        md += bare
     for sid in s.scenarios:
         sc = config.SCENARIOS[sid]
         md += ["", f"## Scenario {sid}: {sc.title}", ""]
@@ -381,6 +529,9 @@ def write_json(settings, env, results, agg, tgts):
         "medians": {f"s{sid}": {srv: cell for (s2, srv), cell in agg.items() if s2 == sid}
                     for sid in settings.scenarios},
         "targets": [{"target": t, "figures": f, "verdict": v.strip("*")} for t, f, v in tgts],
+        "udp_vs_mmsg": {f"s{sid}": {k: ratio(agg, sid, "ringport-udp", k, to="mmsg-udp")
+                                    for k in ("rate", "cpu_us", "syscalls", "p99_us")}
+                        for sid in settings.scenarios if config.SCENARIOS[sid].udp},
         "rounds": results.rounds,
     }
     settings.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,10 @@ def _summary(rec, unit):
         parts.append(f"user {m['user_us']:.2f} sys {m['sys_us']:.2f} us/{unit}")
     if m.get("syscalls") is not None:
         parts.append(f"{m['syscalls']:.3f} syscalls/{unit}")
+    if "lost_pct" in m:
+        drops = m.get("server_drops")
+        parts.append(f"loss {m['lost_pct']:.3f} %"
+                     + ("" if drops is None else f" (server socket drops {drops:,})"))
     parts.append(f"p50 {m['p50_us']:.0f} p99 {m['p99_us']:.0f} us")
     return ", ".join(parts)
 
@@ -83,6 +87,42 @@ def _bench_problem(rc, report, timed_out, run):
     if rc != 0 and not errors.get("behind"):
         return f"load tool exit {rc}: {run.stderr_tail(3)}"
     return None
+
+
+def _udp_problem(rc, report, timed_out, run):
+    """Why a UDP load-tool run failed, or None. Only a changed echo (corrupt) or a run
+    in which nothing came back fails it, as the load tool's own verdict does; lost,
+    late and reordered datagrams are results."""
+    if timed_out:
+        return "load tool timed out"
+    if report is None:
+        return f"load tool exit {rc}, no JSON report: {run.stderr_tail()}"
+    if report.get("corrupt"):
+        return f"{report['corrupt']} datagrams came back changed"
+    if not report.get("received"):
+        return (f"no datagram came back ({report.get('sent')} sent, "
+                f"{report.get('socket_errors')} socket errors)")
+    if rc != 0:
+        return f"load tool exit {rc}: {run.stderr_tail(3)}"
+    return None
+
+
+def _udp_metrics(report, window, units_per_sec):
+    """A UDP round's loss figures: the load tool's (over its whole measured window) and
+    the kernel's drops in the sampled window, as percent of the datagrams that reached
+    (server socket) or were due at (RcvbufErrors, any socket) a receive buffer:
+    drops / (echoed + drops)."""
+    m = {"lost_pct": report.get("lost_percent"), "lost": report.get("lost"),
+         "sent": report.get("sent"), "received": report.get("received"),
+         "reordered": report.get("reordered"), "late": report.get("late"),
+         "socket_errors": report.get("socket_errors")}
+    counts = window.get("counters") or {}
+    echoed = units_per_sec * window["proc_secs"]
+    for key in ("server_drops", "rcvbuf_errors"):
+        d = counts.get(key)
+        m[key] = d
+        m[key + "_pct"] = None if d is None or echoed + d <= 0 else 100.0 * d / (echoed + d)
+    return m
 
 
 # ---------------------------------------------------------------- measured rounds
@@ -138,11 +178,14 @@ def measured_round(server, sc, settings, perf, extra):
     tool runs warm-up + window; the server is sampled inside the window."""
     # perf attaches (counters off) while the load tool connects and warms up.
     session, perf_error = perf.session(server.pid)
+    counters = (lambda: measure.udp_counters(server.port)) if sc.udp else None
+    run_counters = counters() if counters else None
     run = BenchRun(bench_argv(server.addr, "--connections", sc.connections, "--size", sc.size,
                               "--pipeline", sc.pipeline, "--duration", settings.duration,
-                              "--warmup", settings.warmup, *extra))
+                              "--warmup", settings.warmup, *extra, udp=sc.udp))
     try:
-        window, note = _sample(run, measure.Window(server.pid, session, run.proc.pid), settings)
+        window, note = _sample(run, measure.Window(server.pid, session, run.proc.pid,
+                                                   counters), settings)
     except OSError as e:  # the server went away
         window, note = None, f"sampling the server failed: {e}"
     finally:
@@ -152,15 +195,19 @@ def measured_round(server, sc, settings, perf, extra):
         window["perf_error"] = window["perf_error"] or perf_error
     budget = settings.warmup + settings.duration + BENCH_SLACK
     rc, report, timed_out = run.finish(run.t0 + budget - time.monotonic())
-    problem = _bench_problem(rc, report, timed_out, run)
+    problem = (_udp_problem if sc.udp else _bench_problem)(rc, report, timed_out, run)
     if problem is None and not server.alive():
         problem = f"server died (exit {server.exit_status()}): {server.log_tail()}"
     if problem is None and window is None:
         problem = note
     raw = {"bench": report, "window": window, "argv": run.argv[3:]}
+    if run_counters is not None:
+        # The whole load-tool run (warm-up and drain included), for the record.
+        raw["run_counters"] = measure.counter_deltas(run_counters, counters())
     if problem:
         return False, problem, {}, raw
-    rate = report.get("connections_per_sec") if sc.kind == "churn" else report.get("msgs_per_sec")
+    rate = {"churn": report.get("connections_per_sec"),
+            "udp": report.get("datagrams_per_sec")}.get(sc.kind, report.get("msgs_per_sec"))
     if not rate:
         return False, "load tool reported no throughput", {}, raw
     metrics = {"rate": rate, "p50_us": report["latency_us"]["p50"],
@@ -173,6 +220,8 @@ def measured_round(server, sc, settings, perf, extra):
         metrics["behind"] = (report.get("errors") or {}).get("behind", 0)
     if sc.kind == "churn":
         metrics["msgs_per_sec"] = report.get("msgs_per_sec")
+    if sc.udp:
+        metrics.update(_udp_metrics(report, window, window.get("units_per_sec") or rate))
     if not window["inside"]:
         warn(f"{server.name}: the sampled window overran the load tool's measured window")
     noisy = [f"CPU {cpu} {metrics[key]:.0f} %" for cpu, key in
@@ -183,10 +232,11 @@ def measured_round(server, sc, settings, perf, extra):
     return True, None, metrics, raw
 
 
-def run_measured_scenario(sc, settings, perf, results, extra, tag):
-    """Fresh server processes for `sc`, then the rounds interleaved across servers."""
+def run_measured_scenario(sc, settings, perf, results, extra, tag, names):
+    """Fresh server processes for `sc` (servers `names`), then the rounds interleaved
+    across them."""
     servers, failed = {}, {}
-    for name in settings.servers:
+    for name in names:
         srv = Server(name, settings.log_dir, tag)
         try:
             servers[name] = srv.start()
@@ -196,7 +246,7 @@ def run_measured_scenario(sc, settings, perf, results, extra, tag):
             warn(f"s{sc.id} {name}: {failed[name]}")
     try:
         for rnd in range(1, settings.rounds + 1):
-            for name in settings.servers:
+            for name in names:
                 if name in failed:
                     results.add(sc, name, rnd, False, failed[name])
                     continue
@@ -211,6 +261,16 @@ def run_measured_scenario(sc, settings, perf, results, extra, tag):
     finally:
         for srv in servers.values():
             srv.stop()
+            if sc.udp:
+                _log_udp_server_stats(sc, srv)
+
+
+def _log_udp_server_stats(sc, srv):
+    """ringport udp-echo prints its final stats on shutdown: surface the anomalies
+    (e.g. io_uring buffer-group exhaustion, `enobufs`) in the console log."""
+    for line in srv.log_text().splitlines():
+        if line.strip().startswith(("anomalies", "datagrams")):
+            log(f"s{sc.id} {srv.name} final stats: {' '.join(line.split())}")
 
 
 # ---------------------------------------------------------------- idle (scenario 5)
@@ -270,9 +330,9 @@ def idle_round(name, sc, settings, tag):
         srv.stop()
 
 
-def run_idle_scenario(sc, settings, results, tag):
+def run_idle_scenario(sc, settings, results, tag, names):
     for rnd in range(1, settings.rounds + 1):
-        for name in settings.servers:
+        for name in names:
             ok, err, metrics, raw = idle_round(name, sc, settings, f"{tag}-r{rnd}")
             rec = results.add(sc, name, rnd, ok, err, metrics, **raw)
             log(f"s{sc.id} round {rnd}/{settings.rounds} {name:8s} {_summary(rec, sc.unit)}")
@@ -314,7 +374,8 @@ def run_all(settings, perf, features, results):
     for sid in settings.scenarios:
         sc = config.SCENARIOS[sid]
         tag = f"s{sid}"
-        log(f"--- scenario {sid}: {sc.title}")
+        names = config.servers_for(sc, settings.servers)
+        log(f"--- scenario {sid}: {sc.title} ({', '.join(names)})")
         missing = missing_features(sc.kind, features)
         extra, reason = [], None
         if missing:
@@ -334,9 +395,9 @@ def run_all(settings, perf, features, results):
         if reason:
             warn(f"s{sid}: {reason}")
             for rnd in range(1, settings.rounds + 1):
-                for name in settings.servers:
+                for name in names:
                     results.add(sc, name, rnd, False, reason)
         elif sc.kind == "idle":
-            run_idle_scenario(sc, settings, results, tag)
+            run_idle_scenario(sc, settings, results, tag, names)
         else:
-            run_measured_scenario(sc, settings, perf, results, extra, tag)
+            run_measured_scenario(sc, settings, perf, results, extra, tag, names)

@@ -10,7 +10,10 @@
 //! `--listen ADDR`, receive each datagram into a 64 KiB buffer (so every
 //! datagram, 0..=65,507 bytes over IPv4, arrives whole) and send the same
 //! bytes back to its source, from ONE thread. The socket keeps the kernel's
-//! default buffer sizes, like ringport's.
+//! default buffer sizes, like ringport's, unless `--socket-buffer BYTES` is
+//! given: then SO_RCVBUF and SO_SNDBUF are both set to BYTES, as ringport
+//! `udp-echo --socket-buffer BYTES` does (the kernel doubles the value and
+//! caps the request at net.core.rmem_max / wmem_max).
 //!
 //! Once bound, each prints `listening on ADDR` (the resolved address, so
 //! port 0 works) to stdout and flushes it.
@@ -42,8 +45,8 @@ pub const DATAGRAM_BUF_SIZE: usize = 65536;
 /// Listen backlog, identical for every server so none is favoured.
 const BACKLOG: i32 = 1024;
 
-const USAGE: &str =
-    "usage: peer-echo <tokio|monoio|threads|uring|tokio-udp|mmsg-udp> --listen ADDR";
+const USAGE: &str = "usage: peer-echo <tokio|monoio|threads|uring> --listen ADDR\n       \
+     peer-echo <tokio-udp|mmsg-udp> --listen ADDR [--socket-buffer BYTES]";
 
 /// A server's entry point: the bound TCP listener or UDP socket it serves.
 enum Server {
@@ -53,8 +56,18 @@ enum Server {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (server, addr) = match args.as_slice() {
-        [server, flag, addr] if flag == "--listen" => (server.as_str(), addr.as_str()),
+    let (server, addr, socket_buffer) = match args.as_slice() {
+        [server, flag, addr] if flag == "--listen" => (server.as_str(), addr.as_str(), None),
+        [server, flag, addr, buf_flag, bytes]
+            if flag == "--listen" && buf_flag == "--socket-buffer" =>
+        {
+            let bytes: usize = bytes
+                .parse()
+                .ok()
+                .filter(|&b| b > 0)
+                .unwrap_or_else(|| fail(&format!("bad --socket-buffer {bytes:?}")));
+            (server.as_str(), addr.as_str(), Some(bytes))
+        }
         _ => fail(USAGE),
     };
     let run = match server {
@@ -66,6 +79,9 @@ fn main() {
         "mmsg-udp" => Server::Udp(mmsg_udp_echo::run),
         _ => fail(USAGE),
     };
+    if socket_buffer.is_some() && matches!(run, Server::Tcp(_)) {
+        fail("--socket-buffer is for the UDP servers only");
+    }
     let addr: SocketAddr = addr
         .parse()
         .unwrap_or_else(|e| fail(&format!("bad address {addr:?}: {e}")));
@@ -77,7 +93,9 @@ fn main() {
     let result = match run {
         Server::Tcp(run) => run(bind(addr).unwrap_or_else(|e| fail(&format!("bind {addr}: {e}")))),
         Server::Udp(run) => {
-            run(bind_udp(addr).unwrap_or_else(|e| fail(&format!("bind {addr}: {e}"))))
+            let socket = bind_udp(addr, socket_buffer)
+                .unwrap_or_else(|e| fail(&format!("bind {addr}: {e}")));
+            run(socket)
         }
     };
     if let Err(e) = result {
@@ -101,9 +119,17 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Binds a blocking UDP socket and announces it; each server makes it
 /// non-blocking. No SO_REUSEADDR: on Linux it lets any other UDP socket that
 /// also sets it bind the same address and take datagrams meant for this one.
-/// Buffer sizes are left at the kernel's defaults.
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(addr)?;
+/// Buffer sizes are the kernel's defaults, or both `socket_buffer` bytes
+/// (SO_RCVBUF and SO_SNDBUF, set before the bind like ringport does).
+fn bind_udp(addr: SocketAddr, socket_buffer: Option<usize>) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Some(bytes) = socket_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+        socket.set_send_buffer_size(bytes)?;
+    }
+    socket.bind(&addr.into())?;
+    let socket: UdpSocket = socket.into();
     announce(socket.local_addr()?)?;
     Ok(socket)
 }
