@@ -15,10 +15,10 @@ use crate::error::Error;
 use crate::handler::Handler;
 use crate::stats::{bump, WorkerStats};
 use crate::sys;
+use crate::sys::int_map::IntMap;
 use crate::sys::op::{Cancel, RecvFromMulti, SendTo};
 use crate::sys::{Completion, Driver};
 use crate::udp::{DatagramHandler, Outgoing, SendQueue, Udp, UdpCtx, UdpError};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub(crate) struct DatagramSocket {
     held: usize,
     limit: usize,
     /// Sends in flight by sequence number: where to, how many bytes, how many datagrams.
-    in_flight: HashMap<u32, (SocketAddr, usize, u32)>,
+    in_flight: IntMap<u32, (SocketAddr, usize, u32)>,
     next_seq: u32,
     /// Allow/deny lists and per-source rates, this worker's share.
     gate: DatagramGate,
@@ -69,7 +69,7 @@ impl DatagramSocket {
             },
             held: 0,
             limit,
-            in_flight: HashMap::new(),
+            in_flight: IntMap::default(),
             next_seq: 0,
         }
     }

@@ -14,6 +14,7 @@ mod tests;
 use super::Op;
 #[cfg(test)]
 use crate::sys::fake::{FakeDriver, FakeOp};
+use crate::sys::int_map::IntMap;
 use crate::sys::poll::{edge, retry, OpBit, Outcome, PollCore, PollIo, PollOpState};
 use crate::sys::uring::{UringCore, UringOpState};
 use crate::sys::Completion;
@@ -146,7 +147,7 @@ struct Lent {
 /// The io_uring sends in flight, by name.
 #[derive(Default)]
 struct SendsTo {
-    lent: HashMap<u64, Box<Lent>>,
+    lent: IntMap<u64, Box<Lent>>,
 }
 
 impl UringOpState for SendsTo {
