@@ -74,6 +74,22 @@ impl DatagramSocket {
         }
     }
 
+    /// Its handler, and what a callback of it (socket `index` of the engine) may do.
+    fn callback<'a>(
+        &'a mut self,
+        index: usize,
+        mailbox: &'a Arc<crate::engine::mailbox::Mailbox>,
+    ) -> (&'a dyn DatagramHandler, UdpCtx<'a>) {
+        let ctx = UdpCtx {
+            local: self.local,
+            peer: self.peer,
+            index: index as u16,
+            mailbox,
+            out: &mut self.queue,
+        };
+        (&*self.handler, ctx)
+    }
+
     /// Nothing is armed, queued or in flight: the socket may close.
     pub(crate) fn idle(&self) -> bool {
         self.ledger.is_empty() && self.queue.items.is_empty() && self.in_flight.is_empty()
@@ -277,14 +293,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
             (Some(_), Some(_)) => bump(&stats.datagrams_rate_limited, 1),
             (Some(from), None) => {
-                let mut ctx = UdpCtx {
-                    local: sock.local,
-                    peer: sock.peer,
-                    index: i as u16,
-                    mailbox: &self.mailbox,
-                    out: &mut sock.queue,
-                };
-                let handler = &*sock.handler;
+                let (handler, mut ctx) = sock.callback(i, &self.mailbox);
                 if dg.truncated {
                     bump(&stats.datagrams_truncated, 1);
                     guard(stats, || handler.on_truncated(&mut ctx, from, dg.data));
@@ -307,14 +316,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(Some(sock)) = self.datagrams.get_mut(i) else {
             return;
         };
-        let mut ctx = UdpCtx {
-            local: sock.local,
-            peer: sock.peer,
-            index: i as u16,
-            mailbox: &self.mailbox,
-            out: &mut sock.queue,
-        };
-        let handler = &*sock.handler;
+        let (handler, mut ctx) = sock.callback(i, &self.mailbox);
         guard(&self.stats, || f(handler, &mut ctx));
     }
 

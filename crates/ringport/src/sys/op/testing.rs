@@ -68,3 +68,17 @@ pub(crate) fn settle<D: Driver>(d: &mut D, got: &mut Vec<Completion>, for_: Dura
         d.drain(got);
     }
 }
+
+/// Run each named generic test (`fn name<D: Driver>()`, in scope as `super::name`) on
+/// both drivers: `uring::name` and `poll::name`.
+macro_rules! on_both_drivers {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(#[test] fn $name() { super::$name::<crate::sys::uring::UringDriver>(); })*
+        }
+        mod poll {
+            $(#[test] fn $name() { super::$name::<crate::sys::poll::PollDriver>(); })*
+        }
+    };
+}
+pub(crate) use on_both_drivers;

@@ -6,8 +6,6 @@ use super::*;
 use crate::sys::driver::{Driver, DriverConfig};
 use crate::sys::op::testing::{config, driver_with, wait_until};
 use crate::sys::op::Cancel;
-use crate::sys::poll::PollDriver;
-use crate::sys::uring::UringDriver;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 
@@ -125,18 +123,7 @@ fn a_cancel_ends_the_receive<D: Driver>() {
     );
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(#[test] fn $name() { super::$name::<super::UringDriver>(); })*
-        }
-        mod poll {
-            $(#[test] fn $name() { super::$name::<super::PollDriver>(); })*
-        }
-    };
-}
-
-on_both!(
+crate::sys::op::testing::on_both_drivers!(
     datagrams_arrive_whole_with_their_source,
     a_datagram_longer_than_the_buffer_is_marked_truncated,
     an_icmp_error_on_a_connected_socket_ends_the_receive,

@@ -4,8 +4,6 @@
 use super::*;
 use crate::sys::driver::Driver;
 use crate::sys::op::testing::{config, driver_with, wait_until};
-use crate::sys::poll::PollDriver;
-use crate::sys::uring::UringDriver;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -109,18 +107,7 @@ fn a_gso_send_arrives_as_segments<D: Driver>() {
     }
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(#[test] fn $name() { super::$name::<super::UringDriver>(); })*
-        }
-        mod poll {
-            $(#[test] fn $name() { super::$name::<super::PollDriver>(); })*
-        }
-    };
-}
-
-on_both!(
+crate::sys::op::testing::on_both_drivers!(
     sends_arrive_in_order_and_complete_with_their_size,
     an_empty_datagram_is_sent,
     a_gso_send_arrives_as_segments,
