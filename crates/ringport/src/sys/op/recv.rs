@@ -6,7 +6,7 @@
 use super::Op;
 #[cfg(test)]
 use crate::sys::fake::{FakeDriver, FakeOp};
-use crate::sys::poll::{edge, retry, FdMap, OpBit, Outcome, PollCore, PollIo, PollOpState};
+use crate::sys::poll::{retry, ArmedNames, OpBit, Outcome, PollCore, PollIo, PollOpState};
 use crate::sys::uring::UringCore;
 use io_uring::{opcode, types};
 use std::os::fd::RawFd;
@@ -38,12 +38,7 @@ impl Op for RecvMulti {
 
     fn start_poll(self, core: &mut PollCore, user_data: u64) {
         let (io, recvs, bit) = core.op_state::<Receiving>();
-        if let Err(e) = io.register(self.fd, edge::READ | edge::WRITE, true) {
-            return io.fail(user_data, e);
-        }
-        recvs.names.set(self.fd, user_data);
-        io.arm(self.fd, bit);
-        io.queue(self.fd);
+        recvs.armed.arm(io, self.fd, user_data, bit);
     }
 
     #[cfg(test)]
@@ -56,21 +51,12 @@ impl Op for RecvMulti {
 /// this state's bit marks the descriptor).
 #[derive(Debug, Default)]
 struct Receiving {
-    names: FdMap<u64>,
-}
-
-impl Receiving {
-    /// The receive on `fd` ended: post its final completion.
-    fn end(&mut self, io: &mut PollIo, fd: RawFd, bit: OpBit, ud: u64, result: i32) {
-        self.names.clear(fd);
-        io.disarm(fd, bit);
-        io.post(ud, result, false);
-    }
+    armed: ArmedNames,
 }
 
 impl PollOpState for Receiving {
     fn serve(&mut self, io: &mut PollIo, fd: RawFd, bit: OpBit) -> bool {
-        let ud = self.names.value(fd);
+        let ud = self.armed.name(fd);
         if !io.fd(fd).readable {
             return false;
         }
@@ -81,7 +67,7 @@ impl PollOpState for Receiving {
             let want = room.len();
             match recv(fd, room) {
                 Outcome::Done(0) => {
-                    self.end(io, fd, bit, ud, 0);
+                    self.armed.end(io, fd, bit, ud, 0);
                     return false;
                 }
                 Outcome::Done(n) => {
@@ -99,7 +85,7 @@ impl PollOpState for Receiving {
                     return false;
                 }
                 Outcome::Failed(e) => {
-                    self.end(io, fd, bit, ud, -e);
+                    self.armed.end(io, fd, bit, ud, -e);
                     return false;
                 }
             }
@@ -108,15 +94,11 @@ impl PollOpState for Receiving {
     }
 
     fn cancel(&mut self, io: &mut PollIo, fd: RawFd, target: u64, bit: OpBit) -> bool {
-        if self.names.value(fd) != target {
-            return false;
-        }
-        self.end(io, fd, bit, target, -libc::ECANCELED);
-        true
+        self.armed.cancel(io, fd, target, bit)
     }
 
     fn forget(&mut self, fd: RawFd) {
-        self.names.clear(fd);
+        self.armed.forget(fd);
     }
 }
 

@@ -21,7 +21,7 @@ use super::Op;
 #[cfg(test)]
 use crate::sys::fake::{FakeDriver, FakeOp};
 use crate::sys::poll::{
-    edge, retry, FdMap, OpBit, Outcome, PollCore, PollIo, PollOpState, ReadDatagram,
+    retry, ArmedNames, OpBit, Outcome, PollCore, PollIo, PollOpState, ReadDatagram,
 };
 use crate::sys::uring::{UringCore, UringOpState};
 use crate::sys::{Completion, Datagram};
@@ -71,12 +71,7 @@ impl Op for RecvFromMulti {
 
     fn start_poll(self, core: &mut PollCore, user_data: u64) {
         let (io, recvs, bit) = core.op_state::<ReceivingFrom>();
-        if let Err(e) = io.register(self.fd, edge::READ | edge::WRITE, true) {
-            return io.fail(user_data, e);
-        }
-        recvs.names.set(self.fd, user_data);
-        io.arm(self.fd, bit);
-        io.queue(self.fd);
+        recvs.armed.arm(io, self.fd, user_data, bit);
     }
 
     #[cfg(test)]
@@ -165,20 +160,12 @@ fn socket_addr(raw: &[u8]) -> Option<SocketAddr> {
 /// The readiness backend's armed datagram receives, by descriptor.
 #[derive(Debug, Default)]
 struct ReceivingFrom {
-    names: FdMap<u64>,
-}
-
-impl ReceivingFrom {
-    fn end(&mut self, io: &mut PollIo, fd: RawFd, bit: OpBit, ud: u64, result: i32) {
-        self.names.clear(fd);
-        io.disarm(fd, bit);
-        io.post(ud, result, false);
-    }
+    armed: ArmedNames,
 }
 
 impl PollOpState for ReceivingFrom {
     fn serve(&mut self, io: &mut PollIo, fd: RawFd, bit: OpBit) -> bool {
-        let ud = self.names.value(fd);
+        let ud = self.armed.name(fd);
         if !io.fd(fd).readable {
             return false;
         }
@@ -207,7 +194,7 @@ impl PollOpState for ReceivingFrom {
                     return false;
                 }
                 Outcome::Failed(e) => {
-                    self.end(io, fd, bit, ud, -e);
+                    self.armed.end(io, fd, bit, ud, -e);
                     return false;
                 }
             }
@@ -216,15 +203,11 @@ impl PollOpState for ReceivingFrom {
     }
 
     fn cancel(&mut self, io: &mut PollIo, fd: RawFd, target: u64, bit: OpBit) -> bool {
-        if self.names.value(fd) != target {
-            return false;
-        }
-        self.end(io, fd, bit, target, -libc::ECANCELED);
-        true
+        self.armed.cancel(io, fd, target, bit)
     }
 
     fn forget(&mut self, fd: RawFd) {
-        self.names.clear(fd);
+        self.armed.forget(fd);
     }
 }
 

@@ -11,6 +11,7 @@
 //! completions their io_uring counterparts would. The core (`core.rs`) knows none of
 //! them: it serves whichever op states are armed on a ready descriptor.
 
+mod armed;
 mod core;
 mod fd_table;
 mod syscalls;
@@ -26,6 +27,7 @@ use std::time::Duration;
 pub(crate) use self::core::{
     ArenaDatagram, ArenaSlice, OpBit, PollCore, PollIo, PollOpState, ReadDatagram,
 };
+pub(crate) use armed::ArmedNames;
 pub(crate) use fd_table::{edge, FdMap};
 pub(crate) use syscalls::{retry, set_nonblocking, with_sock, Outcome};
 
