@@ -73,17 +73,23 @@ def accept_queue(port):
     """Connections waiting in the accept queue of the listener on `port` (the rx_queue
     column of a LISTEN socket in /proc/net/tcp is its accept backlog), or None."""
     want = f":{port:04X}"
-    for path in ["/proc/net/tcp", "/proc/net/tcp6"]:
+    for cols in _proc_net_rows("tcp"):
+        if cols[1].endswith(want) and cols[3] == "0A":  # 0A: LISTEN
+            return int(cols[4].split(":")[1], 16)
+    return None
+
+
+def _proc_net_rows(proto):
+    """The rows of /proc/net/PROTO and PROTO6 (header skipped), split into columns; a
+    file that cannot be read gives none."""
+    for path in [f"/proc/net/{proto}", f"/proc/net/{proto}6"]:
         try:
             with open(path) as f:
                 next(f)
-                for line in f:
-                    cols = line.split()
-                    if cols[1].endswith(want) and cols[3] == "0A":  # 0A: LISTEN
-                        return int(cols[4].split(":")[1], 16)
+                rows = [line.split() for line in f]
         except OSError:
             continue
-    return None
+        yield from rows
 
 
 def udp_socket_drops(port):
@@ -92,17 +98,10 @@ def udp_socket_drops(port):
     over all of them (SO_REUSEPORT); None when there is none."""
     want = f":{port:04X}"
     total, found = 0, False
-    for path in ["/proc/net/udp", "/proc/net/udp6"]:
-        try:
-            with open(path) as f:
-                next(f)
-                for line in f:
-                    cols = line.split()
-                    if len(cols) >= 13 and cols[1].endswith(want):
-                        total += int(cols[-1])
-                        found = True
-        except OSError:
-            continue
+    for cols in _proc_net_rows("udp"):
+        if len(cols) >= 13 and cols[1].endswith(want):
+            total += int(cols[-1])
+            found = True
     return total if found else None
 
 

@@ -127,7 +127,7 @@ fn flush<D: Driver>(io: &mut D, stats: &WorkerStats, i: usize, sock: &mut Datagr
             std::mem::take(&mut sock.queue.dropped),
         );
     }
-    let queue = std::mem::take(&mut sock.queue.items);
+    let mut queue = std::mem::take(&mut sock.queue.items);
     sock.queue.bytes = 0;
     let mut at = 0;
     while at < queue.len() {
@@ -160,7 +160,6 @@ fn flush<D: Driver>(io: &mut D, stats: &WorkerStats, i: usize, sock: &mut Datagr
         io.start(op, encode(OpKind::SendTo, i as u32, seq));
     }
     // Keep the queue's memory for the next batch.
-    let mut queue = queue;
     queue.clear();
     sock.queue.items = queue;
     sock.queue.room = sock.limit.saturating_sub(sock.held);

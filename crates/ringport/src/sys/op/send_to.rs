@@ -110,11 +110,9 @@ impl Op for SendTo {
 
     fn start_poll(self, core: &mut PollCore, user_data: u64) {
         let (io, sends, bit) = core.op_state::<SendingTo>();
-        let queue = sends.queues.entry(self.fd).or_default();
-        if queue.is_empty() {
+        if !sends.queues.get(&self.fd).is_some_and(|q| !q.is_empty()) {
             // Sent on the next pass, with whatever else is queued by then: one sendmmsg.
             if let Err(e) = io.register(self.fd, edge::READ | edge::WRITE, true) {
-                sends.queues.remove(&self.fd);
                 return io.fail(user_data, e);
             }
             io.arm(self.fd, bit);
