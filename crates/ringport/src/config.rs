@@ -94,6 +94,21 @@ pub struct EngineConfig {
     /// [`crate::SendError::Full`] instead of growing the queue without limit (a shutdown
     /// is always taken). At least 4096. Default: 64 MiB per worker.
     pub mailbox_bytes: usize,
+    /// Threads of a job pool the engine makes for itself at start (0: none), unless
+    /// `job_pool` gives one. Default: 0.
+    pub job_threads: usize,
+    /// A job pool to use (shared with other engines, sized and bounded as built); wins
+    /// over `job_threads`. Default: none.
+    pub job_pool: Option<crate::jobs::JobPool>,
+    /// The most jobs (and async tasks) one connection may have outstanding: at the cap
+    /// the engine hands the connection no data and stops reading from it until a result
+    /// is delivered (see [`crate::jobs`]). At least 1. Default:
+    /// [`crate::jobs::DEFAULT_JOBS_PER_CONNECTION`] (32).
+    pub jobs_per_connection: usize,
+    /// The tokio runtime `Conn::spawn_async` runs futures on (feature `tokio`).
+    /// Default: none.
+    #[cfg(feature = "tokio")]
+    pub tokio_runtime: Option<tokio::runtime::Handle>,
     /// Test hook (feature `test-hooks`, not part of the stable API): make the io_uring
     /// probe fail, as on a kernel or container without it.
     #[cfg(feature = "test-hooks")]
@@ -235,6 +250,11 @@ impl Default for EngineConfig {
             send_queue: SendQueueLimits::default(),
             frame_budget: 64 << 20,
             mailbox_bytes: 64 << 20,
+            job_threads: 0,
+            job_pool: None,
+            jobs_per_connection: crate::jobs::DEFAULT_JOBS_PER_CONNECTION,
+            #[cfg(feature = "tokio")]
+            tokio_runtime: None,
             #[cfg(feature = "test-hooks")]
             inject_uring_probe_failure: false,
             #[cfg(feature = "test-hooks")]
@@ -300,6 +320,16 @@ impl EngineConfig {
         }
     }
 
+    /// What connections need to spawn jobs (after `start` made the pool, if any).
+    pub(crate) fn job_settings(&self) -> crate::jobs::JobSettings {
+        crate::jobs::JobSettings {
+            pool: self.job_pool.clone(),
+            per_connection: self.jobs_per_connection,
+            #[cfg(feature = "tokio")]
+            runtime: self.tokio_runtime.clone(),
+        }
+    }
+
     pub(crate) fn sock_opts(&self) -> crate::sys::socket::SockOpts {
         crate::sys::socket::SockOpts {
             nodelay: self.nodelay,
@@ -339,6 +369,9 @@ impl EngineConfig {
         }
         if self.mailbox_bytes < MAILBOX_BYTES_MIN {
             return bad("mailbox_bytes must be at least 4096 (room for a few messages)");
+        }
+        if self.jobs_per_connection == 0 {
+            return bad("jobs_per_connection must be at least 1");
         }
         if let Some(hb) = self.timeouts.heartbeat {
             if hb.every.is_zero() {
@@ -444,6 +477,33 @@ macro_rules! engine_setters {
         /// default 64 MiB).
         pub fn mailbox_bytes(mut self, bytes: usize) -> Self {
             self.config.mailbox_bytes = bytes;
+            self
+        }
+
+        /// Give the engine a job pool of `threads` threads, made when it starts (see
+        /// [`crate::jobs`]). Use [`Self::job_pool`] to share one pool between engines.
+        pub fn jobs(mut self, threads: usize) -> Self {
+            self.config.job_threads = threads;
+            self
+        }
+
+        /// Run the engine's jobs on `pool` (which other engines may share).
+        pub fn job_pool(mut self, pool: crate::jobs::JobPool) -> Self {
+            self.config.job_pool = Some(pool);
+            self
+        }
+
+        /// The most jobs one connection may have outstanding (see
+        /// [`crate::EngineConfig::jobs_per_connection`]; default 32).
+        pub fn jobs_per_connection(mut self, n: usize) -> Self {
+            self.config.jobs_per_connection = n;
+            self
+        }
+
+        /// The tokio runtime `Conn::spawn_async` runs futures on (feature `tokio`).
+        #[cfg(feature = "tokio")]
+        pub fn tokio_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+            self.config.tokio_runtime = Some(runtime);
             self
         }
 

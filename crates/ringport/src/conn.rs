@@ -5,6 +5,7 @@ pub(crate) use crate::core::lifecycle::CloseRequest;
 use crate::core::Lifecycle;
 use crate::engine::mailbox::{Mailbox, Message};
 use crate::error::{CloseReason, SendError};
+use crate::send_room::SendRoom;
 use crate::sys::outbound::Outbound;
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -94,6 +95,9 @@ const EXACT_PROGRESS: u8 = 1;
 /// `Conn::flags`: `set_codec` replaced the context since the frame reader last looked,
 /// so the reader must switch decoders before framing more.
 const CODEC_CHANGED: u8 = 2;
+/// `Conn::flags`: received bytes wait in the frame reader because the connection was at
+/// its cap of outstanding jobs.
+const JOBS_HELD: u8 = 4;
 
 /// Frames up to this long from an encoder are copied into the send queue (gathered with
 /// their neighbours); longer ones are queued without a copy.
@@ -107,6 +111,10 @@ pub(crate) struct ConnContext {
     pub codec: Codec,
     /// The worker's counters (what a `Conn` refuses is counted there).
     pub stats: Arc<crate::stats::WorkerStats>,
+    /// The job pool, the per-connection cap, the tokio runtime.
+    pub jobs: crate::jobs::JobSettings,
+    /// The send queue's high-water mark (what `ConnRef::try_send` holds sends under).
+    pub high_water: usize,
 }
 
 /// A connection's handler timers.
@@ -147,10 +155,11 @@ pub struct Conn {
     /// [`EXACT_PROGRESS`] and [`CODEC_CHANGED`] (one byte for both keeps `Conn` within
     /// its padding).
     flags: u8,
-    /// The handler's timers: asked for in callbacks and armed by the worker after them,
-    /// and those armed (cancelled when the connection closes). Boxed: 8 bytes for a
-    /// connection that sets none.
-    pub(crate) timers: Option<Box<UserTimers>>,
+    /// The handler's timers (asked for in callbacks and armed by the worker after them,
+    /// and those armed, cancelled when the connection closes), its jobs in flight and
+    /// results waiting for their turn, the send level its handles read: boxed together,
+    /// 8 bytes for a connection that uses none (see `conn_extras.rs`).
+    pub(crate) extras: std::cell::OnceCell<Box<crate::conn_extras::ConnExtras>>,
 }
 
 impl Conn {
@@ -176,7 +185,7 @@ impl Conn {
             shutdown_write: false,
             exact_len: 0,
             flags: 0,
-            timers: None,
+            extras: std::cell::OnceCell::new(),
         }
     }
 
@@ -329,6 +338,8 @@ impl Conn {
             mailbox: self.ctx.mailbox.clone(),
             codec,
             stats: self.ctx.stats.clone(),
+            jobs: self.ctx.jobs.clone(),
+            high_water: self.ctx.high_water,
         });
         self.set_flag(CODEC_CHANGED, true);
     }
@@ -339,6 +350,15 @@ impl Conn {
         } else {
             self.flags &= !flag;
         }
+    }
+
+    /// Received bytes wait for room under the job cap (see `engine/delivery.rs`).
+    pub(crate) fn jobs_held(&self) -> bool {
+        self.flags & JOBS_HELD != 0
+    }
+
+    pub(crate) fn set_jobs_held(&mut self, on: bool) {
+        self.set_flag(JOBS_HELD, on);
     }
 
     /// `set_codec` was called since the frame reader last switched decoders.
@@ -412,15 +432,12 @@ impl Conn {
     /// connection has closed by then (its timers are cancelled when it closes). A delay
     /// of a hundred years or more (`Duration::MAX`) never fires.
     pub fn set_timer(&mut self, delay: std::time::Duration, token: u64) {
-        self.timers
-            .get_or_insert_with(Default::default)
-            .asked
-            .push((delay, token));
+        self.extras_mut().timers.asked.push((delay, token));
     }
 
     /// Timers have been asked for since the worker last armed them.
     pub(crate) fn timers_asked(&self) -> bool {
-        self.timers.as_ref().is_some_and(|t| !t.asked.is_empty())
+        self.timers().is_some_and(|t| !t.asked.is_empty())
     }
 
     /// Bytes queued and not yet handed to the kernel.
@@ -452,6 +469,7 @@ impl Conn {
         ConnRef {
             id: self.id(),
             ctx: self.ctx.clone(),
+            room: Some(self.room_or_make()),
         }
     }
 
@@ -487,15 +505,29 @@ impl Conn {
 
 /// A handle to a connection, usable from any thread. Messages go through the owning
 /// worker's mailbox and are applied in the order they were posted.
+///
+/// Sends come in two kinds: [`ConnRef::send`] is always taken (up to the worker's
+/// mailbox bound), [`ConnRef::try_send`], [`ConnRef::send_timeout`] and
+/// [`ConnRef::send_async`] hold the connection's queue under its high-water mark
+/// ([`crate::SendQueueLimits::high_water`]), counting what the worker has queued and
+/// what handles posted that it has not taken yet.
 #[derive(Debug, Clone)]
 pub struct ConnRef {
     id: ConnId,
     ctx: Arc<ConnContext>,
+    /// The connection's send level (none for a handle given unchecked on the
+    /// connection's own worker by `Server::connection`: its bounded sends check only the
+    /// mailbox).
+    room: Option<Arc<SendRoom>>,
 }
 
 impl ConnRef {
     pub(crate) fn new(id: ConnId, ctx: Arc<ConnContext>) -> ConnRef {
-        ConnRef { id, ctx }
+        ConnRef {
+            id,
+            ctx,
+            room: None,
+        }
     }
 
     /// The connection's id.
@@ -510,7 +542,73 @@ impl ConnRef {
     /// ([`crate::EngineConfig::mailbox_bytes`]); [`SendError::WorkerStopped`] once the
     /// worker has stopped (or was lost).
     pub fn send(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
-        self.ctx.mailbox.post(Message::Send(self.id, data.into()))
+        let data = data.into();
+        if let Some(room) = &self.room {
+            room.count_posted(data.len());
+        }
+        self.post_send(data)
+    }
+
+    /// Post bytes counted in the send level already (if there is one).
+    fn post_send(&self, data: Bytes) -> Result<(), SendError> {
+        let len = data.len();
+        let counted = self.room.is_some();
+        let posted = self.ctx.mailbox.post(Message::Send(self.id, data, counted));
+        if let (Err(_), Some(room)) = (&posted, &self.room) {
+            room.posted_gone(len);
+        }
+        posted
+    }
+
+    /// Queue `data` only if the connection's queue stays at or under its high-water mark
+    /// with it (or is empty): else [`SendError::Full`], and nothing is queued. Also
+    /// `Full` if the worker's mailbox is at its bound; [`SendError::Closing`] once the
+    /// connection is closing. The way for a producer thread to apply backpressure
+    /// instead of growing a slow peer's queue.
+    pub fn try_send(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        let data = data.into();
+        if let Some(room) = &self.room {
+            room.reserve(data.len())?;
+        }
+        self.post_send(data)
+    }
+
+    /// As [`ConnRef::try_send`], waiting up to `timeout` for room (blocking the calling
+    /// thread; not for a worker's callbacks). `Full` if there is still none then.
+    pub fn send_timeout(&self, data: impl Into<Bytes>, timeout: Duration) -> Result<(), SendError> {
+        let data = data.into();
+        let Some(room) = &self.room else {
+            return self.post_send(data);
+        };
+        let now = Instant::now();
+        let deadline = crate::deadline::after(now, timeout);
+        let deadline = deadline.unwrap_or(now + crate::deadline::NEVER);
+        loop {
+            match room.reserve(data.len()) {
+                Ok(()) => return self.post_send(data),
+                Err(SendError::Full) if room.wait_for(data.len(), deadline) => {}
+                Err(SendError::Full) if Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// As [`ConnRef::try_send`], waiting (asynchronously, on any executor) until the
+    /// connection's queue has room. A full worker mailbox is reported as `Full` at once
+    /// rather than waited for.
+    pub async fn send_async(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        let data = data.into();
+        let Some(room) = &self.room else {
+            return self.post_send(data);
+        };
+        let len = data.len();
+        crate::send_room::RoomFor {
+            room,
+            len,
+            post: || self.post_send(data.clone()),
+            parked: false,
+        }
+        .await
     }
 
     /// Queue `payload` framed by the connection's codec, as [`Conn::send_frame`] (the

@@ -52,6 +52,9 @@ pub enum CloseReason {
     /// The connection's worker died (a bug outside any handler guard); the server goes on
     /// with its other workers, degraded (see [`crate::Stats::workers_lost`]).
     WorkerLost,
+    /// A job the connection spawned ([`crate::Conn::spawn_job`]) panicked; the pool
+    /// thread survived, the connection's later job results are dropped.
+    JobPanic,
 }
 
 /// Which timeout closed a connection.
@@ -72,7 +75,7 @@ pub enum Timeout {
 
 impl CloseReason {
     /// Every name [`CloseReason::name`] returns, in [`CloseReason::index`] order.
-    pub const NAMES: [&'static str; 21] = [
+    pub const NAMES: [&'static str; 22] = [
         "local",
         "aborted",
         "peer_closed",
@@ -94,6 +97,7 @@ impl CloseReason {
         "frame_budget",
         "transport_timeout",
         "worker_lost",
+        "job_panic",
     ];
 
     /// This reason's position in [`CloseReason::NAMES`] (for counter arrays).
@@ -120,6 +124,7 @@ impl CloseReason {
             CloseReason::FrameBudget => 18,
             CloseReason::TransportTimeout => 19,
             CloseReason::WorkerLost => 20,
+            CloseReason::JobPanic => 21,
         }
     }
 
@@ -153,6 +158,7 @@ impl CloseReason {
             CloseReason::FrameBudget => "frame_budget",
             CloseReason::TransportTimeout => "transport_timeout",
             CloseReason::WorkerLost => "worker_lost",
+            CloseReason::JobPanic => "job_panic",
         }
     }
 
@@ -297,6 +303,7 @@ mod tests {
             CloseReason::FrameBudget,
             CloseReason::TransportTimeout,
             CloseReason::WorkerLost,
+            CloseReason::JobPanic,
         ];
         for (i, r) in all.iter().enumerate() {
             assert_eq!(r.index(), i);

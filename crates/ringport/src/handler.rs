@@ -3,6 +3,7 @@
 
 use crate::conn::Conn;
 use crate::error::CloseReason;
+use crate::jobs::JobDone;
 use crate::notify::{Ready, WatchRemoved};
 use crate::workers::{Posted, WatchCtl};
 use std::net::SocketAddr;
@@ -103,6 +104,12 @@ pub trait Handler: Send + Sync + 'static {
     /// connection that has closed is dropped and counted
     /// ([`crate::Stats::posts_undelivered`]).
     fn on_posted(&self, _session: &mut Self::Session, _conn: &mut Conn, _value: Posted) {}
+
+    /// A job this connection spawned ([`Conn::spawn_job`], or an async task with
+    /// `Conn::spawn_async`) finished: its result is in `done` (take it back by type with
+    /// [`JobDone::downcast`]). Results come in the order the jobs were spawned, never
+    /// after `on_close`. Default: drop it.
+    fn on_job_done(&self, _session: &mut Self::Session, _conn: &mut Conn, _done: JobDone) {}
 
     /// A value posted to worker `worker` with [`crate::Workers::post`] arrived, on that
     /// worker, in the order posted.

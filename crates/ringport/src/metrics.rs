@@ -96,13 +96,14 @@ fn scalars() -> impl Iterator<Item = Scalar> {
 /// `Stats` fields rendered as labelled series rather than through [`scalars`]: the
 /// totals `refused` and `closed` are the sums of their per-reason series.
 #[cfg_attr(not(test), allow(dead_code))]
-const LABELLED_FIELDS: [&str; 6] = [
+const LABELLED_FIELDS: [&str; 7] = [
     "refused",
     "refused_by",
     "closed",
     "closed_by",
     "backend",
     "listeners",
+    "job_pool",
 ];
 
 /// One per-listener metric family (label `listener`) taken from a `ListenerStats` field.
@@ -181,7 +182,53 @@ pub fn render(stats: &Stats) -> String {
     if !stats.listeners.is_empty() {
         render_listeners(&mut out, &stats.listeners);
     }
+    if let Some(pool) = &stats.job_pool {
+        render_job_pool(&mut out, pool);
+    }
     out
+}
+
+/// The job pool's gauges and its two latency summaries (quantiles in seconds).
+fn render_job_pool(out: &mut String, pool: &crate::jobs::JobPoolStats) {
+    for (name, help, value) in [
+        (
+            "ringport_job_pool_threads",
+            "Threads in the job pool.",
+            pool.threads,
+        ),
+        (
+            "ringport_job_pool_queued",
+            "Jobs queued, not yet taken by a pool thread.",
+            pool.queued,
+        ),
+        (
+            "ringport_job_pool_running",
+            "Jobs running on the pool now.",
+            pool.running,
+        ),
+    ] {
+        family_head(out, name, Kind::Gauge, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    for (name, help, p) in [
+        (
+            "ringport_job_queue_wait_seconds",
+            "How long jobs waited in the pool's queue.",
+            &pool.queue_wait,
+        ),
+        (
+            "ringport_job_run_seconds",
+            "How long jobs ran.",
+            &pool.run_time,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+        for (q, d) in [("0.5", p.p50), ("0.9", p.p90), ("0.99", p.p99)] {
+            let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", d.as_secs_f64());
+        }
+        let _ = writeln!(out, "{name}_sum {}", p.total.as_secs_f64());
+        let _ = writeln!(out, "{name}_count {}", p.count);
+    }
 }
 
 /// The per-listener families: each listener's series labelled with its name.

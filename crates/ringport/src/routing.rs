@@ -11,6 +11,9 @@
 use crate::conn::Conn;
 use crate::error::CloseReason;
 use crate::handler::{Accept, Handler, Incoming};
+use crate::jobs::JobDone;
+use crate::notify::{Ready, WatchRemoved};
+use crate::workers::{Posted, WatchCtl};
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +29,8 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
     fn on_eof(&self, session: &mut dyn Any, conn: &mut Conn);
     fn on_drained(&self, session: &mut dyn Any, conn: &mut Conn);
     fn on_close(&self, session: Box<dyn Any>, conn: &Conn, reason: CloseReason);
+    fn on_posted(&self, session: &mut dyn Any, conn: &mut Conn, value: Posted);
+    fn on_job_done(&self, session: &mut dyn Any, conn: &mut Conn, done: JobDone);
 }
 
 /// The session `H` made in `on_open`. Routing hands a connection's callbacks to the
@@ -68,6 +73,12 @@ impl<H: Handler> ErasedHandler for H {
             Ok(session) => Handler::on_close(self, *session, conn, reason),
             Err(_) => panic!("a connection's callbacks go to the handler that opened it"),
         }
+    }
+    fn on_posted(&self, session: &mut dyn Any, conn: &mut Conn, value: Posted) {
+        Handler::on_posted(self, session_of::<H>(session), conn, value)
+    }
+    fn on_job_done(&self, session: &mut dyn Any, conn: &mut Conn, done: JobDone) {
+        Handler::on_job_done(self, session_of::<H>(session), conn, done)
     }
 }
 
@@ -214,7 +225,40 @@ impl<H: Handler> Handler for Routed<H> {
         }
     }
 
+    fn on_posted(&self, session: &mut Self::Session, conn: &mut Conn, value: Posted) {
+        route!(
+            self,
+            session,
+            conn,
+            |h, s| Handler::on_posted(h, s, conn, value),
+            { h.on_posted(&mut **s, conn, value) }
+        )
+    }
+
+    fn on_job_done(&self, session: &mut Self::Session, conn: &mut Conn, done: JobDone) {
+        route!(
+            self,
+            session,
+            conn,
+            |h, s| Handler::on_job_done(h, s, conn, done),
+            { h.on_job_done(&mut **s, conn, done) }
+        )
+    }
+
     fn on_connect_failed(&self, token: u64, addr: SocketAddr, reason: CloseReason) {
         self.default.on_connect_failed(token, addr, reason)
+    }
+
+    // Watches and worker posts belong to no connection: the server's handler has them.
+    fn on_ready(&self, token: u64, ready: Ready, watch: &mut WatchCtl<'_>) {
+        self.default.on_ready(token, ready, watch)
+    }
+
+    fn on_watch_removed(&self, removed: WatchRemoved) {
+        self.default.on_watch_removed(removed)
+    }
+
+    fn on_worker_posted(&self, worker: usize, value: Posted) {
+        self.default.on_worker_posted(worker, value)
     }
 }

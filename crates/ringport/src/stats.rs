@@ -156,6 +156,31 @@ counter_table! {
     /// Receive errors on datagram sockets (ICMP errors and the like; receiving goes on).
     datagram_errors: Counter "ringport_datagram_receive_errors_total"
         "Receive errors on datagram sockets." => Shown::Anomaly("datagram receive errors");
+    /// Jobs and async tasks spawned (`Conn::spawn_job`, `Conn::spawn_async`).
+    jobs_spawned: Counter "ringport_jobs_spawned_total" "Jobs and async tasks spawned."
+        => Shown::Written;
+    /// Job results delivered to `Handler::on_job_done`.
+    jobs_done: Counter "ringport_jobs_done_total" "Job results delivered."
+        => Shown::Written;
+    /// Jobs spawned whose end has not come back to their worker yet (queued, running,
+    /// or waiting for an earlier result of their connection).
+    jobs_outstanding: Gauge "ringport_jobs_outstanding"
+        "Jobs spawned whose end has not come back yet." => Shown::Written;
+    /// Jobs not run because their connection had closed first (async tasks: aborted
+    /// unfinished).
+    jobs_skipped: Counter "ringport_jobs_skipped_total"
+        "Jobs not run because their connection had closed." => Shown::Anomaly("skipped jobs");
+    /// Job results dropped because their connection had closed by the time they came back.
+    jobs_dropped: Counter "ringport_jobs_dropped_total"
+        "Job results dropped because their connection had closed."
+        => Shown::Anomaly("dropped job results");
+    /// Jobs that panicked (each closed its connection with `CloseReason::JobPanic`).
+    jobs_panicked: Counter "ringport_jobs_panicked_total" "Jobs that panicked."
+        => Shown::Anomaly("job panics");
+    /// Spawns refused (no pool, the connection at its cap, the pool's queue full, the
+    /// connection closing).
+    jobs_refused: Counter "ringport_jobs_refused_total" "Job spawns refused."
+        => Shown::Anomaly("refused jobs");
     /// Bytes given to `Conn::send` (or `send_bytes`, `send_frame`) that were refused:
     /// the write side was shut or the connection was closing (`Conn::try_send` says so).
     refused_send_bytes: Counter "ringport_refused_send_bytes_total"

@@ -216,6 +216,15 @@ impl<D: Decoder> FrameReader<D> {
         }
     }
 
+    /// Keep `bytes` behind the held ones without decoding them (the connection may take
+    /// no delivery now); the next [`FrameReader::feed`] decodes them first.
+    pub(crate) fn hold(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.append(bytes);
+            self.need_more = false;
+        }
+    }
+
     fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
         match self.exact {
             Some(x) if buf.len() >= x.len => Ok(Decoded::Frame {

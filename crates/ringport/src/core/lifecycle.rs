@@ -87,8 +87,12 @@ pub(crate) struct Wants {
     pub has_out: bool,
     /// Bytes accepted and not yet sent (the queue and the send in flight).
     pub has_unsent: bool,
-    /// Reading is paused (the send queue is above its high-water mark).
+    /// Reading is paused (the send queue is above its high-water mark, or the
+    /// connection is at its cap of outstanding jobs).
     pub pause_reading: bool,
+    /// Jobs of the connection are outstanding: a graceful close waits for their
+    /// results as it waits for queued bytes.
+    pub jobs_pending: bool,
 }
 
 /// One thing for the shell to do. Two bytes: the close reason an action concerns is the
@@ -366,7 +370,7 @@ impl Lifecycle {
         }
         let flushed = *write != WriteSide::Sending && !wants.has_unsent;
         if flushing {
-            if flushed {
+            if flushed && !wants.jobs_pending {
                 if let CloseRequest::AfterFlush(reason) = self.request() {
                     a.extend(self.close(reason).unwrap_or_default());
                 }

@@ -59,6 +59,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 add_signed(&l.queued_bytes, delta);
             }
             st.queued_reported = q;
+            if let Some(room) = st.conn.room() {
+                room.set_queued(q);
+            }
             if limits.max.is_some_and(|max| q > max) || (over_budget && q > limits.low_water) {
                 QueueVerdict::Close
             } else if !st.above_high && q > limits.high_water {

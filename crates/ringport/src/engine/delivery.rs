@@ -26,6 +26,11 @@ fn deliver<H: Handler>(
         return;
     };
     let conn = &mut st.conn;
+    if conn.jobs_full() {
+        // At the job cap: no delivery until a result is in (reading pauses too).
+        return hold_for_jobs(&mut st.reader, conn, data);
+    }
+    conn.set_jobs_held(false);
     if st.reader.is_none() {
         // A reader made now decodes with the codec in force: nothing to switch.
         conn.take_codec_changed();
@@ -70,6 +75,10 @@ fn deliver<H: Handler>(
             if conn.close_request() != CloseRequest::None {
                 return Next::Stop;
             }
+            if conn.jobs_full() {
+                conn.set_jobs_held(true);
+                return Next::Hold;
+            }
             if conn.codec_changed() {
                 // The rest is framed by the new codec (an exact read asked too waits).
                 return Next::Hold;
@@ -98,6 +107,24 @@ fn deliver<H: Handler>(
         // The reader holds the rest of this receive: decode it with the new codec.
         data = &[];
     }
+}
+
+/// Keep `data` in the connection's reader (made if it has none) until the connection
+/// has room under its job cap again.
+fn hold_for_jobs(
+    reader: &mut Option<Box<FrameReader<FrameDecoder>>>,
+    conn: &mut crate::conn::Conn,
+    data: &[u8],
+) {
+    if data.is_empty() {
+        return;
+    }
+    let reader = reader.get_or_insert_with(|| {
+        conn.take_codec_changed(); // a reader made now decodes with the codec in force
+        new_reader(&conn.ctx.codec)
+    });
+    reader.hold(data);
+    conn.set_jobs_held(true);
 }
 
 /// Keep the read timeout's "frame started at" stamp in step with the reader after a

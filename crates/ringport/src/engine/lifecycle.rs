@@ -311,7 +311,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             shutdown_write: st.conn.shutdown_write,
             has_out: !st.conn.out.is_empty(),
             has_unsent: st.conn.has_unsent(),
-            pause_reading: pause_reading && st.above_high,
+            pause_reading: (pause_reading && st.above_high) || st.conn.jobs_full(),
+            jobs_pending: st.conn.jobs_outstanding() > 0,
         };
         let mut actions = st.conn.life.plan(wants);
         // The usual plan is starts only (a send, a receive): they go out with the
@@ -342,7 +343,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return false;
         };
         let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
-        let asked = st.conn.exact_pending() || st.conn.codec_changed();
+        let room = st.conn.jobs_held() && !st.conn.jobs_full();
+        let asked = st.conn.exact_pending() || st.conn.codec_changed() || room;
         if !(buffered
             && asked
             && st.session.is_some()
@@ -378,6 +380,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// A connection entered `Closing`: what the engine keeps for it besides its
     /// operations goes now (timers, its watch, its share of the send and frame budgets).
     fn closing(&mut self, key: ConnKey) {
+        self.cancel_jobs(key);
         self.unwatch(key);
         self.cancel_user_timers(key);
         self.release_budget(key);

@@ -47,6 +47,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         for key in self.conns.keys() {
             self.release_budget(key);
+            self.cancel_jobs(key);
             // Removed whatever their ledgers hold: the ring is abandoned, and memory the
             // kernel may still touch is leaked with it (see `UringDriver`'s drop).
             if let Some(mut st) = self.conns.remove(key) {
@@ -71,7 +72,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// A message the lost worker will never act on: count what it carried.
     fn refuse_posted(&mut self, m: Message) {
         match m {
-            Message::Send(_, data) => {
+            Message::Send(_, data, _) => {
                 bump(&self.stats.late_sends, 1);
                 bump(&self.stats.undelivered_bytes, data.len() as u64);
             }
@@ -91,6 +92,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
             Message::Post(..) | Message::PostWorker(_) => bump(&self.stats.posts_undelivered, 1),
             Message::SendTo(..) => bump(&self.stats.datagrams_dropped, 1),
+            Message::JobDone(_) => {
+                bump(&self.stats.jobs_dropped, 1);
+                crate::stats::add_signed(&self.stats.jobs_outstanding, -1);
+            }
             // A question's waiter sees its channel closed; the rest needs nothing.
             _ => {}
         }

@@ -2,7 +2,7 @@
 //! PostQueuedCompletionStatus of this design). Posting takes a short lock and writes the
 //! worker's eventfd only when the worker is not already due to look. The queue is bounded
 //! in bytes (payloads plus a fixed cost per message): a post beyond the bound fails with
-//! `SendError::Full`, except a shutdown, which is always taken.
+//! `SendError::Full`, except a shutdown and a job's result, which are always taken.
 
 use crate::conn::ConnId;
 use crate::error::SendError;
@@ -20,8 +20,8 @@ use std::time::Instant;
 /// Work posted to a worker from another thread.
 #[derive(Debug)]
 pub(crate) enum Message {
-    /// Queue bytes on a connection.
-    Send(ConnId, Bytes),
+    /// Queue bytes on a connection; `true`: they count in its send level (`SendRoom`).
+    Send(ConnId, Bytes, bool),
     /// Close a connection gracefully.
     Close(ConnId),
     /// Open an outbound connection.
@@ -52,6 +52,9 @@ pub(crate) enum Message {
     Post(ConnId, Posted),
     /// A value for the worker's `on_worker_posted`.
     PostWorker(Posted),
+    /// A job (or async task) of one of this worker's connections ended. Always taken:
+    /// what comes back is bounded by what the pool and the per-connection caps took.
+    JobDone(Box<dyn crate::jobs::JobCell>),
     /// A datagram to send from the worker's datagram socket of this index.
     SendTo(u16, crate::udp::Outgoing),
     /// Tests only: panic on the worker outside any guard (the lost-worker backstop).
@@ -72,7 +75,7 @@ impl Message {
     /// (so a flood of empty messages is bounded too).
     fn cost(&self) -> usize {
         let payload = match self {
-            Message::Send(_, data) | Message::Broadcast { data, .. } => data.len(),
+            Message::Send(_, data, _) | Message::Broadcast { data, .. } => data.len(),
             Message::Post(_, value) | Message::PostWorker(value) => value.size(),
             Message::SendTo(_, out) => out.data.len(),
             _ => 0,
@@ -130,7 +133,7 @@ impl Mailbox {
                 return Err((SendError::WorkerStopped, msg));
             };
             let cost = msg.cost();
-            let exempt = matches!(msg, Message::Shutdown(_));
+            let exempt = matches!(msg, Message::Shutdown(_) | Message::JobDone(_));
             if !exempt && q.bytes.saturating_add(cost) > self.limit {
                 return Err((SendError::Full, msg));
             }
@@ -178,7 +181,7 @@ mod tests {
     use crate::conn::ConnId;
 
     fn send(n: usize) -> Message {
-        Message::Send(ConnId::new(0, 0, 1), Bytes::from(vec![0u8; n]))
+        Message::Send(ConnId::new(0, 0, 1), Bytes::from(vec![0u8; n]), false)
     }
 
     #[test]

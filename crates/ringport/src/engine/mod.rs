@@ -10,6 +10,7 @@ mod callbacks;
 mod conn_state;
 mod datagrams;
 mod delivery;
+mod jobs;
 mod lifecycle;
 mod lost;
 pub(crate) mod mailbox;
@@ -83,6 +84,8 @@ pub(crate) struct Engine {
     /// not on every worker.
     udp_addrs: Vec<SocketAddr>,
     udp_homes: Vec<Option<usize>>,
+    /// The job pool, for its figures in the stats.
+    job_pool: Option<crate::jobs::JobPool>,
 }
 
 impl EngineShared {
@@ -115,6 +118,10 @@ impl Engine {
         handler: H,
     ) -> Result<(Engine, Vec<SocketAddr>), Error> {
         config.validate()?;
+        let mut config = config;
+        if config.job_pool.is_none() && config.job_threads > 0 {
+            config.job_pool = Some(crate::jobs::JobPool::new(config.job_threads)?);
+        }
         let backend = sys::select(
             config.backend,
             config.driver_config(),
@@ -156,6 +163,7 @@ impl Engine {
             next_connect: AtomicUsize::new(0),
             udp_addrs: bound_udp.addrs,
             udp_homes: bound_udp.homes,
+            job_pool: config.job_pool.clone(),
         };
         let mut names: Vec<&String> = engine.listener_names.iter().collect();
         names.sort();
@@ -290,11 +298,13 @@ impl Engine {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        Stats::sum(
+        let mut stats = Stats::sum(
             self.backend.name(),
             self.stats.iter().map(|s| &**s),
             &self.listener_names,
-        )
+        );
+        stats.job_pool = self.job_pool.as_ref().map(|p| p.stats());
+        stats
     }
 
     pub(crate) fn shutdown(mut self, deadline: Duration) -> ShutdownReport {

@@ -245,7 +245,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         let serial = st.conn.id().serial();
-        let Some(timers) = st.conn.timers.as_deref_mut() else {
+        let Some(timers) = st.conn.timers_mut() else {
             return;
         };
         for (after, token) in std::mem::take(&mut timers.asked) {
@@ -263,7 +263,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
         }
         if timers.armed.is_empty() {
-            st.conn.timers = None;
+            st.conn.trim_extras();
         }
     }
 
@@ -274,13 +274,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if st.conn.id().serial() != serial {
             return; // cancelled at close; never another tenant's
         }
-        if let Some(t) = st.conn.timers.as_deref_mut() {
+        if let Some(t) = st.conn.timers_mut() {
             // The fired key is no longer valid: forget it (a handful are armed at most,
             // usually one).
             t.armed.retain(|k| self.wheel.is_armed(*k));
-            if t.armed.is_empty() && t.asked.is_empty() {
-                st.conn.timers = None;
-            }
+            st.conn.trim_extras();
         }
         // A connection flushing before a graceful close still gets its timers (a handler
         // may bound that flush with one); one closing now does not.
@@ -305,7 +303,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(st) = self.conns.get_mut(key) else {
             return;
         };
-        if let Some(timers) = st.conn.timers.take() {
+        if let Some(timers) = st.conn.timers_mut() {
+            let timers = std::mem::take(timers);
             for key in timers.armed {
                 self.wheel.cancel(key);
             }

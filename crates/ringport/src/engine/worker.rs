@@ -162,6 +162,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             mailbox: mailbox.clone(),
             codec: config.codec.clone(),
             stats: stats.clone(),
+            jobs: config.job_settings(),
+            high_water: config.send_queue.high_water,
         });
         let driver_config = if datagrams.iter().all(Option::is_none) {
             config.driver_config()
@@ -185,6 +187,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                             mailbox: mailbox.clone(),
                             codec: codec.clone(),
                             stats: stats.clone(),
+                            jobs: config.job_settings(),
+                            high_water: config.send_queue.high_water,
                         }),
                         None => ctx.clone(),
                     },
@@ -330,9 +334,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     fn on_message(&mut self, msg: Message) {
         match msg {
-            Message::Send(id, data) => {
+            Message::Send(id, data, counted) => {
                 let key = self.find(id);
-                match key.and_then(|k| self.conns.get_mut(k)) {
+                let found = key.and_then(|k| self.conns.get_mut(k));
+                if let (true, Some(room)) = (counted, found.as_ref().and_then(|st| st.conn.room()))
+                {
+                    room.posted_gone(data.len()); // in the queue now, or refused
+                }
+                match found {
                     Some(st) if st.takes_sends() => {
                         st.conn.send_bytes(data);
                         self.mark_dirty(key.expect("found"));
@@ -368,6 +377,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Message::Post(id, value) => self.on_post(id, value),
             Message::PostWorker(value) => self.on_worker_post(value),
             Message::SendTo(i, out) => self.on_send_to_message(i, out),
+            Message::JobDone(job) => self.on_job_returned(job),
             #[cfg(feature = "test-hooks")]
             Message::InjectPanic => panic!("injected worker panic (test hook)"),
         }

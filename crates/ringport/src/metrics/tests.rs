@@ -219,3 +219,51 @@ fn label_values_and_help_are_escaped() {
         .lines()
         .all(|l| l.starts_with('#') || l.ends_with(|c: char| c.is_ascii_digit())));
 }
+
+#[test]
+fn the_job_pool_renders_as_gauges_and_two_summaries() {
+    use crate::jobs::{JobPoolStats, Percentiles};
+    use std::time::Duration;
+    let none = render(&Stats::default());
+    assert!(
+        !none.contains("ringport_job_pool"),
+        "no pool, no pool metrics"
+    );
+    let ms = Duration::from_millis;
+    let wait = Percentiles {
+        count: 40,
+        p50: ms(1),
+        p90: ms(2),
+        p99: ms(4),
+        max: ms(8),
+        total: ms(60),
+    };
+    let s = Stats {
+        job_pool: Some(JobPoolStats {
+            threads: 4,
+            queued: 17,
+            running: 3,
+            queue_wait: wait,
+            run_time: Percentiles::default(),
+        }),
+        ..Stats::default()
+    };
+    let text = render(&s);
+    assert_eq!(sample(&text, "ringport_job_pool_threads"), Some(4));
+    assert_eq!(sample(&text, "ringport_job_pool_queued"), Some(17));
+    assert_eq!(sample(&text, "ringport_job_pool_running"), Some(3));
+    assert_eq!(
+        sample(&text, "ringport_job_queue_wait_seconds_count"),
+        Some(40)
+    );
+    assert!(text.contains("# TYPE ringport_job_queue_wait_seconds summary"));
+    assert!(text.contains("ringport_job_queue_wait_seconds{quantile=\"0.99\"} 0.004\n"));
+    assert!(text.contains("ringport_job_queue_wait_seconds_sum 0.06\n"));
+    assert_eq!(sample(&text, "ringport_job_run_seconds_count"), Some(0));
+    let shown = s.to_string();
+    assert!(shown.contains("queued 17, running 3, threads 4"), "{shown}");
+    assert!(
+        shown.contains("queue wait p50 1.0 ms, p90 2.0 ms, p99 4.0 ms, max 8.0 ms"),
+        "{shown}"
+    );
+}

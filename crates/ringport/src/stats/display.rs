@@ -119,13 +119,14 @@ struct Anomaly {
 /// The `Stats` fields outside the counter table, each written on a line of its own
 /// (`refused` is the sum of `refused_by`).
 #[cfg(test)]
-const NOT_IN_THE_TABLE: [&str; 6] = [
+const NOT_IN_THE_TABLE: [&str; 7] = [
     "backend",
     "workers",
     "refused",
     "refused_by",
     "closed_by",
     "listeners",
+    "job_pool",
 ];
 
 impl Stats {
@@ -244,6 +245,25 @@ impl fmt::Display for Stats {
                 Count(self.datagrams_out),
                 ByteSize(self.datagram_bytes_out)
             )?;
+        }
+        let jobs = [self.jobs_spawned, self.jobs_done, self.jobs_outstanding];
+        if jobs.iter().any(|&n| n > 0) || self.job_pool.is_some() {
+            f.write_str("\n")?;
+            label(f, "jobs")?;
+            let mut l = List::new(f);
+            l.count("spawned", self.jobs_spawned)?;
+            l.count("done", self.jobs_done)?;
+            l.count("outstanding", self.jobs_outstanding)?;
+            if let Some(pool) = &self.job_pool {
+                l.count("queued", pool.queued)?;
+                l.count("running", pool.running)?;
+                l.count("threads", pool.threads)?;
+            }
+            if let Some(pool) = self.job_pool.filter(|p| p.queue_wait.count > 0) {
+                f.write_str("\n")?;
+                label(f, "job times")?;
+                write!(f, "queue wait {}; run {}", pool.queue_wait, pool.run_time)?;
+            }
         }
         if self.posts > 0 {
             f.write_str("\n")?;

@@ -69,6 +69,9 @@ macro_rules! counter_table {
             pub workers: u64,
             /// The same counters for each listener's connections, in listener order.
             pub listeners: Vec<ListenerStats>,
+            /// The figures of the engine's job pool, if it has one (a pool shared by
+            /// several engines shows the same figures in each).
+            pub job_pool: Option<crate::jobs::JobPoolStats>,
         }
 
         /// One worker's counters (only it writes them).

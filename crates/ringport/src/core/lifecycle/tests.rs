@@ -9,6 +9,7 @@ fn wants() -> Wants {
         has_out: false,
         has_unsent: false,
         pause_reading: false,
+        jobs_pending: false,
     }
 }
 
@@ -132,6 +133,31 @@ fn a_graceful_close_stops_reading_flushes_then_closes() {
     );
     assert!(l.plan(flushing).is_empty(), "cancelled once");
     assert!(l.completed(OpKind::Recv, false));
+    assert!(l.completed(OpKind::Send, false));
+    assert_eq!(
+        list(l.plan(wants())),
+        vec![Closing, Report, Start(OpKind::Close)]
+    );
+}
+
+#[test]
+fn a_graceful_close_waits_for_outstanding_jobs_as_for_queued_bytes() {
+    let mut l = reading();
+    l.ask(CloseRequest::AfterFlush(CloseReason::Local));
+    let waiting = Wants {
+        jobs_pending: true,
+        ..wants()
+    };
+    assert_eq!(list(l.plan(waiting)), vec![Cancel(OpKind::Recv)]);
+    assert!(l.completed(OpKind::Recv, false));
+    assert!(l.plan(waiting).is_empty(), "a job is still out");
+    // Its result queued a reply: sent, then the close.
+    let reply = Wants {
+        has_out: true,
+        has_unsent: true,
+        ..wants()
+    };
+    assert_eq!(list(l.plan(reply)), vec![Start(OpKind::Send)]);
     assert!(l.completed(OpKind::Send, false));
     assert_eq!(
         list(l.plan(wants())),
