@@ -2,7 +2,7 @@
 //! connection's worker in the order spawned.
 //!
 //! ```no_run
-//! use ringport::{CloseReason, Conn, Handler, JobDone, Server};
+//! use ringport::{CloseReason, Codec, Conn, Handler, JobDone, Server};
 //!
 //! struct Login;
 //! impl Handler for Login {
@@ -24,7 +24,7 @@
 //! # fn main() -> Result<(), ringport::Error> {
 //! let server = Server::builder()
 //!     .listen("127.0.0.1:0")?
-//!     .codec(ringport::Codec::lines(1024))
+//!     .codec(Codec::Delimited(ringport::codec::DelimitedCodec::lines()))
 //!     .jobs(4)
 //!     .start(Login)?;
 //! # drop(server);
