@@ -1,11 +1,11 @@
 //! The per-callback connection context (`Conn`) and the cross-thread handle (`ConnRef`).
 
 use crate::codec::{Codec, FrameError};
+pub use crate::conn_ref::ConnRef;
 pub(crate) use crate::core::lifecycle::CloseRequest;
 use crate::core::Lifecycle;
-use crate::engine::mailbox::{Mailbox, Message};
+use crate::engine::mailbox::Mailbox;
 use crate::error::{CloseReason, SendError};
-use crate::send_room::SendRoom;
 use crate::sys::outbound::Outbound;
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -98,6 +98,9 @@ const CODEC_CHANGED: u8 = 2;
 /// `Conn::flags`: received bytes wait in the frame reader because the connection was at
 /// its cap of outstanding jobs.
 const JOBS_HELD: u8 = 4;
+/// `Conn::flags`: the peer's EOF came while bytes were held for the job cap; the handler
+/// hears of it once they are delivered.
+const EOF_HELD: u8 = 8;
 
 /// Frames up to this long from an encoder are copied into the send queue (gathered with
 /// their neighbours); longer ones are queued without a copy.
@@ -361,6 +364,15 @@ impl Conn {
         self.set_flag(JOBS_HELD, on);
     }
 
+    /// The peer's EOF waits behind bytes held for the job cap.
+    pub(crate) fn eof_held(&self) -> bool {
+        self.flags & EOF_HELD != 0
+    }
+
+    pub(crate) fn set_eof_held(&mut self, on: bool) {
+        self.set_flag(EOF_HELD, on);
+    }
+
     /// `set_codec` was called since the frame reader last switched decoders.
     pub(crate) fn codec_changed(&self) -> bool {
         self.flags & CODEC_CHANGED != 0
@@ -466,11 +478,7 @@ impl Conn {
 
     /// A handle to this connection that any thread may use to send or close.
     pub fn handle(&self) -> ConnRef {
-        ConnRef {
-            id: self.id(),
-            ctx: self.ctx.clone(),
-            room: Some(self.room_or_make()),
-        }
+        ConnRef::with_room(self.id(), self.ctx.clone(), self.room_or_make())
     }
 
     /// A close-now has been asked (its reason is set).
@@ -500,136 +508,5 @@ impl Conn {
 
     pub(crate) fn has_unsent(&self) -> bool {
         self.queued > 0
-    }
-}
-
-/// A handle to a connection, usable from any thread. Messages go through the owning
-/// worker's mailbox and are applied in the order they were posted.
-///
-/// Sends come in two kinds: [`ConnRef::send`] is always taken (up to the worker's
-/// mailbox bound), [`ConnRef::try_send`], [`ConnRef::send_timeout`] and
-/// [`ConnRef::send_async`] hold the connection's queue under its high-water mark
-/// ([`crate::SendQueueLimits::high_water`]), counting what the worker has queued and
-/// what handles posted that it has not taken yet.
-#[derive(Debug, Clone)]
-pub struct ConnRef {
-    id: ConnId,
-    ctx: Arc<ConnContext>,
-    /// The connection's send level (none for a handle given unchecked on the
-    /// connection's own worker by `Server::connection`: its bounded sends check only the
-    /// mailbox).
-    room: Option<Arc<SendRoom>>,
-}
-
-impl ConnRef {
-    pub(crate) fn new(id: ConnId, ctx: Arc<ConnContext>) -> ConnRef {
-        ConnRef {
-            id,
-            ctx,
-            room: None,
-        }
-    }
-
-    /// The connection's id.
-    pub fn id(&self) -> ConnId {
-        self.id
-    }
-
-    /// Queue `data` for sending. If by the time the worker reads the message the
-    /// connection has closed, is closing, or has shut its write side, the message is
-    /// counted in `Stats::late_sends` and its bytes in `Stats::undelivered_bytes`.
-    /// [`SendError::Full`] if the worker's mailbox holds its bound
-    /// ([`crate::EngineConfig::mailbox_bytes`]); [`SendError::WorkerStopped`] once the
-    /// worker has stopped (or was lost).
-    pub fn send(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
-        let data = data.into();
-        if let Some(room) = &self.room {
-            room.count_posted(data.len());
-        }
-        self.post_send(data)
-    }
-
-    /// Post bytes counted in the send level already (if there is one).
-    fn post_send(&self, data: Bytes) -> Result<(), SendError> {
-        let len = data.len();
-        let counted = self.room.is_some();
-        let posted = self.ctx.mailbox.post(Message::Send(self.id, data, counted));
-        if let (Err(_), Some(room)) = (&posted, &self.room) {
-            room.posted_gone(len);
-        }
-        posted
-    }
-
-    /// Queue `data` only if the connection's queue stays at or under its high-water mark
-    /// with it (or is empty): else [`SendError::Full`], and nothing is queued. Also
-    /// `Full` if the worker's mailbox is at its bound; [`SendError::Closing`] once the
-    /// connection is closing. The way for a producer thread to apply backpressure
-    /// instead of growing a slow peer's queue.
-    pub fn try_send(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
-        let data = data.into();
-        if let Some(room) = &self.room {
-            room.reserve(data.len())?;
-        }
-        self.post_send(data)
-    }
-
-    /// As [`ConnRef::try_send`], waiting up to `timeout` for room (blocking the calling
-    /// thread; not for a worker's callbacks). `Full` if there is still none then.
-    pub fn send_timeout(&self, data: impl Into<Bytes>, timeout: Duration) -> Result<(), SendError> {
-        let data = data.into();
-        let Some(room) = &self.room else {
-            return self.post_send(data);
-        };
-        let now = Instant::now();
-        let deadline = crate::deadline::after(now, timeout);
-        let deadline = deadline.unwrap_or(now + crate::deadline::NEVER);
-        loop {
-            match room.reserve(data.len()) {
-                Ok(()) => return self.post_send(data),
-                Err(SendError::Full) if room.wait_for(data.len(), deadline) => {}
-                Err(SendError::Full) if Instant::now() < deadline => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// As [`ConnRef::try_send`], waiting (asynchronously, on any executor) until the
-    /// connection's queue has room. A full worker mailbox is reported as `Full` at once
-    /// rather than waited for.
-    pub async fn send_async(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
-        let data = data.into();
-        let Some(room) = &self.room else {
-            return self.post_send(data);
-        };
-        let len = data.len();
-        crate::send_room::RoomFor {
-            room,
-            len,
-            post: || self.post_send(data.clone()),
-            parked: false,
-        }
-        .await
-    }
-
-    /// Queue `payload` framed by the connection's codec, as [`Conn::send_frame`] (the
-    /// frame is encoded on the calling thread).
-    pub fn send_frame(&self, payload: &[u8]) -> Result<(), SendError> {
-        let mut frame = Vec::new();
-        self.ctx.codec.encode(payload, &mut frame)?;
-        self.send(frame)
-    }
-
-    /// Close gracefully (flush, then close), as [`Conn::close`].
-    pub fn close(&self) -> Result<(), SendError> {
-        self.ctx.mailbox.post(Message::Close(self.id))
-    }
-
-    /// Post `value` to the connection: [`crate::Handler::on_posted`] runs with it on the
-    /// connection's worker, in order with the connection's other events (and after
-    /// what this handle sent before), never after `on_close`. Bounded like sends (the
-    /// worker's mailbox: `SendError::Full`).
-    pub fn post(&self, value: impl std::any::Any + Send) -> Result<(), SendError> {
-        let value = crate::workers::Posted::new(value);
-        self.ctx.mailbox.post(Message::Post(self.id, value))
     }
 }

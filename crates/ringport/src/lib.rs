@@ -52,6 +52,7 @@ pub mod codec;
 mod config;
 mod conn;
 mod conn_extras;
+mod conn_ref;
 mod core;
 mod deadline;
 mod engine;

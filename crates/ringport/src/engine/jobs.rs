@@ -17,46 +17,40 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     pub(super) fn on_job_returned(&mut self, job: Box<dyn JobCell>) {
         add_signed(&self.stats.jobs_outstanding, -1);
         let (id, seq, outcome) = (job.header().conn, job.header().seq, job.outcome());
-        let key = self.find(id);
-        let stats = self.stats.clone();
-        let live = key.filter(|&k| {
+        let key = self.find(id).filter(|&k| {
             self.conns
                 .get_mut(k)
                 .is_some_and(|st| st.session.is_some() && st.is_open() && !st.conn.closing_now())
         });
-        let Some(key) = live else {
+        let Some((key, st)) = key.and_then(|k| Some((k, self.conns.get_mut(k)?))) else {
+            // Its connection has closed: count how the job ended, drop it.
             let counter = match outcome {
-                Outcome::Skipped | Outcome::Pending => &stats.jobs_skipped,
-                Outcome::Panicked => &stats.jobs_panicked,
-                Outcome::Done => &stats.jobs_dropped,
+                Outcome::Skipped | Outcome::Pending => &self.stats.jobs_skipped,
+                Outcome::Panicked => &self.stats.jobs_panicked,
+                Outcome::Done => &self.stats.jobs_dropped,
             };
-            bump(counter, 1);
-            return;
+            return bump(counter, 1);
         };
-        let st = self.conns.get_mut(key).expect("live");
         if outcome != Outcome::Done {
             // A panic, or an async task its runtime dropped unfinished while the
             // connection was open: its result will never come, so the connection's
             // later results could not be delivered in order. The connection closes.
             let counter = match outcome {
-                Outcome::Panicked => &stats.jobs_panicked,
-                _ => &stats.jobs_skipped,
+                Outcome::Panicked => &self.stats.jobs_panicked,
+                _ => &self.stats.jobs_skipped,
             };
             bump(counter, 1);
-            tracing::warn!(conn = %id, seq, "a job panicked; closing its connection");
+            tracing::warn!(conn = %id, seq, ?outcome, "a job failed; closing its connection");
             st.conn.fail(CloseReason::JobPanic);
-            self.mark_dirty(key);
-            return;
-        }
-        let arrived = st
+        } else if st
             .conn
             .jobs_mut()
-            .is_some_and(|jobs| jobs.arrived(seq, job));
-        if !arrived {
-            bump(&stats.jobs_dropped, 1);
-            return;
+            .is_some_and(|jobs| jobs.arrived(seq, job))
+        {
+            self.deliver_job_results(key);
+        } else {
+            bump(&self.stats.jobs_dropped, 1);
         }
-        self.deliver_job_results(key);
         self.mark_dirty(key);
     }
 

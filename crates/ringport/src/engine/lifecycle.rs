@@ -182,11 +182,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.io.recycle(id);
         } else if c.result == 0 {
             st.conn.life.read_eof();
-            if st.is_open() && st.conn.close_request() == CloseRequest::None {
-                let handler = &self.handler;
-                with_session(&self.stats, st, |s, conn| handler.on_eof(s, conn));
-                // A graceful close after EOF is the peer's doing.
-                st.conn.life.peer_closed();
+            if st.conn.jobs_held() {
+                // Bytes before the EOF wait for room under the job cap: the handler
+                // hears of the EOF after them (`deliver_buffered`).
+                st.conn.set_eof_held(true);
+            } else {
+                eof_to_handler(&*self.handler, &self.stats, st);
             }
         } else {
             match errno_of(c.result) {
@@ -362,6 +363,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             budget,
         );
         stamp_partial(st, now);
+        if st.conn.eof_held() && !st.conn.jobs_held() {
+            st.conn.set_eof_held(false);
+            eof_to_handler(&*self.handler, &self.stats, st);
+        }
         true
     }
 
@@ -551,4 +556,17 @@ fn own_completion<'a, S>(
         *inflight -= 1;
     }
     Some(st)
+}
+
+/// The peer shut its write side: tell the handler (unless the connection is closing).
+fn eof_to_handler<H: Handler>(
+    handler: &H,
+    stats: &crate::stats::WorkerStats,
+    st: &mut super::conn_state::ConnState<H::Session>,
+) {
+    if st.is_open() && st.conn.close_request() == CloseRequest::None {
+        with_session(stats, st, |s, conn| handler.on_eof(s, conn));
+        // A graceful close after EOF is the peer's doing.
+        st.conn.life.peer_closed();
+    }
 }
