@@ -34,8 +34,14 @@
 //! [`ConnRef::post`]), and [`notify::Port`] runs the same watches in a loop of your own;
 //! see [`notify`].
 //!
+//! Work too heavy or too blocking for an I/O worker goes to a job pool
+//! ([`Conn::spawn_job`]); its results come back to the connection's worker in the order
+//! spawned ([`Handler::on_job_done`]); see [`jobs`].
+//!
 //! # Cargo features
 //!
+//! - `tokio` (off by default): the tokio bridge, [`Conn`]`::spawn_async` running
+//!   futures on a tokio runtime given to the builder, their output delivered as jobs'.
 //! - `test-hooks` (off by default): fault-injection hooks for ringport's own tests
 //!   (`EngineConfig::inject_uring_probe_failure`, `EngineConfig::inject_generation_step`,
 //!   `Server::inject_worker_panic`, `Client::inject_worker_panic`). They are for
