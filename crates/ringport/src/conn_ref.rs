@@ -127,7 +127,7 @@ impl ConnRef {
         .await
     }
 
-    /// Queue `payload` framed by the connection's codec, as [`Conn::send_frame`] (the
+    /// Queue `payload` framed by the connection's codec, as [`crate::Conn::send_frame`] (the
     /// frame is encoded on the calling thread).
     pub fn send_frame(&self, payload: &[u8]) -> Result<(), SendError> {
         let mut frame = Vec::new();
@@ -135,7 +135,7 @@ impl ConnRef {
         self.send(frame)
     }
 
-    /// Close gracefully (flush, then close), as [`Conn::close`].
+    /// Close gracefully (flush, then close), as [`crate::Conn::close`].
     pub fn close(&self) -> Result<(), SendError> {
         self.ctx.mailbox.post(Message::Close(self.id))
     }
