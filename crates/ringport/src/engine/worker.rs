@@ -498,9 +498,16 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     /// When every connection and listener is gone, close the mailbox and stop the
-    /// doorbell; the loop exits once its read completes.
+    /// doorbell; the loop exits once its read completes. Jobs of closed connections
+    /// still out (cancelled; a job may not look) are waited for until the shutdown
+    /// deadline, so the final counts say how each ended.
     fn maybe_exit(&mut self) {
+        let jobs_out = self
+            .stats
+            .jobs_outstanding
+            .load(std::sync::atomic::Ordering::Relaxed);
         if self.stop.exiting
+            || (jobs_out > 0 && !self.stop.deadline_hit)
             || self.conns.len() > 0
             || !self.watches.is_empty()
             || !self.datagram_sockets_idle()
