@@ -198,3 +198,89 @@ impl<F> Drop for RoomFor<'_, F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+    use std::time::Duration;
+
+    #[test]
+    fn the_level_holds_sends_under_the_mark_but_lets_one_large_message_through_alone() {
+        let room = SendRoom::new(100);
+        assert_eq!(
+            room.reserve(500),
+            Ok(()),
+            "nothing queued: a large message goes"
+        );
+        assert_eq!(room.reserve(1), Err(SendError::Full));
+        room.posted_gone(500); // the worker took it...
+        room.set_queued(500); // ...into the queue
+        assert_eq!(room.reserve(1), Err(SendError::Full));
+        room.set_queued(60);
+        assert_eq!(room.reserve(40), Ok(()), "60 + 40 is at the mark");
+        assert_eq!(room.reserve(1), Err(SendError::Full));
+        room.close();
+        assert_eq!(room.reserve(0), Err(SendError::Closing));
+    }
+
+    #[test]
+    fn a_blocked_sender_wakes_when_the_queue_drains_or_the_deadline_passes() {
+        let room = Arc::new(SendRoom::new(100));
+        room.set_queued(100);
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(!room.wait_for(10, soon), "no room by the deadline");
+        assert!(Instant::now() >= soon);
+        let waiter = {
+            let room = room.clone();
+            std::thread::spawn(move || room.wait_for(10, Instant::now() + Duration::from_secs(30)))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while room.waiters.load(SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the waiter never waited");
+            std::thread::yield_now();
+        }
+        room.set_queued(50);
+        assert!(waiter.join().unwrap(), "woken with room");
+    }
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_async_send_parks_until_room_then_posts_once() {
+        let room = SendRoom::new(100);
+        room.set_queued(100);
+        let mut posts = 0;
+        let mut fut = RoomFor {
+            room: &room,
+            len: 10,
+            post: || {
+                posts += 1;
+                Ok(())
+            },
+            parked: false,
+        };
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        assert!(
+            Pin::new(&mut fut).poll(&mut cx).is_pending(),
+            "polled again: one waker kept"
+        );
+        assert_eq!(room.lock().len(), 1);
+        room.set_queued(20);
+        assert!(flag.0.load(SeqCst), "woken by the drain");
+        assert_eq!(Pin::new(&mut fut).poll(&mut cx), Poll::Ready(Ok(())));
+        drop(fut);
+        assert_eq!(posts, 1);
+        assert_eq!(room.waiters.load(SeqCst), 0);
+        assert_eq!(room.level(), 30, "20 queued + the 10 it reserved");
+    }
+}

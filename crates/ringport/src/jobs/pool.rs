@@ -269,3 +269,139 @@ pub struct JobPoolStats {
     /// How long jobs ran (those skipped unrun not counted).
     pub run_time: Percentiles,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ConnId;
+    use crate::engine::mailbox::Mailbox;
+    use crate::jobs::cell::{Cell, JobHeader, Outcome};
+    use crate::jobs::CancelToken;
+    use std::collections::VecDeque;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    fn header(mailbox: &Arc<Mailbox>, seq: u64, cancel: &CancelToken) -> JobHeader {
+        JobHeader {
+            conn: ConnId::new(0, 0, 1),
+            seq,
+            mailbox: mailbox.clone(),
+            cancel: cancel.clone(),
+            spawned: Instant::now(),
+            waited: Duration::ZERO,
+            ran: Duration::ZERO,
+        }
+    }
+
+    /// Wait (up to 10 s) until `mailbox` has held `n` jobs in all; returns their outcomes.
+    fn returned(mailbox: &Mailbox, n: usize) -> Vec<(u64, Outcome)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = VecDeque::new();
+        let mut out = Vec::new();
+        while out.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} came back",
+                out.len()
+            );
+            mailbox.drain(&mut got);
+            for m in got.drain(..) {
+                if let Message::JobDone(job) = m {
+                    out.push((job.header().seq, job.outcome()));
+                }
+            }
+            std::thread::yield_now();
+        }
+        out
+    }
+
+    fn threads_named(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.starts_with(prefix))
+            .count()
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_a_cancelled_job_is_skipped_unrun() {
+        let pool = JobPool::builder()
+            .threads(1)
+            .queue_bound(1)
+            .build()
+            .unwrap();
+        let mailbox = Arc::new(Mailbox::new(4096).unwrap());
+        let cancel = CancelToken::new();
+        let (open, gate) = mpsc::channel::<()>();
+        let (ran_tx, ran) = mpsc::channel::<u64>();
+        // Job 0 holds the only thread until the gate opens.
+        let blocker = Cell::new(header(&mailbox, 0, &cancel), move |_: &CancelToken| {
+            gate.recv().ok();
+        });
+        pool.submit(Box::new(blocker)).map_err(|e| e.0).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.stats().running == 0 {
+            assert!(Instant::now() < deadline, "the blocker never started");
+            std::thread::yield_now();
+        }
+        let tx = ran_tx.clone();
+        let queued = Cell::new(header(&mailbox, 1, &cancel), move |_: &CancelToken| {
+            tx.send(1).ok();
+        });
+        pool.submit(Box::new(queued)).map_err(|e| e.0).unwrap();
+        let extra = Cell::new(header(&mailbox, 2, &cancel), move |_: &CancelToken| {
+            ran_tx.send(2).ok();
+        });
+        let refused = pool.submit(Box::new(extra)).map(|_| ()).unwrap_err();
+        assert_eq!(refused.0, Refused::Full, "the queue holds one");
+        assert_eq!(pool.stats().queued, 1);
+        cancel.cancel(); // the connection closed: job 1 is not to run
+        open.send(()).unwrap();
+        let mut out = returned(&mailbox, 2);
+        out.sort_by_key(|(seq, _)| *seq);
+        assert_eq!(out, [(0, Outcome::Done), (1, Outcome::Skipped)]);
+        assert!(ran.try_recv().is_err(), "a skipped job never runs");
+        let stats = pool.stats();
+        assert_eq!(stats.queue_wait.count, 2);
+        assert_eq!(stats.run_time.count, 1, "a skipped job has no run time");
+    }
+
+    #[test]
+    fn a_panicking_job_is_reported_and_its_thread_serves_on() {
+        let pool = JobPool::builder().threads(1).build().unwrap();
+        let mailbox = Arc::new(Mailbox::new(4096).unwrap());
+        let cancel = CancelToken::new();
+        let boom = Cell::new(header(&mailbox, 0, &cancel), |_: &CancelToken| -> u8 {
+            panic!("a job's own bug")
+        });
+        pool.submit(Box::new(boom)).map_err(|e| e.0).unwrap();
+        let fine = Cell::new(header(&mailbox, 1, &cancel), |_: &CancelToken| 7u8);
+        pool.submit(Box::new(fine)).map_err(|e| e.0).unwrap();
+        let out = returned(&mailbox, 2);
+        assert_eq!(out, [(0, Outcome::Panicked), (1, Outcome::Done)]);
+    }
+
+    #[test]
+    fn the_threads_exit_when_the_last_handle_goes() {
+        let pool = JobPool::builder()
+            .threads(3)
+            .name("exit-test")
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while threads_named("exit-test") < 3 {
+            assert!(Instant::now() < deadline, "the threads never started");
+            std::thread::yield_now();
+        }
+        let other = pool.clone();
+        drop(pool);
+        assert_eq!(threads_named("exit-test"), 3, "a handle is left");
+        drop(other);
+        while threads_named("exit-test") > 0 {
+            assert!(Instant::now() < deadline, "the pool's threads did not exit");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(JobPool::new(0).is_err(), "a pool needs a thread");
+        assert!(JobPool::builder().queue_bound(0).build().is_err());
+    }
+}
