@@ -69,6 +69,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 handler.on_job_done(session, conn, JobDone::new(cell))
             });
         }
+        if st.conn.jobs().is_some_and(|j| j.outstanding() == 0) {
+            // Nothing out: an idle connection keeps no job state (a later spawn makes it
+            // anew, numbering from 0).
+            st.conn.extras_mut().jobs = None;
+            st.conn.trim_extras();
+        }
     }
 
     /// A connection is closing: its jobs are cancelled, results waiting are dropped,

@@ -138,7 +138,9 @@ impl JobDone {
         JobDone { cell }
     }
 
-    /// The job's number on its connection (what `spawn_job` returned): 0, 1, 2, ...
+    /// The job's number on its connection (what `spawn_job` returned): unique among the
+    /// connection's outstanding jobs, counting 0, 1, 2, ... from the first, and from 0
+    /// again whenever none is outstanding (the connection then keeps no job state).
     pub fn seq(&self) -> u64 {
         self.cell.header().seq
     }
