@@ -1,9 +1,9 @@
 //! Job results come back in spawn order, intact, on every connection: 100 connections
 //! × 1,000 pipelined jobs of random durations (sleeps and spins) on a 4-thread pool.
 
-mod util;
 #[path = "util/jobs.rs"]
 mod jobs;
+mod util;
 
 use jobs::{request, JobEcho};
 use rand::{Rng, SeedableRng};

@@ -368,7 +368,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             );
             stamp_partial(st, now);
         }
-        if !(st.conn.eof_held() && !st.conn.jobs_held()) {
+        if !st.conn.eof_held() || st.conn.jobs_held() {
             return deliver;
         }
         // Everything received before the peer's EOF is delivered: now the EOF.
