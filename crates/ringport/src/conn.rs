@@ -98,8 +98,8 @@ const CODEC_CHANGED: u8 = 2;
 /// `Conn::flags`: received bytes wait in the frame reader because the connection was at
 /// its cap of outstanding jobs.
 const JOBS_HELD: u8 = 4;
-/// `Conn::flags`: the peer's EOF came while bytes were held for the job cap; the handler
-/// hears of it once they are delivered.
+/// `Conn::flags`: the peer's EOF arrived while received bytes were held for room under
+/// the job cap; `on_eof` runs once they have been delivered.
 const EOF_HELD: u8 = 8;
 
 /// Frames up to this long from an encoder are copied into the send queue (gathered with
@@ -364,7 +364,7 @@ impl Conn {
         self.set_flag(JOBS_HELD, on);
     }
 
-    /// The peer's EOF waits behind bytes held for the job cap.
+    /// The peer's EOF waits behind bytes held under the job cap (see [`EOF_HELD`]).
     pub(crate) fn eof_held(&self) -> bool {
         self.flags & EOF_HELD != 0
     }

@@ -182,12 +182,14 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.io.recycle(id);
         } else if c.result == 0 {
             st.conn.life.read_eof();
-            if st.conn.jobs_held() {
-                // Bytes before the EOF wait for room under the job cap: the handler
-                // hears of the EOF after them (`deliver_buffered`).
-                st.conn.set_eof_held(true);
-            } else {
-                eof_to_handler(&*self.handler, &self.stats, st);
+            if st.is_open() && st.conn.close_request() == CloseRequest::None {
+                if st.conn.jobs_held() {
+                    // Bytes that came before the EOF wait for room under the job cap:
+                    // the handler hears of the EOF after them (`deliver_buffered`).
+                    st.conn.set_eof_held(true);
+                } else {
+                    eof_to_handler(&*self.handler, &self.stats, st);
+                }
             }
         } else {
             match errno_of(c.result) {
@@ -345,26 +347,33 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         };
         let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
         let room = st.conn.jobs_held() && !st.conn.jobs_full();
+        if room && !buffered {
+            // The cap was reached on the last frame received: nothing waits after all.
+            st.conn.set_jobs_held(false);
+        }
         let asked = st.conn.exact_pending() || st.conn.codec_changed() || room;
-        if !(buffered
+        let deliver = buffered
             && asked
             && st.session.is_some()
-            && st.conn.close_request() == CloseRequest::None)
-        {
-            return false;
+            && st.conn.close_request() == CloseRequest::None;
+        if deliver {
+            let budget = self.config.frame_budget;
+            deliver_within_budget(
+                &*self.handler,
+                &self.stats,
+                st,
+                &[],
+                &mut self.frame_held,
+                budget,
+            );
+            stamp_partial(st, now);
         }
-        let budget = self.config.frame_budget;
-        deliver_within_budget(
-            &*self.handler,
-            &self.stats,
-            st,
-            &[],
-            &mut self.frame_held,
-            budget,
-        );
-        stamp_partial(st, now);
-        if st.conn.eof_held() && !st.conn.jobs_held() {
-            st.conn.set_eof_held(false);
+        if !st.conn.eof_held() || st.conn.jobs_held() {
+            return deliver;
+        }
+        // Everything received before the peer's EOF is delivered: now the EOF.
+        st.conn.set_eof_held(false);
+        if st.is_open() && st.conn.close_request() == CloseRequest::None {
             eof_to_handler(&*self.handler, &self.stats, st);
         }
         true
@@ -558,15 +567,9 @@ fn own_completion<'a, S>(
     Some(st)
 }
 
-/// The peer shut its write side: tell the handler (unless the connection is closing).
-fn eof_to_handler<H: Handler>(
-    handler: &H,
-    stats: &crate::stats::WorkerStats,
-    st: &mut super::conn_state::ConnState<H::Session>,
-) {
-    if st.is_open() && st.conn.close_request() == CloseRequest::None {
-        with_session(stats, st, |s, conn| handler.on_eof(s, conn));
-        // A graceful close after EOF is the peer's doing.
-        st.conn.life.peer_closed();
-    }
+/// The peer's EOF to the handler (`on_eof`); a graceful close it asks for is then the
+/// peer's doing.
+fn eof_to_handler<H: Handler>(handler: &H, stats: &WorkerStats, st: &mut ConnState<H::Session>) {
+    with_session(stats, st, |s, conn| handler.on_eof(s, conn));
+    st.conn.life.peer_closed();
 }
