@@ -512,6 +512,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 fn start_op<D: Driver, S>(io: &mut D, key: ConnKey, kind: OpKind, st: &mut ConnState<S>) -> bool {
     let (fd, name) = (st.conn.fd, key.name(kind));
     match kind {
+        // A connection with jobs out reads a chunk per arm: at its cap, what waits for room
+        // is a chunk or so, not all the socket held when the pause began.
+        OpKind::Recv if st.conn.jobs_outstanding() > 0 => io.start(op::RecvOnce { fd }, name),
         OpKind::Recv => io.start(op::RecvMulti { fd }, name),
         OpKind::Send => {
             let out = &mut st.conn.out;

@@ -110,6 +110,7 @@ macro_rules! registry {
 registry! {
     accept::AcceptMulti,
     recv::RecvMulti,
+    recv::RecvOnce,
     send::SendMsg,
     connect::Connect,
     shutdown::ShutdownWrite,

@@ -47,6 +47,45 @@ impl Op for RecvMulti {
     }
 }
 
+/// One receive on a connected socket (io_uring: `IORING_OP_RECV` taking one buffer of the
+/// worker's group; its completion is final), for a connection whose reading is paced:
+/// one chunk per arm instead of everything the socket holds (see the engine's job cap).
+/// The readiness backend reads as for [`RecvMulti`]: a pause reaches it before its next
+/// pass, so it reads at most a pass's few chunks beyond one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecvOnce {
+    /// The socket (kept open by the caller until the receive's completion).
+    pub fd: RawFd,
+}
+
+impl Op for RecvOnce {
+    type Started = ();
+    const NAME: &'static str = "recv (one)";
+    const URING_OPCODES: &'static [(u8, &'static str)] = &[(opcode::Recv::CODE, "recv (one)")];
+
+    fn start_uring(self, core: &mut UringCore, user_data: u64) {
+        // No address and no length: with BUFFER_SELECT the kernel picks a buffer of the
+        // group and receives up to its size.
+        let e = opcode::Recv::new(types::Fd(self.fd), std::ptr::null_mut(), 0)
+            .buf_group(core.recv_group())
+            .build()
+            .flags(io_uring::squeue::Flags::BUFFER_SELECT)
+            .user_data(user_data);
+        // SAFETY: as for `RecvMulti`: the buffer comes from the registered ring, owned by
+        // the worker's BufRing, which outlives every receive.
+        unsafe { core.push(&e) }
+    }
+
+    fn start_poll(self, core: &mut PollCore, user_data: u64) {
+        RecvMulti { fd: self.fd }.start_poll(core, user_data)
+    }
+
+    #[cfg(test)]
+    fn start_fake(self, fake: &mut FakeDriver, user_data: u64) {
+        fake.start(FakeOp::Recv, user_data)
+    }
+}
+
 /// The readiness backend's armed receives: each one's name, by descriptor (valid where
 /// this state's bit marks the descriptor).
 #[derive(Debug, Default)]
