@@ -7,28 +7,14 @@
 mod jobs;
 mod util;
 
-use jobs::{payload, read_frame, request, JobEcho, JobState};
-use ringport::{CloseReason, Server, ServerBuilder};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use jobs::{payload, read_frame, request, start};
+use ringport::{CloseReason, Server};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use util::{
     connect, read_to_eof, shutdown_write, wait_ended, wait_for_value, wait_until, watchdog,
     write_all, TEST_LIMIT, WAIT,
 };
-
-fn start(builder: ServerBuilder) -> (Server<JobEcho>, SocketAddr, Arc<JobState>) {
-    let (handler, state) = JobEcho::new();
-    let server = builder
-        .listen("127.0.0.1:0")
-        .unwrap()
-        .workers(2)
-        .codec(jobs::codec())
-        .start(handler)
-        .expect("start the server");
-    let addr = server.local_addrs()[0];
-    (server, addr, state)
-}
 
 /// Send `n` quick requests on `stream` and check their answers come back in order.
 #[track_caller]

@@ -7,26 +7,11 @@
 mod jobs;
 mod util;
 
-use jobs::{payload, read_frame, request, JobEcho, JobState};
-use ringport::{JobError, JobPool, Server, ServerBuilder};
-use std::net::SocketAddr;
+use jobs::{payload, read_frame, request, start};
+use ringport::{JobError, JobPool, Server};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::Arc;
 use std::time::Duration;
 use util::{connect, read_n, wait_for_value, wait_until, watchdog, write_all, TEST_LIMIT, WAIT};
-
-fn start(builder: ServerBuilder) -> (Server<JobEcho>, SocketAddr, Arc<JobState>) {
-    let (handler, state) = JobEcho::new();
-    let server = builder
-        .listen("127.0.0.1:0")
-        .unwrap()
-        .workers(2)
-        .codec(jobs::codec())
-        .start(handler)
-        .expect("start the server");
-    let addr = server.local_addrs()[0];
-    (server, addr, state)
-}
 
 #[test]
 fn a_client_pipelining_far_past_the_cap_is_served_in_order_in_bounded_memory() {

@@ -7,11 +7,10 @@
 mod jobs;
 mod util;
 
-use jobs::{payload, read_frame, request, JobEcho, JobState};
+use jobs::{payload, read_frame, request, start};
 use rand::Rng;
-use ringport::{JobError, Server, ServerBuilder};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use ringport::{JobError, Server};
+use std::net::TcpStream;
 use std::time::Duration;
 use util::{connect, read_n, wait_for_value, wait_until, watchdog, write_all, TEST_LIMIT, WAIT};
 
@@ -21,19 +20,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_time()
         .build()
         .unwrap()
-}
-
-fn start(builder: ServerBuilder) -> (Server<JobEcho>, SocketAddr, Arc<JobState>) {
-    let (handler, state) = JobEcho::new();
-    let server = builder
-        .listen("127.0.0.1:0")
-        .unwrap()
-        .workers(2)
-        .codec(jobs::codec())
-        .start(handler)
-        .expect("start the server");
-    let addr = server.local_addrs()[0];
-    (server, addr, state)
 }
 
 #[test]

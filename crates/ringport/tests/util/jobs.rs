@@ -24,6 +24,27 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The codec of every job test: 4-byte big-endian length, then the payload.
+/// Start a two-worker `JobEcho` server on 127.0.0.1:0 from `builder` (its pool, cap and
+/// runtime); returns it, its address and what the handler records.
+pub fn start(
+    builder: ringport::ServerBuilder,
+) -> (
+    ringport::Server<JobEcho>,
+    std::net::SocketAddr,
+    Arc<JobState>,
+) {
+    let (handler, state) = JobEcho::new();
+    let server = builder
+        .listen("127.0.0.1:0")
+        .unwrap()
+        .workers(2)
+        .codec(codec())
+        .start(handler)
+        .expect("start the server");
+    let addr = server.local_addrs()[0];
+    (server, addr, state)
+}
+
 pub fn codec() -> Codec {
     Codec::Length(LengthCodec::new(4, Endian::Big).unwrap())
 }
