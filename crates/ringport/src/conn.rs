@@ -98,6 +98,9 @@ const CODEC_CHANGED: u8 = 2;
 /// `Conn::flags`: received bytes wait in the frame reader because the connection was at
 /// its cap of outstanding jobs.
 const JOBS_HELD: u8 = 4;
+/// `Conn::flags`: the peer's end of file came while bytes were held for the job cap;
+/// `Handler::on_eof` waits until they are delivered.
+const EOF_HELD: u8 = 8;
 
 /// Frames up to this long from an encoder are copied into the send queue (gathered with
 /// their neighbours); longer ones are queued without a copy.
@@ -359,6 +362,15 @@ impl Conn {
 
     pub(crate) fn set_jobs_held(&mut self, on: bool) {
         self.set_flag(JOBS_HELD, on);
+    }
+
+    /// End of file came while bytes were held for the job cap: `on_eof` follows them.
+    pub(crate) fn eof_held(&self) -> bool {
+        self.flags & EOF_HELD != 0
+    }
+
+    pub(crate) fn set_eof_held(&mut self, on: bool) {
+        self.set_flag(EOF_HELD, on);
     }
 
     /// `set_codec` was called since the frame reader last switched decoders.

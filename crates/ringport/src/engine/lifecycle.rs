@@ -182,11 +182,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.io.recycle(id);
         } else if c.result == 0 {
             st.conn.life.read_eof();
-            if st.is_open() && st.conn.close_request() == CloseRequest::None {
-                let handler = &self.handler;
-                with_session(&self.stats, st, |s, conn| handler.on_eof(s, conn));
-                // A graceful close after EOF is the peer's doing.
-                st.conn.life.peer_closed();
+            if st.conn.jobs_held() {
+                // Bytes before the end wait for room under the job cap: they go to the
+                // handler first, then `on_eof` (see `deliver_buffered`).
+                st.conn.set_eof_held(true);
+            } else if st.is_open() && st.conn.close_request() == CloseRequest::None {
+                Self::eof_to_handler(&self.handler, &self.stats, st);
             }
         } else {
             match errno_of(c.result) {
@@ -343,6 +344,18 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return false;
         };
         let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
+        if st.conn.jobs_held() && !buffered && !st.conn.jobs_full() {
+            // The frame that filled the cap was the reader's last: nothing is held.
+            st.conn.set_jobs_held(false);
+        }
+        if st.conn.eof_held() && !st.conn.jobs_held() {
+            // What came before the peer's end of file is delivered: now the end.
+            st.conn.set_eof_held(false);
+            if st.session.is_some() && st.conn.close_request() == CloseRequest::None {
+                Self::eof_to_handler(&self.handler, &self.stats, st);
+                return true;
+            }
+        }
         let room = st.conn.jobs_held() && !st.conn.jobs_full();
         let asked = st.conn.exact_pending() || st.conn.codec_changed() || room;
         if !(buffered
@@ -363,6 +376,13 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         );
         stamp_partial(st, now);
         true
+    }
+
+    /// The peer's end of file to `Handler::on_eof`.
+    fn eof_to_handler(handler: &H, stats: &WorkerStats, st: &mut ConnState<H::Session>) {
+        with_session(stats, st, |s, conn| handler.on_eof(s, conn));
+        // A graceful close after EOF is the peer's doing.
+        st.conn.life.peer_closed();
     }
 
     /// Close now with `reason` (the first reason given is the one reported): see
