@@ -30,6 +30,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         defences: Default::default(),
         metrics: None,
         stats: false,
+        jobs: None,
     })?;
     let addr = *server
         .local_addrs()

@@ -1,10 +1,12 @@
-//! The echo server: every byte received is sent straight back.
+//! The echo server: every byte received is sent straight back (with `--jobs`, after a
+//! job on the pool has worked on it: see [`crate::job_work`]).
 
 use crate::defences::DefenceArgs;
+use crate::job_work::{EchoJobs, JobEcho};
 use crate::live_stats::Ticker;
 use anyhow::Context;
 use ringport::metrics::MetricsServer;
-use ringport::{CloseReason, Conn, Handler, Server};
+use ringport::{CloseReason, Conn, Handler, Server, ServerBuilder};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +55,20 @@ pub struct EchoOptions {
     pub metrics: Option<SocketAddr>,
     /// Print a stats line every second (`run` only).
     pub stats: bool,
+    /// Echo only after a job on a pool of this many threads did this work (`run` only).
+    pub jobs: Option<EchoJobs>,
 }
 
 /// Bind and start an echo server (not waiting for anything).
 pub fn start(opts: &EchoOptions) -> anyhow::Result<Server<Echo>> {
+    let framed = opts.codec != ringport::Codec::Raw;
+    builder(opts)?
+        .start(Echo { framed })
+        .context("starting the echo server")
+}
+
+/// The engine settings of `opts`, listening.
+fn builder(opts: &EchoOptions) -> anyhow::Result<ServerBuilder> {
     let mut builder = Server::builder()
         .workers(opts.workers)
         .codec(opts.codec.clone())
@@ -73,21 +85,42 @@ pub fn start(opts: &EchoOptions) -> anyhow::Result<Server<Echo>> {
             .listen(addr.as_str())
             .with_context(|| format!("bad listen address {addr:?}"))?;
     }
-    builder = opts.defences.apply(builder)?;
-    let framed = opts.codec != ringport::Codec::Raw;
-    builder
-        .start(Echo { framed })
-        .context("starting the echo server")
+    opts.defences.apply(builder)
 }
 
 /// The `echo-server` command: serve until SIGINT/SIGTERM, then shut down gracefully.
 pub fn run(opts: EchoOptions) -> anyhow::Result<()> {
     let termination = crate::signal::Termination::install()?;
-    let server = Arc::new(start(&opts)?);
+    match opts.jobs {
+        None => serve(start(&opts)?, &opts, termination),
+        Some(jobs) => {
+            let handler = JobEcho {
+                framed: opts.codec != ringport::Codec::Raw,
+                work: jobs.work,
+            };
+            let server = builder(&opts)?
+                .jobs(jobs.threads)
+                .start(handler)
+                .context("starting the echo server")?;
+            serve(server, &opts, termination)
+        }
+    }
+}
+
+/// Print where `server` listens, serve until a termination signal, shut it down.
+fn serve<H: Handler>(
+    server: Server<H>,
+    opts: &EchoOptions,
+    termination: crate::signal::Termination,
+) -> anyhow::Result<()> {
+    let server = Arc::new(server);
     for addr in server.local_addrs() {
         println!("listening on {addr}");
     }
     println!("backend {}", server.stats().backend);
+    if let Some(jobs) = &opts.jobs {
+        println!("jobs {} threads, work {}", jobs.threads, jobs.work);
+    }
     let metrics = match opts.metrics {
         Some(addr) => {
             // A weak reference: the endpoint never keeps the server from shutting down.

@@ -61,7 +61,8 @@ fn tick(source: &dyn Fn() -> Stats, format: LineFormat, stopped: &mpsc::Receiver
 
 /// `stats: open N  accepted N  refused N  closed N  in R/s  out R/s  queued B  timeouts N
 /// slow readers N`: totals since start, except the byte rates (over `elapsed` since
-/// `before`, in binary units like the final stats) and the two gauges. With several
+/// `before`, in binary units like the final stats) and the two gauges. With a job pool,
+/// `  jobs N/s  outstanding N  pool queued N  running N` follows. With several
 /// listeners, each one's share follows: ` | NAME: open N  accepted N  refused N  in R/s
 /// out R/s`.
 pub fn line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
@@ -86,9 +87,19 @@ pub fn line(before: &Stats, now: &Stats, elapsed: Duration) -> String {
             );
         }
     }
+    let jobs = match &now.job_pool {
+        Some(pool) => format!(
+            "  jobs {}/s  outstanding {}  pool queued {}  running {}",
+            (now.jobs_done.saturating_sub(before.jobs_done) as f64 / secs).round() as u64,
+            now.jobs_outstanding,
+            pool.queued,
+            pool.running,
+        ),
+        None => String::new(),
+    };
     format!(
         "stats: open {}  accepted {}  refused {}  closed {}  in {}/s  out {}/s  queued {}  \
-         timeouts {}  slow readers {}{per_listener}",
+         timeouts {}  slow readers {}{jobs}{per_listener}",
         now.open,
         now.accepted,
         now.refused,

@@ -6,6 +6,7 @@ mod bench;
 mod defences;
 mod demo;
 mod echo_server;
+mod job_work;
 mod live_stats;
 mod pattern;
 mod report;
@@ -60,6 +61,8 @@ enum Command {
         /// closed, bytes in and out per second, bytes queued, timeouts, slow readers.
         #[arg(long)]
         stats: bool,
+        #[command(flatten)]
+        jobs: JobArgs,
     },
     /// Serve UDP echo (each datagram back to its sender) until SIGINT/SIGTERM.
     UdpEcho {
@@ -198,6 +201,37 @@ impl BenchArgs {
     }
 }
 
+/// `echo-server`'s job pool: each frame (or raw chunk) is echoed back unchanged, in
+/// order, once a job on the pool has done --job-work for it.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Jobs")]
+struct JobArgs {
+    /// Run a job pool of N threads; each frame (raw: each chunk received) is echoed only
+    /// after a job has done --job-work on it (needs --job-work).
+    #[arg(long, value_name = "N", requires = "job_work",
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    jobs: Option<u64>,
+    /// The work of each job: hash:ITERS (ITERS rounds of a 64-bit hash over the bytes,
+    /// 0 to 10,000,000) or sleep:MS (the pool thread sleeps MS ms, 0 to 60,000; a
+    /// stand-in for blocking calls). Needs --jobs.
+    #[arg(long, value_name = "KIND", requires = "jobs", value_parser = job_work::parse_job_work)]
+    job_work: Option<job_work::JobWork>,
+}
+
+impl JobArgs {
+    fn build(&self) -> anyhow::Result<Option<job_work::EchoJobs>> {
+        Ok(match (self.jobs, self.job_work) {
+            (Some(threads), Some(work)) => Some(job_work::EchoJobs {
+                threads: to_usize(threads)?,
+                work,
+            }),
+            // clap's `requires` rejects one without the other; be explicit anyway.
+            (None, None) => None,
+            _ => anyhow::bail!("--jobs and --job-work go together"),
+        })
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct CodecArgs {
     /// Framing: raw (bytes as they come), length:N (N-byte big-endian length prefix, N in
@@ -257,6 +291,7 @@ fn main() -> anyhow::Result<()> {
             defences,
             metrics,
             stats,
+            jobs,
         } => echo_server::run(echo_server::EchoOptions {
             listen,
             workers: workers_or_default(workers),
@@ -271,6 +306,7 @@ fn main() -> anyhow::Result<()> {
                 .transpose()
                 .context("--metrics")?,
             stats,
+            jobs: jobs.build()?,
         }),
         Command::UdpEcho {
             listen,
