@@ -105,7 +105,12 @@ out.append("Columns: *server CPU µs/job*: utime+stime of the whole server proce
            "spawn_blocking server's (below 1× is less CPU per job). *overhead over its inline*: "
            "pool CPU/job − the same framework's inline CPU/job: what handing the job to a pool "
            "thread and its result back costs. *ctx switches/job*: voluntary + involuntary, every "
-           "live thread of the server. *server CPU busy*: server CPU time / window; below 100 % "
-           "with others on its CPU > 0 the machine was shared. Raw rows: [results.jsonl](results.jsonl).\n")
+           "live thread of the server. *server CPU busy*: server CPU time / window. *others on its CPU*: "
+           "the busy time of the server's CPU not charged to the server: on a shared machine other "
+           "work fills the server's idle time, and competes with it when it wakes; CFS shares a busy CPU "
+           "per thread, so a server with pool threads then gets a larger share than a one-thread inline "
+           "server, which bends jobs/s (not CPU per job) in its favour. Compare CPU per job; trust "
+           "jobs/s only from a quiet run. Raw rows: [results.jsonl](results.jsonl). Where the per-job CPU goes (syscalls and "
+           "context switches per job and thread, and an experiment): [PROFILE.md](PROFILE.md).\n")
 open(e["OUT"], "w").write("\n".join(out))
 print(open(e["OUT"]).read())

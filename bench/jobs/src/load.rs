@@ -255,7 +255,7 @@ async fn drive(
             return Err("the server closed a connection".into());
         }
         have += n;
-        let mut at = 0;
+        let (mut at, mut answered) = (0, 0u64);
         out.clear();
         while have - at >= 12 {
             let len = u32::from_be_bytes(rbuf[at..at + 4].try_into().expect("4"));
@@ -271,13 +271,14 @@ async fn drive(
                 ));
             }
             got += 1;
+            answered += 1;
             at += 12;
             out.extend_from_slice(&payloads[sent % k]);
             sent += 1;
         }
         rbuf.copy_within(at..have, 0);
         have -= at;
-        shared.answers.set(shared.answers.get() + ((out.len() / 68) as u64));
+        shared.answers.set(shared.answers.get() + answered);
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(|e| e.to_string())?;
         }
