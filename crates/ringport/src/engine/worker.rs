@@ -269,6 +269,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.service_dirty();
             self.flush_datagram_sockets();
             self.on_timers();
+            // Pool threads for the jobs this pass spawned, now that the pass is done.
+            if let Some(pool) = &self.config.job_pool {
+                pool.wake_owed();
+            }
             self.publish_gauges();
             if self.stop.exiting && !self.io.call(op::DoorbellArmed) {
                 break;

@@ -9,7 +9,7 @@ use super::histogram::{Histogram, Percentiles};
 use crate::engine::mailbox::Message;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
@@ -29,6 +29,8 @@ struct Queue {
     jobs: VecDeque<Box<dyn JobCell>>,
     /// Threads waiting for a job.
     idle: usize,
+    /// Of those, threads woken that have not run yet (not to be woken again).
+    signalled: usize,
     closed: bool,
 }
 
@@ -44,6 +46,8 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     bound: usize,
+    /// Jobs were queued since the last `wake_owed` (their wakes are owed).
+    owed: AtomicBool,
     running: AtomicU64,
     threads: Box<[ThreadStats]>,
 }
@@ -124,10 +128,12 @@ impl JobPoolBuilder {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
                 idle: 0,
+                signalled: 0,
                 closed: false,
             }),
             wake: Condvar::new(),
             bound: self.queue_bound,
+            owed: AtomicBool::new(false),
             running: AtomicU64::new(0),
             threads: (0..self.threads).map(|_| ThreadStats::default()).collect(),
         });
@@ -159,6 +165,7 @@ fn serve(shared: &Shared, index: usize) {
                 q.idle += 1;
                 q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
                 q.idle -= 1;
+                q.signalled = q.signalled.saturating_sub(1);
             }
         };
         let start = Instant::now();
@@ -204,24 +211,42 @@ impl JobPool {
         &self.owner.0
     }
 
-    /// Queue a job (worker side, from `Conn::spawn_job`).
+    /// Queue a job (worker side, from `Conn::spawn_job`). No thread is woken yet: the
+    /// worker calls [`JobPool::wake_owed`] once per loop, before it waits, so a batch of
+    /// jobs spawned in one pass wakes each idle thread once, after the pass, instead of
+    /// a wake (and a switch to a pool thread mid-batch) per job. Threads busy meanwhile
+    /// take what is queued before sleeping.
     pub(crate) fn submit(&self, job: Box<dyn JobCell>) -> Result<(), (Refused, Box<dyn JobCell>)> {
         let shared = self.shared();
-        let wake = {
+        let mut q = shared.lock();
+        if q.closed {
+            return Err((Refused::Closed, job));
+        }
+        if q.jobs.len() >= shared.bound {
+            return Err((Refused::Full, job));
+        }
+        q.jobs.push_back(job);
+        drop(q);
+        shared.owed.store(true, Relaxed);
+        Ok(())
+    }
+
+    /// Wake idle threads for the jobs queued since the last call: one per job, at most
+    /// one per idle thread not woken already. Cheap when nothing was queued.
+    pub(crate) fn wake_owed(&self) {
+        let shared = self.shared();
+        if !shared.owed.swap(false, Relaxed) {
+            return;
+        }
+        let n = {
             let mut q = shared.lock();
-            if q.closed {
-                return Err((Refused::Closed, job));
-            }
-            if q.jobs.len() >= shared.bound {
-                return Err((Refused::Full, job));
-            }
-            q.jobs.push_back(job);
-            q.idle > 0
+            let n = q.jobs.len().min(q.idle.saturating_sub(q.signalled));
+            q.signalled += n;
+            n
         };
-        if wake {
+        for _ in 0..n {
             shared.wake.notify_one();
         }
-        Ok(())
     }
 
     /// Threads in the pool.
@@ -339,6 +364,7 @@ mod tests {
             gate.recv().ok();
         });
         pool.submit(Box::new(blocker)).map_err(|e| e.0).unwrap();
+        pool.wake_owed();
         let deadline = Instant::now() + Duration::from_secs(10);
         while pool.stats().running == 0 {
             assert!(Instant::now() < deadline, "the blocker never started");
@@ -377,6 +403,7 @@ mod tests {
         pool.submit(Box::new(boom)).map_err(|e| e.0).unwrap();
         let fine = Cell::new(header(&mailbox, 1, &cancel), |_: &CancelToken| 7u8);
         pool.submit(Box::new(fine)).map_err(|e| e.0).unwrap();
+        pool.wake_owed();
         let out = returned(&mailbox, 2);
         assert_eq!(out, [(0, Outcome::Panicked), (1, Outcome::Done)]);
     }
