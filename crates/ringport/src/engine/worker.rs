@@ -242,8 +242,15 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             let timeout = self
                 .next_wakeup()
                 .map(|t| crate::deadline::clamp(t.saturating_duration_since(Instant::now())));
-            self.io
-                .submit_and_wait(want, self.config.batch_wait, timeout)?;
+            // Results of jobs come through the doorbell, one completion however many:
+            // waiting out the min-wait for `want` completions would only delay them.
+            let jobs_out = self.stats.jobs_outstanding.load(std::sync::atomic::Ordering::Relaxed);
+            let batch_wait = if jobs_out > 0 {
+                Duration::ZERO
+            } else {
+                self.config.batch_wait
+            };
+            self.io.submit_and_wait(want, batch_wait, timeout)?;
             self.now = Instant::now();
             // Connections opened in this batch are stamped with its time (the registry's
             // open times; no clock read of their own).

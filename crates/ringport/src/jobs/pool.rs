@@ -211,11 +211,13 @@ impl JobPool {
         &self.owner.0
     }
 
-    /// Queue a job (worker side, from `Conn::spawn_job`). No thread is woken yet: the
-    /// worker calls [`JobPool::wake_owed`] once per loop, before it waits, so a batch of
-    /// jobs spawned in one pass wakes each idle thread once, after the pass, instead of
-    /// a wake (and a switch to a pool thread mid-batch) per job. Threads busy meanwhile
-    /// take what is queued before sleeping.
+    /// Queue a job (worker side, from `Conn::spawn_job`). A pool with no thread awake
+    /// has one woken at once, so a lone job starts without waiting for the worker's pass
+    /// to end. Otherwise no thread is woken yet: the worker calls [`JobPool::wake_owed`]
+    /// once per loop, before it waits, so a batch of jobs spawned in one pass wakes each
+    /// idle thread once, after the pass, instead of a wake (and a switch to a pool
+    /// thread mid-batch) per job. Threads awake meanwhile take what is queued before
+    /// they sleep.
     pub(crate) fn submit(&self, job: Box<dyn JobCell>) -> Result<(), (Refused, Box<dyn JobCell>)> {
         let shared = self.shared();
         let mut q = shared.lock();
@@ -226,8 +228,17 @@ impl JobPool {
             return Err((Refused::Full, job));
         }
         q.jobs.push_back(job);
+        let asleep = q.signalled == 0 && shared.running.load(Relaxed) == 0;
+        let now = asleep && q.idle > 0;
+        if now {
+            q.signalled += 1;
+        }
         drop(q);
-        shared.owed.store(true, Relaxed);
+        if now {
+            shared.wake.notify_one();
+        } else {
+            shared.owed.store(true, Relaxed);
+        }
         Ok(())
     }
 
