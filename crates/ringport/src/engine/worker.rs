@@ -244,7 +244,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 .map(|t| crate::deadline::clamp(t.saturating_duration_since(Instant::now())));
             // Results of jobs come through the doorbell, one completion however many:
             // waiting out the min-wait for `want` completions would only delay them.
-            let jobs_out = self.stats.jobs_outstanding.load(std::sync::atomic::Ordering::Relaxed);
+            let jobs_out = self
+                .stats
+                .jobs_outstanding
+                .load(std::sync::atomic::Ordering::Relaxed);
             let batch_wait = if jobs_out > 0 {
                 Duration::ZERO
             } else {
