@@ -12,138 +12,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long an example may take to say it is listening.
-const STARTUP: Duration = Duration::from_secs(20);
 /// Read and write timeout of every client socket.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENTS: usize = 20;
 
-/// The directory with this build's examples: this test runs from `target/PROFILE/deps`.
-fn examples_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let deps = exe.parent().expect("target/PROFILE/deps");
-    deps.parent().expect("target/PROFILE").join("examples")
-}
-
-/// Build the examples once per test process, as this test was built.
-fn build_examples() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let examples = examples_dir();
-        let profile_dir = examples.parent().expect("target/PROFILE");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(name) => name,
-        };
-        let target_dir = profile_dir.parent().expect("target");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--quiet", "--profile", profile, "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(target_dir)
-            .args(["--example", "jobs"]);
-        let mut features = Vec::new();
-        if cfg!(feature = "test-hooks") {
-            features.push("test-hooks");
-        }
-        if cfg!(feature = "tokio") {
-            build.args(["--example", "tokio_bridge"]);
-            features.push("tokio");
-        }
-        if !features.is_empty() {
-            build.args(["--features", &features.join(",")]);
-        }
-        match build.status() {
-            Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(format!("building the examples failed: {status}")),
-            Err(e) => Err(format!("could not run cargo to build the examples: {e}")),
-        }
-    });
-    if let Err(why) = built {
-        panic!("{why}");
-    }
-}
-
-/// A running example; killed when dropped, also when the test panics.
-struct Example {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Example {
-    /// Start example `name` on `127.0.0.1:0`; wait until it says where it listens and
-    /// (on stderr) that it runs on the backend under test.
-    fn start(name: &'static str) -> Example {
-        build_examples();
-        let path = examples_dir().join(name);
-        let mut child = Command::new(&path)
-            .arg("127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
-        let stdout = lines_of(child.stdout.take().expect("piped"), name);
-        let stderr = lines_of(child.stderr.take().expect("piped"), name);
-        let mut example = Example {
-            child,
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
-        let line = next_line(&stdout, name, "its `listening on ADDR` line");
-        example.addr = line
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{name}: expected `listening on ADDR`, got {line:?}"));
-        let backend = next_line(&stderr, name, "the line naming its backend");
-        let expected = format!("on the {} backend", backend_under_test());
-        assert!(backend.contains(&expected), "{name}: {backend:?}");
-        example
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `RINGPORT_BACKEND`, as the examples see it: io_uring when unset.
-fn backend_under_test() -> &'static str {
-    match std::env::var("RINGPORT_BACKEND").as_deref() {
-        Ok("poll") => "poll",
-        _ => "uring",
-    }
-}
-
-/// A child's output lines, from a thread that reads them as they come.
-fn lines_of(out: impl Read + Send + 'static, name: &'static str) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            eprintln!("[{name}] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
-fn next_line(lines: &Receiver<String>, name: &str, what: &str) -> String {
-    lines
-        .recv_timeout(STARTUP)
-        .unwrap_or_else(|e| panic!("{name}: no {what} within {STARTUP:?}: {e}"))
-}
+#[path = "util/examples.rs"]
+mod examples;
+use examples::Example;
 
 /// Send every request line at once (from a thread), half-close, and read the answers:
 /// exactly `expected`, in order, then the server's close.
