@@ -9,7 +9,7 @@ mod util;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
-use transfer::{start, ShmDir};
+use transfer::{start, start_with, ShmDir};
 use util::{connect, random_bytes, read_n, rng, wait_until, watchdog, TEST_LIMIT, WAIT};
 
 const MIB: usize = 1024 * 1024;
@@ -330,5 +330,43 @@ fn a_peer_gone_mid_send_ends_the_transfer_and_frees_the_file() {
     });
     assert_eq!(server.stats().open, 0);
     assert_eq!(server.stats().transfers_failed, 1);
+    server.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn a_file_send_the_peer_stops_reading_ends_with_the_write_timeout() {
+    let _w = watchdog(
+        "a_file_send_the_peer_stops_reading_ends_with_the_write_timeout",
+        TEST_LIMIT,
+    );
+    let dir = ShmDir::new("send-stall");
+    let data = random_bytes(&mut rng(), 64 * MIB);
+    let path = dir.file("f", &data);
+    let mut timeouts = ringport::Timeouts::default();
+    timeouts.write = Some(Duration::from_millis(300));
+    let (server, addr, log) = start_with(timeouts);
+    let mut c = connect(addr);
+    c.write_all(format!("SEND {} 0 {}\n", path.display(), data.len()).as_bytes())
+        .unwrap();
+    read_n(&mut c, MIB); // under way, then never read again
+    wait_until(WAIT, "the close", || log.has("close "));
+    let lines = log.snapshot();
+    assert!(
+        lines.contains(&"close timeout_write".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("failed closed")),
+        "{lines:?}"
+    );
+    assert_eq!(server.stats().transfers_closed, 1);
+    wait_until(WAIT, "the engine let go of the file", || {
+        log.files
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|f| Arc::strong_count(f) == 1)
+    });
+    drop(c);
     server.shutdown(Duration::from_secs(5));
 }

@@ -104,11 +104,17 @@ impl Handler for FileProto {
 
 /// Start a two-worker file-transfer test server on 127.0.0.1:0.
 pub fn start() -> (Server<FileProto>, SocketAddr, Arc<Log>) {
+    start_with(ringport::Timeouts::default())
+}
+
+/// The same, with these timeouts.
+pub fn start_with(timeouts: ringport::Timeouts) -> (Server<FileProto>, SocketAddr, Arc<Log>) {
     let log = Arc::new(Log::default());
     let server = Server::builder()
         .listen("127.0.0.1:0")
         .unwrap()
         .workers(2)
+        .timeouts(timeouts)
         .codec(Codec::Delimited(DelimitedCodec::lines()))
         .start(FileProto { log: log.clone() })
         .expect("start the server");
