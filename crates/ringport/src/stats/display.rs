@@ -265,6 +265,20 @@ impl fmt::Display for Stats {
                 write!(f, "queue wait {}; run {}", pool.queue_wait, pool.run_time)?;
             }
         }
+        if self.files_sent + self.files_received + self.file_bytes_sent + self.file_bytes_received
+            > 0
+        {
+            f.write_str("\n")?;
+            label(f, "files")?;
+            write!(
+                f,
+                "sent {} ({:#}), received {} ({:#})",
+                Count(self.files_sent),
+                ByteSize(self.file_bytes_sent),
+                Count(self.files_received),
+                ByteSize(self.file_bytes_received)
+            )?;
+        }
         if self.posts > 0 {
             f.write_str("\n")?;
             label(f, "posts")?;
