@@ -134,6 +134,7 @@ impl Outbound {
     }
 
     /// Take every queued file off the queue (the connection closed), in order.
+    #[allow(clippy::vec_box)] // the boxes are the queue's own, moved out whole
     pub(crate) fn take_files(&mut self) -> Vec<Box<FileSend>> {
         let mut files = Vec::new();
         self.chunks.retain_mut(|c| match c {

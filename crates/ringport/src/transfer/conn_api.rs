@@ -27,10 +27,7 @@ impl Conn {
         len: u64,
     ) -> Result<TransferId, SendError> {
         self.sendable(0)?;
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > i64::MAX as u64)
-        {
+        if offset.checked_add(len).map_or(true, |end| end > i64::MAX as u64) {
             return Err(SendError::FileRange);
         }
         let t = self.transfers_or_make();
