@@ -101,6 +101,8 @@ const JOBS_HELD: u8 = 4;
 /// `Conn::flags`: the peer's EOF arrived while received bytes were held for room under
 /// the job cap; `on_eof` runs once they have been delivered.
 const EOF_HELD: u8 = 8;
+/// `Conn::flags`: the connection's send in flight is a file step, not a byte send.
+const FILE_STEP: u8 = 16;
 
 /// Frames up to this long from an encoder are copied into the send queue (gathered with
 /// their neighbours); longer ones are queued without a copy.
@@ -364,6 +366,15 @@ impl Conn {
         self.set_flag(JOBS_HELD, on);
     }
 
+    /// The send in flight is a file step (see [`FILE_STEP`]).
+    pub(crate) fn file_step(&self) -> bool {
+        self.flags & FILE_STEP != 0
+    }
+
+    pub(crate) fn set_file_step(&mut self, on: bool) {
+        self.set_flag(FILE_STEP, on);
+    }
+
     /// The peer's EOF waits behind bytes held under the job cap (see [`EOF_HELD`]).
     pub(crate) fn eof_held(&self) -> bool {
         self.flags & EOF_HELD != 0
@@ -386,7 +397,7 @@ impl Conn {
     }
 
     /// Whether `len` more bytes may be queued; if not, they are counted as refused.
-    fn sendable(&self, len: usize) -> Result<(), SendError> {
+    pub(crate) fn sendable(&self, len: usize) -> Result<(), SendError> {
         let refused = if self.closing_now() {
             SendError::Closing
         } else if self.shutdown_write {
@@ -506,7 +517,8 @@ impl Conn {
         }
     }
 
+    /// Bytes or files accepted for sending and not yet all handed to the kernel.
     pub(crate) fn has_unsent(&self) -> bool {
-        self.queued > 0
+        self.queued > 0 || self.files_sending()
     }
 }

@@ -15,6 +15,8 @@ pub(crate) struct ConnExtras {
     /// The send level its handles read (`ConnRef::try_send`), made by the first
     /// `Conn::handle`.
     pub room: OnceCell<Arc<SendRoom>>,
+    /// File transfers under way (`Conn::send_file`, `Conn::receive_to_file`).
+    pub transfers: Option<Box<crate::transfer::state::Transfers>>,
 }
 
 impl ConnExtras {
@@ -23,6 +25,7 @@ impl ConnExtras {
             && self.timers.armed.is_empty()
             && self.jobs.is_none()
             && self.room.get().is_none()
+            && self.transfers.as_ref().is_none_or(|t| t.idle())
     }
 }
 

@@ -55,6 +55,10 @@ pub enum CloseReason {
     /// A job the connection spawned ([`crate::Conn::spawn_job`]) panicked; the pool
     /// thread survived, the connection's later job results are dropped.
     JobPanic,
+    /// A file being sent ([`crate::Conn::send_file`]) ended before the bytes asked for:
+    /// the peer was promised bytes the stream cannot carry (the transfer was reported
+    /// [`crate::TransferError::Truncated`], with the count never sent).
+    FileTruncated,
 }
 
 /// Which timeout closed a connection.
@@ -75,7 +79,7 @@ pub enum Timeout {
 
 impl CloseReason {
     /// Every name [`CloseReason::name`] returns, in [`CloseReason::index`] order.
-    pub const NAMES: [&'static str; 22] = [
+    pub const NAMES: [&'static str; 23] = [
         "local",
         "aborted",
         "peer_closed",
@@ -98,6 +102,7 @@ impl CloseReason {
         "transport_timeout",
         "worker_lost",
         "job_panic",
+        "file_truncated",
     ];
 
     /// This reason's position in [`CloseReason::NAMES`] (for counter arrays).
@@ -125,6 +130,7 @@ impl CloseReason {
             CloseReason::TransportTimeout => 19,
             CloseReason::WorkerLost => 20,
             CloseReason::JobPanic => 21,
+            CloseReason::FileTruncated => 22,
         }
     }
 
@@ -159,6 +165,7 @@ impl CloseReason {
             CloseReason::TransportTimeout => "transport_timeout",
             CloseReason::WorkerLost => "worker_lost",
             CloseReason::JobPanic => "job_panic",
+            CloseReason::FileTruncated => "file_truncated",
         }
     }
 
@@ -252,6 +259,9 @@ pub enum SendError {
     /// The payload cannot be framed by the connection's codec.
     #[error("cannot frame the payload: {0}")]
     Unframeable(#[from] FrameError),
+    /// A file send's `offset + len` lies past the largest file offset.
+    #[error("the file range ends past the largest file offset")]
+    FileRange,
 }
 
 #[cfg(test)]
@@ -304,6 +314,7 @@ mod tests {
             CloseReason::TransportTimeout,
             CloseReason::WorkerLost,
             CloseReason::JobPanic,
+            CloseReason::FileTruncated,
         ];
         for (i, r) in all.iter().enumerate() {
             assert_eq!(r.index(), i);

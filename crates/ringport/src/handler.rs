@@ -5,6 +5,7 @@ use crate::conn::Conn;
 use crate::error::CloseReason;
 use crate::jobs::JobDone;
 use crate::notify::{Ready, WatchRemoved};
+use crate::transfer::TransferEvent;
 use crate::workers::{Posted, WatchCtl};
 use std::net::SocketAddr;
 
@@ -110,6 +111,13 @@ pub trait Handler: Send + Sync + 'static {
     /// [`JobDone::downcast`]). Results come in the order the jobs were spawned, never
     /// after `on_close`. Default: drop it.
     fn on_job_done(&self, _session: &mut Self::Session, _conn: &mut Conn, _done: JobDone) {}
+
+    /// A file transfer of this connection moved on ([`Conn::send_file`],
+    /// [`Conn::receive_to_file`]): progress, its end (`Sent`, or `Received` handing the
+    /// file back), or a failure. Events of one transfer come in order; a connection that
+    /// closes with transfers unfinished reports each `Failed` with
+    /// [`crate::TransferError::Closed`] before `on_close`. Default: drop it.
+    fn on_transfer(&self, _session: &mut Self::Session, _conn: &mut Conn, _event: TransferEvent) {}
 
     /// A value posted to worker `worker` with [`crate::Workers::post`] arrived, on that
     /// worker, in the order posted.

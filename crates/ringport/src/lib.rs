@@ -75,6 +75,7 @@ mod server;
 mod stats;
 mod sys;
 mod timer;
+pub mod transfer;
 pub mod udp;
 mod workers;
 
@@ -91,4 +92,5 @@ pub use jobs::{CancelToken, JobDone, JobError, JobPool};
 pub use listener::Listener;
 pub use server::{Server, ServerBuilder, ShutdownReport};
 pub use stats::{ByteSize, ListenerStats, Stats};
+pub use transfer::{Direction, ReceiveFileError, TransferError, TransferEvent, TransferId};
 pub use workers::{Posted, WatchCtl, Workers};

@@ -12,6 +12,7 @@ use crate::conn::Conn;
 use crate::error::CloseReason;
 use crate::handler::{Accept, Handler, Incoming};
 use crate::jobs::JobDone;
+use crate::transfer::TransferEvent;
 use crate::notify::{Ready, WatchRemoved};
 use crate::workers::{Posted, WatchCtl};
 use std::any::Any;
@@ -31,6 +32,7 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
     fn on_close(&self, session: Box<dyn Any>, conn: &Conn, reason: CloseReason);
     fn on_posted(&self, session: &mut dyn Any, conn: &mut Conn, value: Posted);
     fn on_job_done(&self, session: &mut dyn Any, conn: &mut Conn, done: JobDone);
+    fn on_transfer(&self, session: &mut dyn Any, conn: &mut Conn, event: TransferEvent);
 }
 
 /// The session `H` made in `on_open`. Routing hands a connection's callbacks to the
@@ -79,6 +81,9 @@ impl<H: Handler> ErasedHandler for H {
     }
     fn on_job_done(&self, session: &mut dyn Any, conn: &mut Conn, done: JobDone) {
         Handler::on_job_done(self, session_of::<H>(session), conn, done)
+    }
+    fn on_transfer(&self, session: &mut dyn Any, conn: &mut Conn, event: TransferEvent) {
+        Handler::on_transfer(self, session_of::<H>(session), conn, event)
     }
 }
 
@@ -242,6 +247,16 @@ impl<H: Handler> Handler for Routed<H> {
             conn,
             |h, s| Handler::on_job_done(h, s, conn, done),
             { h.on_job_done(&mut **s, conn, done) }
+        )
+    }
+
+    fn on_transfer(&self, session: &mut Self::Session, conn: &mut Conn, event: TransferEvent) {
+        route!(
+            self,
+            session,
+            conn,
+            |h, s| Handler::on_transfer(h, s, conn, event),
+            { h.on_transfer(&mut **s, conn, event) }
         )
     }
 

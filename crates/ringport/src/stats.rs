@@ -181,6 +181,35 @@ counter_table! {
     /// connection closing).
     jobs_refused: Counter "ringport_jobs_refused_total" "Job spawns refused."
         => Shown::Anomaly("refused jobs");
+    /// File sends that ended with every byte handed to the kernel (`Conn::send_file`).
+    files_sent: Counter "ringport_files_sent_total" "File sends finished." => Shown::Written;
+    /// Bytes of files handed to the kernel by file sends.
+    file_bytes_sent: Counter "ringport_file_sent_bytes_total" "Bytes sent from files."
+        => Shown::Written;
+    /// Receives into files that ended with every byte written (`Conn::receive_to_file`).
+    files_received: Counter "ringport_files_received_total" "Receives into files finished."
+        => Shown::Written;
+    /// Bytes written to files by receives into files.
+    file_bytes_received: Counter "ringport_file_received_bytes_total"
+        "Bytes received into files." => Shown::Written;
+    /// File transfers that ended early, for any reason (the five below).
+    transfers_failed: Counter "ringport_transfers_failed_total"
+        "File transfers that ended early." => Shown::Anomaly("failed transfers");
+    /// ... because the file being sent ended early (`TransferError::Truncated`).
+    transfers_truncated: Counter "ringport_transfers_truncated_total"
+        "File sends whose file ended early." => Shown::Anomaly("truncated file sends");
+    /// ... because the disk was full (`TransferError::DiskFull`).
+    transfers_disk_full: Counter "ringport_transfers_disk_full_total"
+        "Receives into files that found the disk full." => Shown::Anomaly("transfers on a full disk");
+    /// ... because reading or writing the file failed (`TransferError::Io`).
+    transfers_io_errors: Counter "ringport_transfers_io_errors_total"
+        "File transfers ended by a file I/O error." => Shown::Anomaly("transfer I/O errors");
+    /// ... because the peer ended the stream first (`TransferError::PeerClosed`).
+    transfers_peer_closed: Counter "ringport_transfers_peer_closed_total"
+        "Receives into files the peer ended short." => Shown::Anomaly("transfers the peer cut short");
+    /// ... because the connection closed first (`TransferError::Closed`).
+    transfers_closed: Counter "ringport_transfers_closed_total"
+        "File transfers ended by their connection's close." => Shown::Anomaly("transfers cut by a close");
     /// Bytes given to `Conn::send` (or `send_bytes`, `send_frame`) that were refused:
     /// the write side was shut or the connection was closing (`Conn::try_send` says so).
     refused_send_bytes: Counter "ringport_refused_send_bytes_total"

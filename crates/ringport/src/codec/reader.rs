@@ -225,6 +225,21 @@ impl<D: Decoder> FrameReader<D> {
         }
     }
 
+    /// Hand up to `max` of the held bytes, oldest first, to `take` (which says how many
+    /// it took) and forget those: a receive into a file takes the bytes received behind
+    /// the frame that announced it. What stays is decoded afresh.
+    pub(crate) fn take_held(&mut self, max: usize, take: impl FnOnce(&[u8]) -> usize) {
+        let end = self.head + self.buffered().min(max);
+        let n = take(&self.pending[self.head..end]);
+        self.head += n.min(end - self.head);
+        if self.buffered() == 0 {
+            self.free();
+        }
+        self.decoder.reset();
+        self.pending_total = None;
+        self.need_more = false;
+    }
+
     fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
         match self.exact {
             Some(x) if buf.len() >= x.len => Ok(Decoded::Frame {

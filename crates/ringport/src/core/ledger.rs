@@ -17,7 +17,7 @@ use super::OpKind;
 const CANCELLABLE: [OpKind; 3] = [OpKind::Recv, OpKind::Send, OpKind::Connect];
 
 // A bit per kind in a u16: every kind's discriminant must be below 16.
-const _: () = assert!((OpKind::SendTo as u8) < 16);
+const _: () = assert!((OpKind::FileWrite as u8) < 16);
 
 /// The operations one owner has in flight.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -337,6 +337,28 @@ impl Lifecycle {
         true
     }
 
+    /// The read side has seen the peer's EOF.
+    pub(crate) fn read_is_eof(&self) -> bool {
+        matches!(
+            self.state,
+            State::Open {
+                read: ReadSide::Eof,
+                ..
+            }
+        )
+    }
+
+    /// Record a write to the file a receive goes to, to start now: only while open and
+    /// none is in flight (one at a time). Its final completion is handled like any
+    /// other (`completed`); a close waits for it (a file write is not cancellable).
+    pub(crate) fn start_file_write(&mut self) -> bool {
+        if !self.is_open() || self.ledger.has(OpKind::FileWrite) {
+            return false;
+        }
+        self.ledger.record(OpKind::FileWrite);
+        true
+    }
+
     /// The peer shut its write side (a receive returned 0).
     #[inline]
     pub(crate) fn read_eof(&mut self) {

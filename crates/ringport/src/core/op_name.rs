@@ -48,12 +48,14 @@ pub(crate) enum OpKind {
     /// One datagram sent; the slot is the socket's index, the generation the send's
     /// sequence number on it.
     SendTo = 12,
+    /// A write of received bytes to the file a receive goes to (`Conn::receive_to_file`).
+    FileWrite = 13,
 }
 
 impl OpKind {
     /// Every kind (tests walk them).
     #[cfg(test)]
-    pub(crate) const ALL: [OpKind; 12] = [
+    pub(crate) const ALL: [OpKind; 13] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -66,6 +68,7 @@ impl OpKind {
         OpKind::Watch,
         OpKind::RecvFrom,
         OpKind::SendTo,
+        OpKind::FileWrite,
     ];
 
     pub(crate) fn from_u8(v: u8) -> Option<OpKind> {
@@ -82,6 +85,7 @@ impl OpKind {
             10 => OpKind::Watch,
             11 => OpKind::RecvFrom,
             12 => OpKind::SendTo,
+            13 => OpKind::FileWrite,
             _ => return None,
         })
     }

@@ -26,9 +26,15 @@ fn deliver<H: Handler>(
         return;
     };
     let conn = &mut st.conn;
+    if let Some(sink) = conn.sink_mut() {
+        // A receive into a file: its bytes go to the file; those behind them wait for
+        // its end (reading pauses too).
+        let n = sink.take(data);
+        return hold(&mut st.reader, conn, &data[n..]);
+    }
     if conn.jobs_full() {
         // At the job cap: no delivery until a result is in (reading pauses too).
-        return hold_for_jobs(&mut st.reader, conn, data);
+        return hold(&mut st.reader, conn, data);
     }
     conn.set_jobs_held(false);
     if st.reader.is_none() {
@@ -79,6 +85,11 @@ fn deliver<H: Handler>(
                 conn.set_jobs_held(true);
                 return Next::Hold;
             }
+            if conn.sink_mut().is_some() {
+                // A receive into a file began: the rest goes to it (below).
+                conn.set_jobs_held(true);
+                return Next::Hold;
+            }
             if conn.codec_changed() {
                 // The rest is framed by the new codec (an exact read asked too waits).
                 return Next::Hold;
@@ -101,6 +112,12 @@ fn deliver<H: Handler>(
             conn.fail(CloseReason::from_frame_error(e));
             return;
         }
+        if let Some(sink) = conn.sink_mut() {
+            // The bytes behind the frame that asked for it are the file's first.
+            let wanted = sink.wanted().min(usize::MAX as u64) as usize;
+            reader.take_held(wanted, |bytes| sink.take(bytes));
+            return;
+        }
         if !conn.codec_changed() || conn.close_request() != CloseRequest::None {
             return;
         }
@@ -110,8 +127,8 @@ fn deliver<H: Handler>(
 }
 
 /// Keep `data` in the connection's reader (made if it has none) until the connection
-/// has room under its job cap again.
-fn hold_for_jobs(
+/// may take deliveries again (room under its job cap, a receive into a file ended).
+fn hold(
     reader: &mut Option<Box<FrameReader<FrameDecoder>>>,
     conn: &mut crate::conn::Conn,
     data: &[u8],

@@ -182,6 +182,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.io.recycle(id);
         } else if c.result == 0 {
             st.conn.life.read_eof();
+            Self::sink_cut_short(st, &self.stats);
             if st.is_open() && st.conn.close_request() == CloseRequest::None {
                 if st.conn.jobs_held() {
                     // Bytes that came before the EOF wait for room under the job cap:
@@ -206,6 +207,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_send(&mut self, key: ConnKey, c: Completion) {
+        if self.conns.get_mut(key).is_some_and(|st| st.conn.file_step()) {
+            return self.on_file_step(key, c);
+        }
         let now = self.activity_stamp();
         let (conns, stats) = (&mut self.conns, &*self.stats);
         let inflight = &mut self.inflight_ops;
@@ -258,7 +262,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// After a receive or send completion of a connection no longer open: settle it (see
     /// `settle`) and look at it after the batch. (An open one is only marked: its
     /// ledger changing never calls for an action.)
-    fn settle_and_mark(&mut self, key: ConnKey) {
+    pub(super) fn settle_and_mark(&mut self, key: ConnKey) {
         self.settle(key);
         self.mark_dirty(key);
     }
@@ -284,7 +288,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if let CloseRequest::Now(reason) = st.conn.close_request() {
             return self.begin_close(key, reason);
         }
-        // First, so what its callbacks ask (sends, timers, a close) is acted on below.
+        // First, so what its callbacks ask (sends, timers, a close) is acted on below;
+        // transfer events before bytes held behind a receive into a file.
+        self.pump_sink(key);
+        if self.deliver_transfer_events(key) {
+            return self.service(key);
+        }
         if self.deliver_buffered(key) {
             return self.service(key); // once: the exact read asked is consumed
         }
@@ -314,7 +323,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             shutdown_write: st.conn.shutdown_write,
             has_out: !st.conn.out.is_empty(),
             has_unsent: st.conn.has_unsent(),
-            pause_reading: (pause_reading && st.above_high) || st.conn.jobs_full(),
+            pause_reading: (pause_reading && st.above_high)
+                || st.conn.jobs_full()
+                || st.conn.transfers().and_then(|t| t.sink.as_ref()).is_some_and(|s| s.backlogged()),
             jobs_pending: st.conn.jobs_outstanding() > 0,
         };
         let mut actions = st.conn.life.plan(wants);
@@ -346,7 +357,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return false;
         };
         let buffered = st.reader.as_ref().is_some_and(|r| r.buffered() > 0);
-        let room = st.conn.jobs_held() && !st.conn.jobs_full();
+        let room = st.conn.jobs_held() && !st.conn.delivery_blocked();
         if room && !buffered {
             // The cap was reached on the last frame received: nothing waits after all.
             st.conn.set_jobs_held(false);
@@ -394,6 +405,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// A connection entered `Closing`: what the engine keeps for it besides its
     /// operations goes now (timers, its watch, its share of the send and frame budgets).
     fn closing(&mut self, key: ConnKey) {
+        self.end_transfers(key);
         self.cancel_jobs(key);
         self.unwatch(key);
         self.cancel_user_timers(key);
@@ -516,6 +528,20 @@ fn start_op<D: Driver, S>(io: &mut D, key: ConnKey, kind: OpKind, st: &mut ConnS
         // is a chunk or so, not all the socket held when the pause began.
         OpKind::Recv if st.conn.jobs_outstanding() > 0 => io.start(op::RecvOnce { fd }, name),
         OpKind::Recv => io.start(op::RecvMulti { fd }, name),
+        OpKind::Send if st.conn.out.front_file().is_some() => {
+            let file = st.conn.out.front_file().expect("checked");
+            let step = op::SendFileStep {
+                key: key.slot,
+                fd,
+                file,
+            };
+            if let Err(e) = io.start(step, name) {
+                tracing::warn!(conn = %st.conn.id(), error = %e, "cannot start a file send");
+                st.conn.fail(CloseReason::Io(e.raw_os_error().unwrap_or(libc::EIO)));
+                return false;
+            }
+            st.conn.set_file_step(true);
+        }
         OpKind::Send => {
             let out = &mut st.conn.out;
             io.start(
@@ -549,7 +575,7 @@ fn start_op<D: Driver, S>(io: &mut D, key: ConnKey, kind: OpKind, st: &mut ConnS
 /// that is not its own is stale, and counted. (A free function over the fields it needs,
 /// so the caller keeps the rest of the worker while it holds the connection.)
 #[inline]
-fn own_completion<'a, S>(
+pub(super) fn own_completion<'a, S>(
     conns: &'a mut Slab<ConnState<S>>,
     stats: &WorkerStats,
     inflight: &mut u64,

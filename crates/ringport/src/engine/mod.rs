@@ -18,6 +18,7 @@ mod registry;
 #[cfg(test)]
 mod scenarios;
 mod timeouts;
+mod transfers;
 mod watches;
 mod worker;
 

@@ -320,6 +320,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             OpKind::Watch => self.on_watch_poll(key, c),
             OpKind::RecvFrom => self.on_recv_from(key.slot as usize, c),
             OpKind::SendTo => self.on_sent_to(key.slot as usize, key.gen, c),
+            OpKind::FileWrite => self.on_file_write(key, c),
             OpKind::Ignore => {}
         }
     }

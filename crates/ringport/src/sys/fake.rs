@@ -35,6 +35,10 @@ pub(crate) enum FakeOp {
     Poll,
     RecvFrom,
     SendTo,
+    /// A step of a file send (the test completes it with what reached the socket).
+    SendFile,
+    /// A write to a file (a receive into a file).
+    WriteFile,
 }
 
 /// The fake backend.
@@ -54,6 +58,8 @@ pub(crate) struct FakeDriver {
     pub wire: Vec<u8>,
     /// The doorbell read's name while it is in flight.
     doorbell: Option<u64>,
+    /// The buffers of file writes in flight, by key.
+    pub writes: HashMap<u32, Vec<u8>>,
 }
 
 impl FakeDriver {
@@ -124,6 +130,17 @@ impl FakeDriver {
     pub(crate) fn reclaim(&mut self, key: u32, sent: usize, out: &mut Outbound) {
         let mut chunks = self.sends.remove(&key).expect("a send in flight");
         out.give_back(&mut chunks, sent);
+    }
+
+    /// A file write: its buffer stays here until `reclaim_write`.
+    pub(crate) fn write_file(&mut self, key: u32, buf: Vec<u8>, user_data: u64) {
+        assert!(self.writes.insert(key, buf).is_none(), "one write per key");
+        self.start(FakeOp::WriteFile, user_data);
+    }
+
+    /// Give a completed file write's buffer back.
+    pub(crate) fn reclaim_write(&mut self, key: u32) -> Option<Vec<u8>> {
+        self.writes.remove(&key)
     }
 
     /// Sends whose chunks the fake holds.

@@ -31,6 +31,7 @@ pub(crate) mod eventfd;
 #[cfg(test)]
 pub(crate) mod fake;
 pub(crate) mod fd_info;
+pub(crate) mod file_send;
 pub(crate) mod int_map;
 pub(crate) mod op;
 pub(crate) mod outbound;

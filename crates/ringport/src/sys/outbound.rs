@@ -1,8 +1,10 @@
 //! Outbound bytes of a connection: a queue of chunks, either shared `Bytes` handed over
 //! without a copy or plain vectors that gather small copied sends. The in-flight send owns
 //! (moves) the chunks at the front, so sending costs no reference counting, and hands the
-//! unsent remainder back on completion.
+//! unsent remainder back on completion. A file queued for sending is a chunk of its own
+//! ([`FileSend`]): sends of bytes stop in front of it, and file steps move it along.
 
+use super::file_send::FileSend;
 use bytes::{Buf, Bytes};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -57,6 +59,8 @@ pub(crate) enum Chunk {
     Shared(Bytes),
     /// Copied sends; `start` bytes of the front are already sent.
     Copied { buf: Vec<u8>, start: usize },
+    /// A file (its bytes are not in memory: `as_slice` is empty).
+    File(Box<FileSend>),
 }
 
 impl Chunk {
@@ -65,6 +69,7 @@ impl Chunk {
         match self {
             Chunk::Shared(b) => b,
             Chunk::Copied { buf, start } => &buf[*start..],
+            Chunk::File(_) => &[],
         }
     }
 
@@ -73,6 +78,7 @@ impl Chunk {
         match self {
             Chunk::Shared(b) => b.advance(n),
             Chunk::Copied { start, .. } => *start += n,
+            Chunk::File(_) => debug_assert!(false, "a byte send never holds a file"),
         }
     }
 }
@@ -102,6 +108,45 @@ impl Outbound {
         self.chunks.push_back(Chunk::Shared(data));
     }
 
+    /// Queue a file (of at least one byte) behind the bytes queued so far.
+    pub(crate) fn push_file(&mut self, file: FileSend) {
+        debug_assert!(file.total > 0, "empty file sends are not queued");
+        self.chunks.push_back(Chunk::File(Box::new(file)));
+    }
+
+    /// The file at the front, if the next thing to send is a file.
+    pub(crate) fn front_file(&mut self) -> Option<&mut FileSend> {
+        match self.chunks.front_mut() {
+            Some(Chunk::File(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Take the file at the front off the queue (it finished or failed).
+    pub(crate) fn pop_front_file(&mut self) -> Option<Box<FileSend>> {
+        match self.chunks.front() {
+            Some(Chunk::File(_)) => match self.chunks.pop_front() {
+                Some(Chunk::File(f)) => Some(f),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Take every queued file off the queue (the connection closed), in order.
+    pub(crate) fn take_files(&mut self) -> Vec<Box<FileSend>> {
+        let mut files = Vec::new();
+        self.chunks.retain_mut(|c| match c {
+            Chunk::File(f) => {
+                let empty = FileSend::new(f.id, f.file.clone(), 0, 0);
+                files.push(std::mem::replace(f, Box::new(empty)));
+                false
+            }
+            _ => true,
+        });
+        files
+    }
+
     /// Unsent bytes waiting here.
     /// (Sums the chunks: for checks and tests, not the hot path.)
     pub(crate) fn len(&self) -> usize {
@@ -120,6 +165,9 @@ impl Outbound {
         into.reserve(max.saturating_sub(into.len()).min(self.chunks.len()));
         let mut bytes = 0;
         while into.len() < max {
+            if matches!(self.chunks.front(), Some(Chunk::File(_))) {
+                break; // a file goes by file steps, and bytes behind it wait for it
+            }
             let Some(c) = self.chunks.pop_front() else {
                 break;
             };
@@ -195,6 +243,28 @@ mod tests {
         out.give_back(&mut inflight, 5);
         assert_eq!(out.len(), 7);
         assert_eq!(drain_all(&mut out), b"56789AB");
+    }
+
+    #[test]
+    fn byte_sends_stop_in_front_of_a_file_and_go_on_after_it() {
+        use std::sync::Arc;
+        let file = Arc::new(std::fs::File::open("/dev/null").unwrap());
+        let mut out = Outbound::default();
+        out.push_copy(b"head");
+        out.push_file(FileSend::new(7, file.clone(), 0, 10));
+        out.push_copy(b"tail");
+        let mut inflight = Vec::new();
+        assert_eq!(out.take_front(8, &mut inflight), 4);
+        assert_eq!(inflight.len(), 1, "the file is not taken by a byte send");
+        out.give_back(&mut inflight, 4);
+        assert_eq!(out.front_file().map(|f| f.id), Some(7));
+        assert_eq!(out.take_front(8, &mut inflight), 0);
+        assert_eq!(out.pop_front_file().map(|f| f.total), Some(10));
+        assert_eq!(drain_all(&mut out), b"tail");
+        out.push_file(FileSend::new(8, file, 0, 1));
+        out.push_copy(b"x");
+        assert_eq!(out.take_files().len(), 1);
+        assert_eq!(drain_all(&mut out), b"x");
     }
 
     #[test]

@@ -26,6 +26,9 @@
 //! [`Handler::on_transfer`]: crate::Handler::on_transfer
 //! [`CloseReason::FileTruncated`]: crate::CloseReason::FileTruncated
 
+mod conn_api;
+pub(crate) mod state;
+
 use std::fmt;
 use std::fs::File;
 

@@ -32,11 +32,13 @@ mod poll_add;
 mod recv;
 mod recv_from;
 mod send;
+mod send_file;
 mod send_to;
 mod shutdown;
 mod state;
 #[cfg(test)]
 pub(crate) mod testing;
+mod write_file;
 
 #[cfg(test)]
 use crate::sys::fake::FakeDriver;
@@ -47,6 +49,8 @@ pub(crate) use doorbell::DoorbellArmed;
 pub(crate) use poll_add::ReleaseFd;
 pub(crate) use recv_from::parse_datagram;
 pub(crate) use send::ReclaimSend;
+pub(crate) use send_file::FinishFileStep;
+pub(crate) use write_file::ReclaimWrite;
 pub(crate) use send_to::{SOL_UDP, UDP_SEGMENT};
 pub(crate) use state::{AsAny, OpStates};
 
@@ -120,6 +124,8 @@ registry! {
     poll_add::PollAdd,
     recv_from::RecvFromMulti,
     send_to::SendTo,
+    send_file::SendFileStep,
+    write_file::WriteAt,
 }
 
 #[cfg(test)]
