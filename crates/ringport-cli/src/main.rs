@@ -458,7 +458,25 @@ fn main() -> anyhow::Result<()> {
 
 /// `file-server`.
 fn file_server(args: FileServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("TEMP {args:?}")
+    file::serve::run(file::serve::FileServerOptions {
+        root: args.root,
+        listen: args.listen,
+        max_upload: args.max_upload,
+        allow_upload: args.allow_upload,
+        workers: workers_or_default(args.workers),
+        jobs: args
+            .jobs
+            .map_or_else(|| workers_or_default(None), |n| n as usize),
+        backend: args.backend,
+        defences: args.defences,
+        metrics: args
+            .metrics
+            .as_deref()
+            .map(resolve)
+            .transpose()
+            .context("--metrics")?,
+        stats: args.stats,
+    })
 }
 
 /// `bench --udp`.

@@ -96,7 +96,7 @@ pub fn run(opts: &GetOptions) -> anyhow::Result<()> {
                 );
                 (size, digest)
             }
-            Reply::Err(refusal) => anyhow::bail!("the server refused {shown:?}: {refusal}"),
+            Reply::Err(refusal) => anyhow::bail!("the server refused: {refusal}"),
             other => anyhow::bail!("unexpected reply {other:?}"),
         };
 

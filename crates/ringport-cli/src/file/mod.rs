@@ -9,7 +9,8 @@ pub mod names;
 pub mod progress;
 pub mod protocol;
 pub mod put;
-// TEMP until the library's transfers land: pub mod serve; pub mod server;
+pub mod serve;
+pub mod server;
 
 use anyhow::Context;
 use std::io::BufRead;

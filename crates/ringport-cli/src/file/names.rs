@@ -265,11 +265,6 @@ impl TempUpload {
         self.done = true;
         Ok(())
     }
-
-    /// The temporary file's name (in the target's directory).
-    pub fn temp_name(&self) -> &str {
-        &self.temp
-    }
 }
 
 impl Drop for TempUpload {

@@ -55,7 +55,7 @@ pub fn run(opts: &PutOptions) -> anyhow::Result<()> {
     let mut reader = BufReader::new(&stream);
     match Reply::parse(&crate::file::read_line(&mut reader)?).map_err(anyhow::Error::msg)? {
         Reply::Ready => {}
-        Reply::Err(refusal) => anyhow::bail!("the server refused {shown:?}: {refusal}"),
+        Reply::Err(refusal) => anyhow::bail!("the server refused: {refusal}"),
         other => anyhow::bail!("unexpected reply {other:?}"),
     }
 

@@ -207,7 +207,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     pub(super) fn on_send(&mut self, key: ConnKey, c: Completion) {
-        if self.conns.get_mut(key).is_some_and(|st| st.conn.file_step()) {
+        if self
+            .conns
+            .get_mut(key)
+            .is_some_and(|st| st.conn.file_step())
+        {
             return self.on_file_step(key, c);
         }
         let now = self.activity_stamp();
@@ -325,7 +329,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             has_unsent: st.conn.has_unsent(),
             pause_reading: (pause_reading && st.above_high)
                 || st.conn.jobs_full()
-                || st.conn.transfers().and_then(|t| t.sink.as_ref()).is_some_and(|s| s.backlogged()),
+                || st
+                    .conn
+                    .transfers()
+                    .and_then(|t| t.sink.as_ref())
+                    .is_some_and(|s| s.backlogged()),
             jobs_pending: st.conn.jobs_outstanding() > 0,
         };
         let mut actions = st.conn.life.plan(wants);
@@ -537,7 +545,8 @@ fn start_op<D: Driver, S>(io: &mut D, key: ConnKey, kind: OpKind, st: &mut ConnS
             };
             if let Err(e) = io.start(step, name) {
                 tracing::warn!(conn = %st.conn.id(), error = %e, "cannot start a file send");
-                st.conn.fail(CloseReason::Io(e.raw_os_error().unwrap_or(libc::EIO)));
+                st.conn
+                    .fail(CloseReason::Io(e.raw_os_error().unwrap_or(libc::EIO)));
                 return false;
             }
             st.conn.set_file_step(true);

@@ -32,7 +32,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let now = self.activity_stamp();
         let (conns, stats) = (&mut self.conns, &*self.stats);
         let inflight = &mut self.inflight_ops;
-        let Some(st) = super::lifecycle::own_completion(conns, stats, inflight, key, OpKind::Send, false)
+        let Some(st) =
+            super::lifecycle::own_completion(conns, stats, inflight, key, OpKind::Send, false)
         else {
             return;
         };
@@ -174,7 +175,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 match sink.into_file() {
                     Some(file) => t.events.push(TransferEvent::Received { id, bytes, file }),
                     None => {
-                        let error = TransferError::Io { errno: libc::EMFILE };
+                        let error = TransferError::Io {
+                            errno: libc::EMFILE,
+                        };
                         count_failure(&self.stats, &error);
                         t.events.push(TransferEvent::Failed {
                             id,
@@ -274,7 +277,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 
     /// The peer's EOF came while a receive into a file still wanted bytes: it fails.
-    pub(super) fn sink_cut_short(st: &mut super::conn_state::ConnState<H::Session>, stats: &WorkerStats) {
+    pub(super) fn sink_cut_short(
+        st: &mut super::conn_state::ConnState<H::Session>,
+        stats: &WorkerStats,
+    ) {
         let Some(sink) = st.conn.sink_mut() else {
             return;
         };

@@ -72,7 +72,8 @@ impl Conn {
         let t = self.transfers_or_make();
         let id = t.next_id();
         if len == 0 {
-            t.events.push(TransferEvent::Received { id, bytes: 0, file });
+            t.events
+                .push(TransferEvent::Received { id, bytes: 0, file });
         } else {
             t.sink = Some(Sink::new(id, file, base, len));
         }
@@ -95,7 +96,9 @@ impl Conn {
     }
 
     fn transfers_or_make(&mut self) -> &mut Transfers {
-        self.extras_mut().transfers.get_or_insert_with(Default::default)
+        self.extras_mut()
+            .transfers
+            .get_or_insert_with(Default::default)
     }
 
     /// The receive into a file under way, if any.

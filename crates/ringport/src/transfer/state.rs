@@ -106,7 +106,9 @@ impl Sink {
     pub(crate) fn wrote(&mut self, mut buf: Vec<u8>, result: i32) -> Option<SinkEnd> {
         self.writing = 0;
         let n = match usize::try_from(result) {
-            Ok(0) if !buf.is_empty() => return Some(self.fail(TransferError::Io { errno: libc::EIO })),
+            Ok(0) if !buf.is_empty() => {
+                return Some(self.fail(TransferError::Io { errno: libc::EIO }))
+            }
             Ok(n) => n.min(buf.len()),
             Err(_) if self.failed => return None,
             Err(_) => return Some(self.fail(TransferError::from_errno(-result))),
@@ -196,7 +198,11 @@ mod tests {
         assert!(s.ready_to_write());
         let (buf, off) = s.next_write();
         assert_eq!((buf.as_slice(), off), (&b"0123456"[..], 0));
-        assert_eq!(s.take(b"789tail"), 3, "the bytes after the transfer stay in the stream");
+        assert_eq!(
+            s.take(b"789tail"),
+            3,
+            "the bytes after the transfer stay in the stream"
+        );
         assert!(s.backlogged(), "all bytes in: reading waits for the end");
         assert!(s.wrote(buf, 4).is_none());
         let (buf, off) = s.next_write();

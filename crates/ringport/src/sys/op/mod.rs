@@ -50,9 +50,9 @@ pub(crate) use poll_add::ReleaseFd;
 pub(crate) use recv_from::parse_datagram;
 pub(crate) use send::ReclaimSend;
 pub(crate) use send_file::FinishFileStep;
-pub(crate) use write_file::ReclaimWrite;
 pub(crate) use send_to::{SOL_UDP, UDP_SEGMENT};
 pub(crate) use state::{AsAny, OpStates};
+pub(crate) use write_file::ReclaimWrite;
 
 /// One kind of operation: the engine names each one with a `u64` (`user_data`) that
 /// comes back in every completion it posts; the last has `more() == false`.

@@ -97,7 +97,10 @@ impl FileSteps {
             socket_side: false,
         };
         if !self.steps.get(&key).is_some_and(|m| m.reaped) {
-            tracing::error!(key, "file step finished before its completion was reaped; kept");
+            tracing::error!(
+                key,
+                "file step finished before its completion was reaped; kept"
+            );
             return StepDone {
                 sent: 0,
                 errno: Some(libc::EIO),
@@ -184,13 +187,7 @@ impl Op for SendFileStep<'_> {
         };
         let (leg, e) = if f.in_pipe > 0 {
             let len = f.in_pipe.min(u32::MAX as u64) as u32;
-            let e = opcode::Splice::new(
-                types::Fd(pipe.read_fd()),
-                -1,
-                types::Fd(self.fd),
-                -1,
-                len,
-            );
+            let e = opcode::Splice::new(types::Fd(pipe.read_fd()), -1, types::Fd(self.fd), -1, len);
             (Leg::Drain, e)
         } else {
             let len = f.unread().min(u64::from(pipe.capacity())) as u32;

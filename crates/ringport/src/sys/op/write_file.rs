@@ -71,7 +71,10 @@ impl Writes {
 
     fn reclaim(&mut self, key: u32) -> Option<Vec<u8>> {
         if !self.writes.get(&key).is_some_and(|m| m.reaped) {
-            tracing::error!(key, "file write reclaimed before its completion was reaped; kept");
+            tracing::error!(
+                key,
+                "file write reclaimed before its completion was reaped; kept"
+            );
             return None;
         }
         self.writes.remove(&key).map(|m| m.buf)
