@@ -1,13 +1,16 @@
 //! The file server's handler: request lines in, files out with [`Conn::send_file`]
 //! (zero-copy), uploads into a temporary file with [`Conn::receive_to_file`]. Digests,
 //! and the sync and rename of a finished upload, run on the job pool, never on an I/O
-//! worker. One request at a time per connection: a line that comes while one is under
-//! way is refused and the connection closed.
+//! worker. Requests are served one at a time per connection, in order: `GET`s may be
+//! pipelined (up to [`MAX_QUEUED`] wait), a `PUT` must come alone (its bytes follow its
+//! line), so one that arrives while anything else is under way is refused and the
+//! connection closed after the earlier replies.
 
 use crate::file::digest::{Digest, Hasher, DIGEST};
 use crate::file::names::{Root, TempUpload};
 use crate::file::protocol::{Code, Refusal, Request};
 use ringport::{CloseReason, Conn, Direction, Handler, JobDone, TransferError, TransferEvent};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,8 +73,28 @@ pub struct FileHandler {
     pub counters: Arc<Counters>,
 }
 
-/// Where a connection is.
-pub enum Session {
+/// Most requests waiting behind the one being served.
+pub const MAX_QUEUED: usize = 64;
+
+/// A connection's requests: the one being served and those waiting.
+pub struct Session {
+    state: State,
+    queued: VecDeque<Queued>,
+    /// A refusal closed the connection: later lines are ignored.
+    closing: bool,
+}
+
+/// A request line waiting its turn.
+enum Queued {
+    Request(Request),
+    /// A bad line: refused in its turn.
+    Refuse(Refusal),
+    /// Refused in its turn, then the connection closes.
+    RefuseAndClose(Refusal),
+}
+
+/// Where a connection's current request is.
+enum State {
     /// Waiting for a request line.
     Idle,
     /// A file is being sent; done once it is sent and (if asked) its digest queued.
@@ -98,7 +121,34 @@ impl FileHandler {
         conn.send(refusal.line().as_bytes());
     }
 
-    fn get(&self, session: &mut Session, conn: &mut Conn, name: &[u8], offset: u64, verify: bool) {
+    /// Serve the waiting requests while none is under way.
+    fn serve_queue(&self, session: &mut Session, conn: &mut Conn) {
+        while matches!(session.state, State::Idle) && !session.closing {
+            let Some(next) = session.queued.pop_front() else {
+                return;
+            };
+            match next {
+                Queued::Request(Request::Get {
+                    name,
+                    offset,
+                    verify,
+                }) => self.get(&mut session.state, conn, &name, offset, verify),
+                Queued::Request(Request::Put { name, size }) => {
+                    if self.put(&mut session.state, conn, &name, size).is_err() {
+                        session.closing = true;
+                    }
+                }
+                Queued::Refuse(refusal) => self.refuse(conn, &refusal),
+                Queued::RefuseAndClose(refusal) => {
+                    self.refuse(conn, &refusal);
+                    session.closing = true;
+                    conn.close();
+                }
+            }
+        }
+    }
+
+    fn get(&self, session: &mut State, conn: &mut Conn, name: &[u8], offset: u64, verify: bool) {
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
         let (file, size) = match self.root.open_for_read(name) {
             Ok(found) => found,
@@ -135,18 +185,20 @@ impl FileHandler {
                 return;
             }
         }
-        *session = Session::Sending {
+        *session = State::Sending {
             sent: false,
             digest_pending: verify,
         };
     }
 
-    fn put(&self, session: &mut Session, conn: &mut Conn, name: &[u8], size: u64) {
+    /// Start an upload; `Err` if it was refused (and the connection is closing: the
+    /// client may have sent bytes already).
+    fn put(&self, session: &mut State, conn: &mut Conn, name: &[u8], size: u64) -> Result<(), ()> {
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
-        // A refused upload closes the connection: the client may have sent bytes already.
         let refuse_and_close = |conn: &mut Conn, refusal: Refusal| {
             self.refuse(conn, &refusal);
             conn.close();
+            Err(())
         };
         if !self.allow_upload {
             return refuse_and_close(
@@ -169,20 +221,22 @@ impl FileHandler {
         };
         if size == 0 {
             conn.send(b"READY\n");
-            return self.store(session, conn, upload, file, 0);
+            self.store(session, conn, upload, file, 0);
+            return Ok(());
         }
         if let Err(e) = conn.receive_to_file(file, size) {
             let refusal = Refusal::new(Code::Io, format!("cannot receive the upload: {e}"));
             return refuse_and_close(conn, refusal);
         }
         conn.send(b"READY\n");
-        *session = Session::Receiving { upload };
+        *session = State::Receiving { upload };
+        Ok(())
     }
 
     /// Sync, hash and rename a complete upload on the pool.
     fn store(
         &self,
-        session: &mut Session,
+        session: &mut State,
         conn: &mut Conn,
         upload: TempUpload,
         file: File,
@@ -192,7 +246,7 @@ impl FileHandler {
             JobResult::Stored(store(upload, &file, bytes, &|| cancel.is_cancelled()))
         });
         match spawned {
-            Ok(_) => *session = Session::Storing,
+            Ok(_) => *session = State::Storing,
             Err(e) => {
                 tracing::warn!(conn = %conn.id(), error = %e, "cannot store an upload; closing");
                 conn.abort();
@@ -234,34 +288,61 @@ impl Handler for FileHandler {
 
     fn on_open(&self, conn: &mut Conn) -> Session {
         tracing::debug!(conn = %conn.id(), peer = %conn.peer_addr(), "open");
-        Session::Idle
+        Session {
+            state: State::Idle,
+            queued: VecDeque::new(),
+            closing: false,
+        }
     }
 
     fn on_data(&self, session: &mut Session, conn: &mut Conn, line: &[u8]) {
-        if !matches!(session, Session::Idle) {
-            let refusal = Refusal::new(
-                Code::BadRequest,
-                "a request came while another was under way",
-            );
-            self.refuse(conn, &refusal);
-            conn.close();
+        if session.closing {
             return;
         }
-        match Request::parse(line) {
-            Err(refusal) => self.refuse(conn, &refusal),
-            Ok(Request::Get {
-                name,
-                offset,
-                verify,
-            }) => self.get(session, conn, &name, offset, verify),
-            Ok(Request::Put { name, size }) => self.put(session, conn, &name, size),
-        }
+        let busy = !matches!(session.state, State::Idle) || !session.queued.is_empty();
+        let item = match Request::parse(line) {
+            Ok(Request::Put { .. }) if busy => Queued::RefuseAndClose(Refusal::new(
+                Code::BadRequest,
+                "a PUT must wait for every earlier reply",
+            )),
+            _ if session.queued.len() >= MAX_QUEUED => Queued::RefuseAndClose(Refusal::new(
+                Code::BadRequest,
+                format!("more than {MAX_QUEUED} requests are waiting"),
+            )),
+            Ok(request) => Queued::Request(request),
+            Err(refusal) => Queued::Refuse(refusal),
+        };
+        session.queued.push_back(item);
+        self.serve_queue(session, conn);
     }
 
     fn on_transfer(&self, session: &mut Session, conn: &mut Conn, event: TransferEvent) {
+        self.transfer_event(&mut session.state, conn, event);
+        self.serve_queue(session, conn);
+    }
+
+    fn on_job_done(&self, session: &mut Session, conn: &mut Conn, done: JobDone) {
+        let Ok(result) = done.downcast::<JobResult>() else {
+            tracing::warn!(conn = %conn.id(), "a job returned something else; closing");
+            conn.abort();
+            return;
+        };
+        self.job_done(&mut session.state, conn, result);
+        self.serve_queue(session, conn);
+    }
+
+    fn on_close(&self, session: Session, conn: &Conn, reason: CloseReason) {
+        tracing::debug!(conn = %conn.id(), %reason, "closed");
+        // An unfinished upload's TempUpload goes with the session: its file is removed.
+        drop(session);
+    }
+}
+
+impl FileHandler {
+    fn transfer_event(&self, session: &mut State, conn: &mut Conn, event: TransferEvent) {
         match event {
             TransferEvent::Sent { .. } => {
-                if let Session::Sending {
+                if let State::Sending {
                     sent,
                     digest_pending,
                 } = session
@@ -269,13 +350,13 @@ impl Handler for FileHandler {
                     *sent = true;
                     if !*digest_pending {
                         self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                        *session = Session::Idle;
+                        *session = State::Idle;
                     }
                 }
             }
             TransferEvent::Received { bytes, file, .. } => {
-                match std::mem::replace(session, Session::Idle) {
-                    Session::Receiving { upload } => self.store(session, conn, upload, file, bytes),
+                match std::mem::replace(session, State::Idle) {
+                    State::Receiving { upload } => self.store(session, conn, upload, file, bytes),
                     other => {
                         *session = other;
                         tracing::warn!(conn = %conn.id(), "an upload finished unasked; closing");
@@ -288,7 +369,7 @@ impl Handler for FileHandler {
             } => {
                 tracing::debug!(conn = %conn.id(), ?direction, %error, "transfer failed");
                 // Dropping a receive's TempUpload removes its temporary file.
-                *session = Session::Idle;
+                *session = State::Idle;
                 if direction == Direction::Receive {
                     let code = match error {
                         TransferError::DiskFull => Some(Code::DiskFull),
@@ -307,16 +388,11 @@ impl Handler for FileHandler {
         }
     }
 
-    fn on_job_done(&self, session: &mut Session, conn: &mut Conn, done: JobDone) {
-        let Ok(result) = done.downcast::<JobResult>() else {
-            tracing::warn!(conn = %conn.id(), "a job returned something else; closing");
-            conn.abort();
-            return;
-        };
+    fn job_done(&self, session: &mut State, conn: &mut Conn, result: JobResult) {
         match result {
             JobResult::Digest(Ok(digest)) => {
                 conn.send(format!("{digest}\n").as_bytes());
-                if let Session::Sending {
+                if let State::Sending {
                     sent,
                     digest_pending,
                 } = session
@@ -324,7 +400,7 @@ impl Handler for FileHandler {
                     *digest_pending = false;
                     if *sent {
                         self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                        *session = Session::Idle;
+                        *session = State::Idle;
                     }
                 }
             }
@@ -336,19 +412,13 @@ impl Handler for FileHandler {
             JobResult::Stored(Ok((bytes, digest))) => {
                 self.counters.stored.fetch_add(1, Ordering::Relaxed);
                 conn.send(format!("DONE {bytes} {digest}\n").as_bytes());
-                *session = Session::Idle;
+                *session = State::Idle;
             }
             JobResult::Stored(Err(refusal)) => {
                 self.refuse(conn, &refusal);
-                *session = Session::Idle;
+                *session = State::Idle;
             }
         }
-    }
-
-    fn on_close(&self, session: Session, conn: &Conn, reason: CloseReason) {
-        tracing::debug!(conn = %conn.id(), %reason, "closed");
-        // An unfinished upload's TempUpload goes with the session: its file is removed.
-        drop(session);
     }
 }
 
