@@ -288,6 +288,13 @@ fn noverify_sends_no_digest_and_the_connection_serves_on() {
     line.clear();
     reader.read_line(&mut line).unwrap();
     assert!(line.starts_with("ERR not-found "), "{line}");
+
+    // A refused download exits non-zero and leaves no empty file.
+    let work = shm_dir();
+    let out = work.path().join("missing");
+    let (ok, _, err) = cli(&["get", &server.addr, "missing", "-o", path_str(&out)]);
+    assert!(!ok && err.contains("not-found"), "{err}");
+    assert!(!out.exists(), "a refused download left {out:?}");
     server.stop();
 }
 

@@ -47,28 +47,24 @@ pub fn run(opts: &GetOptions) -> anyhow::Result<()> {
         None => default_output(&opts.name)?,
     };
     let shown = String::from_utf8_lossy(&opts.name).into_owned();
-    let mut file = if opts.resume {
+    // A resumed download opens its file first (its length is the offset); a fresh one
+    // only once the server said OK, so a refusal leaves no empty file behind.
+    let open = |resume: bool| {
         OpenOptions::new()
             .create(true)
-            .truncate(false)
+            .truncate(!resume)
             .read(true)
             .write(true)
             .open(&path)
-    } else {
-        OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-    }
-    .with_context(|| format!("opening {}", path.display()))?;
-    let offset = if opts.resume {
-        file.metadata()
+            .with_context(|| format!("opening {}", path.display()))
+    };
+    let mut resumed = if opts.resume { Some(open(true)?) } else { None };
+    let offset = match &resumed {
+        Some(file) => file
+            .metadata()
             .with_context(|| format!("reading the length of {}", path.display()))?
-            .len()
-    } else {
-        0
+            .len(),
+        None => 0,
     };
 
     let stream = crate::file::connect(opts.addr, opts.timeout)?;
@@ -100,6 +96,10 @@ pub fn run(opts: &GetOptions) -> anyhow::Result<()> {
             other => anyhow::bail!("unexpected reply {other:?}"),
         };
 
+    let mut file = match resumed.take() {
+        Some(file) => file,
+        None => open(false)?,
+    };
     // The digest covers the whole file: what is there already is hashed first, then
     // each byte as it is written.
     let mut hashers: Vec<Hasher> = Vec::new();
