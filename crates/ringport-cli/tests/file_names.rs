@@ -68,6 +68,10 @@ fn hostile_names_are_refused_with_their_code_and_counted() {
         (b"PUT sub 1".to_vec(), "not-regular"),
         (b"PUT nodir/x 1".to_vec(), "not-found"),
         (b"FETCH x".to_vec(), "bad-request"),
+        (
+            b"GET sub/.ringport-upload.1.0.part 0 verify".to_vec(),
+            "bad-name",
+        ),
     ];
     if device {
         cases.push((b"GET null-dev 0 verify".to_vec(), "not-regular"));
@@ -114,6 +118,30 @@ fn hostile_names_are_refused_with_their_code_and_counted() {
     .collect();
     let expected = format!("refused {total} ({})", by.join(", "));
     assert!(out.contains(&expected), "expected {expected:?} in:\n{out}");
+}
+
+#[test]
+fn gets_pipeline_but_a_put_behind_them_is_refused_and_closes() {
+    let root = shm_dir();
+    std::fs::write(root.path().join("a"), b"abc").unwrap();
+    let server = FileServer::start(root.path(), &["--allow-upload"]);
+    let mut s = connect(&server.addr);
+    s.write_all(b"GET a 0 noverify\nGET a 2 noverify\nPUT b 1\nGET a 0 noverify\n")
+        .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("OK 3 0\nabcOK 3 2\ncERR bad-request "),
+        "{text:?}"
+    );
+    assert!(
+        text.ends_with('\n') && text.matches('\n').count() == 3,
+        "{text:?}"
+    );
+    assert!(!root.path().join("b").exists());
+    let (out, _) = server.stop();
+    assert!(out.contains("get 2  put 0  sent 2"), "{out}");
 }
 
 #[test]

@@ -28,6 +28,9 @@ pub const MAX_NAME: usize = 4096;
 /// Longest component of a name, in bytes.
 pub const MAX_COMPONENT: usize = 255;
 
+/// How the temporary names of uploads begin; no request may name one.
+pub const TEMP_PREFIX: &str = ".ringport-upload.";
+
 /// How every name is resolved under the root.
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
@@ -62,6 +65,12 @@ pub fn check_name(name: &[u8]) -> Result<(), Refusal> {
             }
             _ => {}
         }
+    }
+    let last = name.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    if last.starts_with(TEMP_PREFIX.as_bytes()) {
+        return bad(&format!(
+            "{shown:?}: {TEMP_PREFIX}* names are uploads in progress"
+        ));
     }
     Ok(())
 }
@@ -202,7 +211,7 @@ impl Root {
             Err(e) => return Err(refusal(name, e)),
         }
         let temp = format!(
-            ".ringport-upload.{}.{}.part",
+            "{TEMP_PREFIX}{}.{}.part",
             std::process::id(),
             TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
         );
@@ -302,6 +311,7 @@ mod tests {
             (b"a/", Code::BadName),
             (b"..", Code::BadName),
             (b"a\0b", Code::BadName),
+            (b"d/.ringport-upload.1.2.part", Code::BadName),
         ] {
             assert_eq!(check_name(bad).unwrap_err().code, expected, "{bad:?}");
         }
