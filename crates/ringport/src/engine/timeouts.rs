@@ -168,11 +168,12 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     /// Keep the write stamps in step with the queue (after callbacks and sends).
     pub(super) fn stamp_queue(st: &mut ConnState<H::Session>, now: u64) {
-        let queued = st.conn.queued;
+        // Bytes or a file not yet all sent: the write timeout runs.
+        let unsent = st.conn.has_unsent();
         let Some(t) = st.timing.as_deref_mut() else {
             return;
         };
-        if queued == 0 {
+        if !unsent {
             t.write_since = None;
         } else if t.write_since.is_none() {
             t.write_since = Some(now);

@@ -1,0 +1,147 @@
+//! A file-transfer test server: a line protocol over `Conn::send_file` and
+//! `Conn::receive_to_file`, recording every transfer event.
+//!
+//! - `SEND <path> <offset> <len>` → `HEAD\n`, the file's bytes, `TAIL\n` (in order);
+//! - `RECV <path> <len>` → the next `len` bytes go to the file (created), then
+//!   `GOT <bytes>\n` (or `FAIL <reason>\n`);
+//! - any other line → `ECHO <line>\n`.
+#![allow(dead_code)]
+
+use ringport::codec::DelimitedCodec;
+use ringport::{CloseReason, Codec, Conn, Handler, Server, TransferEvent};
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// What the server saw, in order, as short strings.
+#[derive(Default)]
+pub struct Log {
+    pub lines: Mutex<Vec<String>>,
+    /// The files it is sending, to check when they are let go.
+    pub files: Mutex<Vec<Arc<File>>>,
+    pub closed: Mutex<Vec<CloseReason>>,
+}
+
+impl Log {
+    pub fn push(&self, s: String) {
+        self.lines.lock().unwrap().push(s);
+    }
+
+    pub fn snapshot(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn has(&self, prefix: &str) -> bool {
+        self.snapshot().iter().any(|l| l.starts_with(prefix))
+    }
+}
+
+pub struct FileProto {
+    pub log: Arc<Log>,
+}
+
+fn describe(ev: &TransferEvent) -> String {
+    match ev {
+        TransferEvent::Progress { done, total, .. } => format!("progress {done}/{total}"),
+        TransferEvent::Sent { bytes, .. } => format!("sent {bytes}"),
+        TransferEvent::Received { bytes, .. } => format!("received {bytes}"),
+        TransferEvent::Failed { done, error, .. } => {
+            format!("failed {} {done} {error:?}", error.name())
+        }
+        _ => "other".into(),
+    }
+}
+
+impl Handler for FileProto {
+    type Session = ();
+
+    fn on_open(&self, _conn: &mut Conn) {}
+
+    fn on_data(&self, _s: &mut (), conn: &mut Conn, line: &[u8]) {
+        let text = String::from_utf8_lossy(line).to_string();
+        self.log.push(format!("line {text}"));
+        let words: Vec<&str> = text.split(' ').collect();
+        match words.as_slice() {
+            ["SEND", path, offset, len] => {
+                let file = Arc::new(File::open(path).expect("open the file to send"));
+                self.log.files.lock().unwrap().push(file.clone());
+                conn.send(b"HEAD\n");
+                conn.send_file(file, offset.parse().unwrap(), len.parse().unwrap())
+                    .expect("send_file");
+                conn.send(b"TAIL\n");
+            }
+            ["RECV", path, len] => {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(!path.starts_with("/dev/"))
+                    .open(path)
+                    .expect("open the file to receive into");
+                conn.receive_to_file(file, len.parse().unwrap())
+                    .expect("receive_to_file");
+            }
+            _ => conn.send(format!("ECHO {text}\n").as_bytes()),
+        }
+    }
+
+    fn on_transfer(&self, _s: &mut (), conn: &mut Conn, ev: TransferEvent) {
+        self.log.push(describe(&ev));
+        match ev {
+            TransferEvent::Received { bytes, .. } => conn.send(format!("GOT {bytes}\n").as_bytes()),
+            TransferEvent::Failed { error, .. } => {
+                conn.send(format!("FAIL {}\n", error.name()).as_bytes())
+            }
+            _ => {}
+        }
+    }
+
+    fn on_close(&self, _s: (), _conn: &Conn, reason: CloseReason) {
+        self.log.push(format!("close {}", reason.name()));
+        self.log.closed.lock().unwrap().push(reason);
+    }
+}
+
+/// Start a two-worker file-transfer test server on 127.0.0.1:0.
+pub fn start() -> (Server<FileProto>, SocketAddr, Arc<Log>) {
+    start_with(ringport::Timeouts::default())
+}
+
+/// The same, with these timeouts.
+pub fn start_with(timeouts: ringport::Timeouts) -> (Server<FileProto>, SocketAddr, Arc<Log>) {
+    let log = Arc::new(Log::default());
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .unwrap()
+        .workers(2)
+        .timeouts(timeouts)
+        .codec(Codec::Delimited(DelimitedCodec::lines()))
+        .start(FileProto { log: log.clone() })
+        .expect("start the server");
+    let addr = server.local_addrs()[0];
+    (server, addr, log)
+}
+
+/// A directory in /dev/shm for one test, removed when dropped.
+pub struct ShmDir(pub PathBuf);
+
+impl ShmDir {
+    pub fn new(test: &str) -> ShmDir {
+        let p = PathBuf::from(format!("/dev/shm/ringport-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        ShmDir(p)
+    }
+
+    pub fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+}
+
+impl Drop for ShmDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
