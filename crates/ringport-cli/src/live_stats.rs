@@ -10,9 +10,6 @@ use std::time::{Duration, Instant};
 /// Time between two lines.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// How a line is made: from the stats a second ago, the stats now, and the time between.
-pub type LineFormat = fn(&Stats, &Stats, Duration) -> String;
-
 /// The printing thread; [`Ticker::stop`] ends it.
 pub struct Ticker {
     stop: mpsc::Sender<()>,
@@ -23,12 +20,12 @@ impl Ticker {
     /// Print a line every second, made by `format` from what `source` reports.
     pub fn start(
         source: impl Fn() -> Stats + Send + 'static,
-        format: LineFormat,
+        format: impl Fn(&Stats, &Stats, Duration) -> String + Send + 'static,
     ) -> anyhow::Result<Ticker> {
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("stats".into())
-            .spawn(move || tick(&source, format, &stopped))?;
+            .spawn(move || tick(&source, &format, &stopped))?;
         Ok(Ticker { stop, thread })
     }
 
@@ -40,7 +37,11 @@ impl Ticker {
     }
 }
 
-fn tick(source: &dyn Fn() -> Stats, format: LineFormat, stopped: &mpsc::Receiver<()>) {
+fn tick(
+    source: &dyn Fn() -> Stats,
+    format: &dyn Fn(&Stats, &Stats, Duration) -> String,
+    stopped: &mpsc::Receiver<()>,
+) {
     let mut before = source();
     let mut at = Instant::now();
     let mut next = at + EVERY;

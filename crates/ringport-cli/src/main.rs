@@ -6,6 +6,7 @@ mod bench;
 mod defences;
 mod demo;
 mod echo_server;
+mod file;
 mod job_work;
 mod live_stats;
 mod pattern;
@@ -96,6 +97,43 @@ enum Command {
     /// Default: closed loop (each connection keeps --pipeline messages in flight).
     /// --rate, --churn and --idle select the other modes; --udp loads a UDP echo server.
     Bench(BenchArgs),
+    /// Serve the regular files under a root directory (and store uploads with
+    /// --allow-upload) until SIGINT/SIGTERM.
+    FileServer(FileServerArgs),
+    /// Download a file from a file server and verify its digest.
+    Get {
+        /// The file server's address.
+        addr: String,
+        /// The file's name under the server's root.
+        name: std::ffi::OsString,
+        /// Where to write it (default: the name's last component, here).
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: Option<std::path::PathBuf>,
+        /// Continue a partial download from the local file's length (the whole file is
+        /// verified).
+        #[arg(long)]
+        resume: bool,
+        /// Skip the digest (the server computes none).
+        #[arg(long)]
+        no_verify: bool,
+        /// Seconds the connect, or any read or write, may take.
+        #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+        timeout: f64,
+    },
+    /// Upload a file to a file server (started with --allow-upload) and verify the
+    /// digest of what it stored.
+    Put {
+        /// The file server's address.
+        addr: String,
+        /// The local file.
+        path: std::path::PathBuf,
+        /// The name to store it under (default: the file's name).
+        #[arg(long, value_name = "NAME")]
+        name: Option<std::ffi::OsString>,
+        /// Seconds the connect, or any read or write, may take.
+        #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+        timeout: f64,
+    },
     /// Run an embedded echo server and the load tool against it.
     Demo {
         #[command(flatten)]
@@ -104,6 +142,42 @@ enum Command {
         #[arg(long, default_value_t = 10.0, value_name = "SECS")]
         duration: f64,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct FileServerArgs {
+    /// The directory served: names resolve strictly under it.
+    #[arg(long, value_name = "DIR")]
+    root: std::path::PathBuf,
+    /// Address to listen on (repeatable; port 0 picks a free port).
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:7008")]
+    listen: Vec<String>,
+    /// Accept uploads (PUT); refused otherwise.
+    #[arg(long)]
+    allow_upload: bool,
+    /// Largest upload accepted, in bytes (default: no limit).
+    #[arg(long, value_name = "BYTES", requires = "allow_upload")]
+    max_upload: Option<u64>,
+    /// I/O workers (default: available parallelism).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=255))]
+    workers: Option<u64>,
+    /// Threads of the job pool that computes digests and stores uploads (default:
+    /// available parallelism).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    jobs: Option<u64>,
+    /// I/O backend: auto (io_uring if available, else poll), uring or poll.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    backend: ringport::Backend,
+    #[command(flatten)]
+    defences: defences::DefenceArgs,
+    /// Serve Prometheus metrics (GET /metrics) on this address; port 0 picks a free
+    /// port, printed as "metrics on ADDR".
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Print a summary line every second: the echo server's, then files and bytes sent
+    /// and received, requests and refusals.
+    #[arg(long)]
+    stats: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -346,6 +420,33 @@ fn main() -> anyhow::Result<()> {
             }
             report.check()
         }
+        Command::FileServer(args) => file_server(args),
+        Command::Get {
+            addr,
+            name,
+            output,
+            resume,
+            no_verify,
+            timeout,
+        } => file::get::run(&file::get::GetOptions {
+            addr: resolve(&addr)?,
+            name: name.into_encoded_bytes(),
+            output,
+            resume,
+            verify: !no_verify,
+            timeout: seconds(timeout, "--timeout")?,
+        }),
+        Command::Put {
+            addr,
+            path,
+            name,
+            timeout,
+        } => file::put::run(&file::put::PutOptions {
+            addr: resolve(&addr)?,
+            path,
+            name: name.map(std::ffi::OsString::into_encoded_bytes),
+            timeout: seconds(timeout, "--timeout")?,
+        }),
         Command::Demo { load, duration } => demo::run(demo::DemoOptions {
             duration: seconds(duration, "--duration")?,
             connections: to_usize(load.connections)?,
@@ -353,6 +454,29 @@ fn main() -> anyhow::Result<()> {
             pipeline: to_usize(load.pipeline)?,
         }),
     }
+}
+
+/// `file-server`.
+fn file_server(args: FileServerArgs) -> anyhow::Result<()> {
+    file::serve::run(file::serve::FileServerOptions {
+        root: args.root,
+        listen: args.listen,
+        max_upload: args.max_upload,
+        allow_upload: args.allow_upload,
+        workers: workers_or_default(args.workers),
+        jobs: args
+            .jobs
+            .map_or_else(|| workers_or_default(None), |n| n as usize),
+        backend: args.backend,
+        defences: args.defences,
+        metrics: args
+            .metrics
+            .as_deref()
+            .map(resolve)
+            .transpose()
+            .context("--metrics")?,
+        stats: args.stats,
+    })
 }
 
 /// `bench --udp`.
