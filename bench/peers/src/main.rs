@@ -18,6 +18,12 @@
 //! Once bound, each prints `listening on ADDR` (the resolved address, so
 //! port 0 works) to stdout and flushes it.
 //!
+//! Files: `sendfile-server --listen ADDR --root DIR` serves the files of
+//! DIR, one OS thread per connection, each download a `sendfile(2)` loop
+//! (`src/sendfile_server.rs`); `get ADDR NAME -o PATH [--offset N]` downloads
+//! one with a plain read loop (`src/get_client.rs`). Both speak the request
+//! line of ringport's file server without a digest (`src/file_proto.rs`).
+//!
 //! Shutdown: there is no signal handler. SIGTERM/SIGINT take their default
 //! action and kill the process, which is all a benchmark peer needs: there is
 //! no state to flush, and the kernel closes every socket. Both are reset to
@@ -28,8 +34,11 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 
+mod file_proto;
+mod get_client;
 mod mmsg_udp_echo;
 mod monoio_echo;
+mod sendfile_server;
 mod threads_echo;
 mod tokio_echo;
 mod tokio_udp_echo;
@@ -46,7 +55,9 @@ pub const DATAGRAM_BUF_SIZE: usize = 65536;
 const BACKLOG: i32 = 1024;
 
 const USAGE: &str = "usage: peer-echo <tokio|monoio|threads|uring> --listen ADDR\n       \
-     peer-echo <tokio-udp|mmsg-udp> --listen ADDR [--socket-buffer BYTES]";
+     peer-echo <tokio-udp|mmsg-udp> --listen ADDR [--socket-buffer BYTES]\n       \
+     peer-echo sendfile-server --listen ADDR --root DIR\n       \
+     peer-echo get ADDR NAME -o PATH [--offset N]";
 
 /// A server's entry point: the bound TCP listener or UDP socket it serves.
 enum Server {
@@ -56,6 +67,11 @@ enum Server {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("sendfile-server") => sendfile_main(&args[1..]),
+        Some("get") => get_main(&args[1..]),
+        _ => {}
+    }
     let (server, addr, socket_buffer) = match args.as_slice() {
         [server, flag, addr] if flag == "--listen" => (server.as_str(), addr.as_str(), None),
         [server, flag, addr, buf_flag, bytes]
@@ -82,14 +98,8 @@ fn main() {
     if socket_buffer.is_some() && matches!(run, Server::Tcp(_)) {
         fail("--socket-buffer is for the UDP servers only");
     }
-    let addr: SocketAddr = addr
-        .parse()
-        .unwrap_or_else(|e| fail(&format!("bad address {addr:?}: {e}")));
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installs the default action (no handler code runs), before
-        // any other thread exists.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
+    let addr = parse_addr(addr);
+    default_signals();
     let result = match run {
         Server::Tcp(run) => run(bind(addr).unwrap_or_else(|e| fail(&format!("bind {addr}: {e}")))),
         Server::Udp(run) => {
@@ -100,6 +110,79 @@ fn main() {
     };
     if let Err(e) = result {
         fail(&format!("{server}: {e}"));
+    }
+}
+
+/// `sendfile-server --listen ADDR --root DIR` (flags in either order); never
+/// returns.
+fn sendfile_main(args: &[String]) -> ! {
+    let (mut addr, mut root) = (None, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| fail(USAGE));
+        match flag.as_str() {
+            "--listen" => addr = Some(parse_addr(value)),
+            "--root" => root = Some(std::path::PathBuf::from(value)),
+            _ => fail(USAGE),
+        }
+    }
+    let (Some(addr), Some(root)) = (addr, root) else {
+        fail(USAGE)
+    };
+    if !root.is_dir() {
+        fail(&format!("--root {}: not a directory", root.display()));
+    }
+    default_signals();
+    let listener = bind(addr).unwrap_or_else(|e| fail(&format!("bind {addr}: {e}")));
+    if let Err(e) = sendfile_server::run(listener, root) {
+        fail(&format!("sendfile-server: {e}"));
+    }
+    std::process::exit(0)
+}
+
+/// `get ADDR NAME -o PATH [--offset N]`; never returns.
+fn get_main(args: &[String]) -> ! {
+    let [addr, name, rest @ ..] = args else {
+        fail(USAGE)
+    };
+    let (mut out, mut offset) = (None, 0u64);
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| fail(USAGE));
+        match flag.as_str() {
+            "-o" | "--output" => out = Some(value.clone()),
+            "--offset" => {
+                offset = value
+                    .parse()
+                    .unwrap_or_else(|_| fail(&format!("bad --offset {value:?}")))
+            }
+            _ => fail(USAGE),
+        }
+    }
+    let Some(out) = out else { fail(USAGE) };
+    let args = get_client::Args {
+        addr: addr.clone(),
+        name: name.clone(),
+        out,
+        offset,
+    };
+    if let Err(e) = get_client::run(args) {
+        fail(&format!("get {addr} {name}: {e}"));
+    }
+    std::process::exit(0)
+}
+
+fn parse_addr(addr: &str) -> SocketAddr {
+    addr.parse()
+        .unwrap_or_else(|e| fail(&format!("bad address {addr:?}: {e}")))
+}
+
+/// SIGINT and SIGTERM back to their default action (see the module doc).
+fn default_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs the default action (no handler code runs), before
+        // any other thread exists.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
 }
 
