@@ -25,7 +25,7 @@ impl ConnExtras {
             && self.timers.armed.is_empty()
             && self.jobs.is_none()
             && self.room.get().is_none()
-            && self.transfers.as_ref().map_or(true, |t| t.idle())
+            && self.transfers.is_none()
     }
 }
 

@@ -370,3 +370,102 @@ fn a_file_send_the_peer_stops_reading_ends_with_the_write_timeout() {
     drop(c);
     server.shutdown(Duration::from_secs(5));
 }
+
+#[test]
+fn two_receives_back_to_back_the_second_asked_from_the_first_ones_end() {
+    let _w = watchdog("two_receives_back_to_back", TEST_LIMIT);
+    let dir = ShmDir::new("recv-two");
+    let (a, b) = (
+        random_bytes(&mut rng(), 3 * MIB + 1),
+        random_bytes(&mut rng(), 2 * MIB + 7),
+    );
+    let (pa, pb) = (dir.0.join("a"), dir.0.join("b"));
+    let (server, addr, _log) = start();
+    let mut c = connect(addr);
+    // Everything in one write: the second file's bytes arrive while the first is written.
+    let mut wire = format!(
+        "RECV2 {} {} {} {}\n",
+        pa.display(),
+        a.len(),
+        pb.display(),
+        b.len()
+    )
+    .into_bytes();
+    wire.extend_from_slice(&a);
+    wire.extend_from_slice(&b);
+    wire.extend_from_slice(b"AFTER\n");
+    c.write_all(&wire).unwrap();
+    let expect = format!("GOT {}\nGOT {}\nECHO AFTER\n", a.len(), b.len());
+    let got = read_n(&mut c, expect.len());
+    assert_eq!(String::from_utf8_lossy(&got), expect);
+    assert!(std::fs::read(&pa).unwrap() == a && std::fs::read(&pb).unwrap() == b);
+    server.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn an_exact_read_asked_with_a_receive_reads_what_follows_the_file() {
+    let _w = watchdog("an_exact_read_asked_with_a_receive", TEST_LIMIT);
+    let dir = ShmDir::new("recv-exact");
+    let data = random_bytes(&mut rng(), MIB + 3);
+    let path = dir.0.join("in");
+    let (server, addr, _log) = start();
+    let mut c = connect(addr);
+    let mut wire = format!("RECVX {} {}\n", path.display(), data.len()).into_bytes();
+    wire.extend_from_slice(&data);
+    wire.extend_from_slice(b"WXYZ");
+    c.write_all(&wire).unwrap();
+    let expect = format!("GOT {}\nECHO WXYZ\n", data.len());
+    let got = read_n(&mut c, expect.len());
+    assert_eq!(String::from_utf8_lossy(&got), expect);
+    assert!(std::fs::read(&path).unwrap() == data);
+    server.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn an_upload_followed_by_the_peers_eof_is_received_before_the_close() {
+    let _w = watchdog("an_upload_followed_by_the_peers_eof", TEST_LIMIT);
+    let dir = ShmDir::new("recv-eof");
+    let data = random_bytes(&mut rng(), 4 * MIB);
+    let path = dir.0.join("in");
+    let (server, addr, log) = start();
+    let mut c = connect(addr);
+    let mut wire = format!("RECV {} {}\n", path.display(), data.len()).into_bytes();
+    wire.extend_from_slice(&data);
+    c.write_all(&wire).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        format!("GOT {}\n", data.len())
+    );
+    assert!(std::fs::read(&path).unwrap() == data);
+    wait_until(WAIT, "the close", || log.has("close "));
+    let lines = log.snapshot();
+    assert!(
+        lines.contains(&"close peer_closed".to_string()),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("failed")), "{lines:?}");
+    server.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn a_file_sent_last_is_followed_by_on_drained() {
+    let _w = watchdog("a_file_sent_last_is_followed_by_on_drained", TEST_LIMIT);
+    let dir = ShmDir::new("send-drained");
+    let data = random_bytes(&mut rng(), 2 * MIB);
+    let path = dir.file("f", &data);
+    let (server, addr, log) = start();
+    let mut c = connect(addr);
+    c.write_all(format!("ONLY {} 0 {}\n", path.display(), data.len()).as_bytes())
+        .unwrap();
+    assert!(read_n(&mut c, data.len()) == data);
+    wait_until(WAIT, "on_drained after the file", || {
+        let lines = log.snapshot();
+        let sent = lines.iter().position(|l| l.starts_with("sent "));
+        let drained = lines.iter().rposition(|l| l == "drained");
+        matches!((sent, drained), (Some(s), Some(d)) if d > s)
+    });
+    server.shutdown(Duration::from_secs(5));
+}

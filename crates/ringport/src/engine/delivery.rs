@@ -26,10 +26,12 @@ fn deliver<H: Handler>(
         return;
     };
     let conn = &mut st.conn;
-    if let Some(sink) = conn.sink_mut() {
-        // A receive into a file: its bytes go to the file; those behind them wait for
-        // its end (reading pauses too).
-        let n = sink.take(data);
+    if conn.sink_mut().is_some() {
+        // A receive into a file: its bytes go to the file (those the reader held first);
+        // those behind them wait for its end (reading pauses too).
+        feed_sink(st);
+        let conn = &mut st.conn;
+        let n = conn.sink_mut().map_or(0, |sink| sink.take(data));
         return hold(&mut st.reader, conn, &data[n..]);
     }
     if conn.jobs_full() {
@@ -126,6 +128,18 @@ fn deliver<H: Handler>(
     }
 }
 
+/// Give a receive into a file the bytes the connection's reader holds, up to what it
+/// still wants (they came before anything received later).
+pub(super) fn feed_sink<S>(st: &mut ConnState<S>) {
+    let (Some(reader), Some(sink)) = (st.reader.as_deref_mut(), st.conn.sink_mut()) else {
+        return;
+    };
+    if reader.buffered() > 0 && sink.wanted() > 0 {
+        let wanted = sink.wanted().min(usize::MAX as u64) as usize;
+        reader.take_held(wanted, |bytes| sink.take(bytes));
+    }
+}
+
 /// Keep `data` in the connection's reader (made if it has none) until the connection
 /// may take deliveries again (room under its job cap, a receive into a file ended).
 fn hold(
@@ -157,14 +171,21 @@ pub(super) fn stamp_partial<S>(st: &mut ConnState<S>, now: u64) {
     }
 }
 
-/// Heap bytes a connection's frame reader holds (a partly received frame).
-pub(super) fn reader_held<S>(st: &ConnState<S>) -> usize {
-    st.reader.as_ref().map_or(0, |r| r.held_bytes())
+/// Heap bytes held for a connection's received data: its frame reader's (a partly
+/// received frame, bytes waiting for room) and a receive into a file's (bytes waiting for
+/// the disk and the write in flight). All of it counts in the worker's frame budget.
+pub(super) fn held_bytes<S>(st: &ConnState<S>) -> usize {
+    let sink = st
+        .conn
+        .transfers()
+        .and_then(|t| t.sink.as_ref())
+        .map_or(0, |s| s.held_bytes());
+    st.reader.as_ref().map_or(0, |r| r.held_bytes()) + sink
 }
 
-/// [`deliver`] `data`, then account for the change in what the connection's reader holds
-/// in the worker's total `held` (bytes in partly received frames). A connection whose
-/// reader grew while the total is over `budget` is closed with
+/// [`deliver`] `data`, then account for the change in what the connection holds for
+/// received data ([`held_bytes`]) in the worker's total `held`. A connection whose
+/// holding grew while the total is over `budget` is closed with
 /// [`CloseReason::FrameBudget`] and its reader freed at once: the connection that asked
 /// for more, not one already holding its share.
 pub(super) fn deliver_within_budget<H: Handler>(
@@ -175,17 +196,18 @@ pub(super) fn deliver_within_budget<H: Handler>(
     held: &mut usize,
     budget: usize,
 ) {
-    let before = reader_held(st);
+    let before = held_bytes(st);
     deliver(handler, stats, st, data);
-    let after = reader_held(st);
+    let after = held_bytes(st);
     *held = *held - before + after;
     if after <= before || *held <= budget {
         return;
     }
     tracing::debug!(conn = %st.conn.id(), held = *held, budget, "closing: over the frame budget");
     st.conn.fail(CloseReason::FrameBudget);
-    st.reader = None;
-    *held -= after;
+    // The reader goes now; a receive into a file's bytes stay counted until its close
+    // lets them go (`closing`).
+    *held -= st.reader.take().map_or(0, |r| r.held_bytes());
 }
 
 /// A connection's frame reader, made when its first receive needs one.

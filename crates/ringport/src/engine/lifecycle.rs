@@ -9,7 +9,7 @@
 
 use super::callbacks::{open_session, report_close, report_connect_failed, with_session};
 use super::conn_state::ConnState;
-use super::delivery::{deliver_within_budget, reader_held, stamp_partial};
+use super::delivery::{deliver_within_budget, held_bytes, stamp_partial};
 use super::worker::Worker;
 use crate::conn::{CloseRequest, Conn, ConnId};
 use crate::core::lifecycle::State;
@@ -184,7 +184,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             st.conn.life.read_eof();
             Self::sink_cut_short(st, &self.stats);
             if st.is_open() && st.conn.close_request() == CloseRequest::None {
-                if st.conn.jobs_held() {
+                if st.conn.jobs_held() || st.conn.sink_mut().is_some() {
                     // Bytes that came before the EOF wait for room under the job cap:
                     // the handler hears of the EOF after them (`deliver_buffered`).
                     st.conn.set_eof_held(true);
@@ -294,6 +294,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         // First, so what its callbacks ask (sends, timers, a close) is acted on below;
         // transfer events before bytes held behind a receive into a file.
+        if let Some(st) = self.conns.get_mut(key) {
+            super::delivery::feed_sink(st);
+        }
         self.pump_sink(key);
         if self.deliver_transfer_events(key) {
             return self.service(key);
@@ -334,7 +337,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                     .transfers()
                     .and_then(|t| t.sink.as_ref())
                     .is_some_and(|s| s.backlogged()),
-            jobs_pending: st.conn.jobs_outstanding() > 0,
+            jobs_pending: st.conn.jobs_outstanding() > 0 || st.conn.sink_finishing(),
         };
         let mut actions = st.conn.life.plan(wants);
         // The usual plan is starts only (a send, a receive): they go out with the
@@ -351,6 +354,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         if let Some(kind) = not_started {
             self.on_op_done(key, kind); // nothing started: undo the record
+            self.mark_dirty(key); // and look again: the failure asked for a close
         }
         self.apply(key, actions);
     }
@@ -373,6 +377,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let asked = st.conn.exact_pending() || st.conn.codec_changed() || room;
         let deliver = buffered
             && asked
+            && !st.conn.delivery_blocked()
             && st.session.is_some()
             && st.conn.close_request() == CloseRequest::None;
         if deliver {
@@ -387,7 +392,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             );
             stamp_partial(st, now);
         }
-        if !st.conn.eof_held() || st.conn.jobs_held() {
+        if !st.conn.eof_held() || st.conn.jobs_held() || st.conn.sink_mut().is_some() {
             return deliver;
         }
         // Everything received before the peer's EOF is delivered: now the EOF.
@@ -413,13 +418,16 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// A connection entered `Closing`: what the engine keeps for it besides its
     /// operations goes now (timers, its watch, its share of the send and frame budgets).
     fn closing(&mut self, key: ConnKey) {
+        if let Some(st) = self.conns.get_mut(key) {
+            // Before the transfers go: their receive buffers count in the frame budget.
+            self.frame_held -= held_bytes(st);
+        }
         self.end_transfers(key);
         self.cancel_jobs(key);
         self.unwatch(key);
         self.cancel_user_timers(key);
         self.release_budget(key);
         if let Some(st) = self.conns.get_mut(key) {
-            self.frame_held -= reader_held(st);
             st.reader = None;
         }
     }
@@ -445,6 +453,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                     self.inflight_ops += 1;
                     if !start_op(&mut self.io, key, kind, st) {
                         self.on_op_done(key, kind); // nothing started: undo the record
+                        self.mark_dirty(key);
                     }
                 }
                 rare => self.carry_out_rare(key, rare),

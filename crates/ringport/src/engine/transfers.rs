@@ -3,6 +3,7 @@
 //! file, the events to the handler, and what a close does to unfinished transfers.
 
 use super::callbacks::with_session;
+use super::delivery::held_bytes;
 use super::worker::Worker;
 use crate::core::{ConnKey, OpKind};
 use crate::error::CloseReason;
@@ -113,6 +114,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 t.sending -= u32::from(ended);
                 t.events.push(ev);
             }
+            st.drained_owed |= ended;
         }
         if st.is_open() {
             st.mark_dirty(key, &mut self.dirty);
@@ -131,6 +133,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return;
         };
         let buf = self.io.call(op::ReclaimWrite { key: key.slot });
+        let held_before = held_bytes(st);
         if let (Some(sink), Some(buf)) = (st.conn.sink_mut(), buf) {
             let before = sink.written;
             let end = sink.wrote(buf, c.result);
@@ -150,6 +153,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 t.events.push(ev);
             }
         }
+        self.frame_held = self.frame_held - held_before + held_bytes(st);
         if st.is_open() {
             st.mark_dirty(key, &mut self.dirty);
         } else {
@@ -160,6 +164,17 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// After the callbacks: start the next write of a receive into a file, or let a
     /// finished one go (reporting `Received`).
     pub(super) fn pump_sink(&mut self, key: ConnKey) {
+        let Some(st) = self.conns.get_mut(key) else {
+            return;
+        };
+        let before = held_bytes(st);
+        self.pump_sink_of(key);
+        if let Some(st) = self.conns.get_mut(key) {
+            self.frame_held = self.frame_held - before + held_bytes(st);
+        }
+    }
+
+    fn pump_sink_of(&mut self, key: ConnKey) {
         let Some(st) = self.conns.get_mut(key) else {
             return;
         };
@@ -215,19 +230,21 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return false;
         };
         if t.events.is_empty() {
-            if t.idle() {
-                st.conn.extras_mut().transfers = None;
-                st.conn.trim_extras();
-            }
             return false;
         }
         let events = std::mem::take(&mut t.events);
         let handler = &self.handler;
-        with_session(&self.stats, st, |s, conn| {
-            for ev in events {
-                handler.on_transfer(s, conn, ev);
-            }
-        });
+        for ev in events {
+            // One guard per event: a panic closes the connection, the others still go.
+            with_session(&self.stats, st, |s, conn| handler.on_transfer(s, conn, ev));
+        }
+        let drained = !st.conn.has_unsent()
+            && st.is_open()
+            && st.conn.close_request() == crate::conn::CloseRequest::None;
+        if drained && std::mem::take(&mut st.drained_owed) {
+            // The last thing queued was a file: it is all with the kernel now.
+            with_session(&self.stats, st, |s, conn| handler.on_drained(s, conn));
+        }
         true
     }
 
@@ -269,11 +286,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             }
         }
         let handler = &self.handler;
-        with_session(&self.stats, st, |s, conn| {
-            for ev in events {
-                handler.on_transfer(s, conn, ev);
-            }
-        });
+        for ev in events {
+            with_session(&self.stats, st, |s, conn| handler.on_transfer(s, conn, ev));
+        }
     }
 
     /// The peer's EOF came while a receive into a file still wanted bytes: it fails.

@@ -27,7 +27,10 @@ impl Conn {
         len: u64,
     ) -> Result<TransferId, SendError> {
         self.sendable(0)?;
-        if offset.checked_add(len).map_or(true, |end| end > i64::MAX as u64) {
+        if offset
+            .checked_add(len)
+            .map_or(true, |end| end > i64::MAX as u64)
+        {
             return Err(SendError::FileRange);
         }
         let t = self.transfers_or_make();
@@ -66,6 +69,12 @@ impl Conn {
             return Err(ReceiveFileError::Busy);
         }
         let base = file.stream_position().map_err(ReceiveFileError::Position)?;
+        if base
+            .checked_add(len)
+            .map_or(true, |end| end > i64::MAX as u64)
+        {
+            return Err(ReceiveFileError::FileRange);
+        }
         let t = self.transfers_or_make();
         let id = t.next_id();
         if len == 0 {
@@ -108,6 +117,15 @@ impl Conn {
     /// wait for its end).
     pub(crate) fn delivery_blocked(&self) -> bool {
         self.jobs_full() || self.transfers().is_some_and(|t| t.sink.is_some())
+    }
+
+    /// A receive into a file has all its bytes and its last writes are under way: a
+    /// graceful close waits for them (one still waiting for bytes does not: reading
+    /// stops at a close, so they would never come).
+    pub(crate) fn sink_finishing(&self) -> bool {
+        self.transfers()
+            .and_then(|t| t.sink.as_ref())
+            .is_some_and(|s| s.wanted() == 0 && !s.failed)
     }
 
     /// Files queued or being sent.

@@ -176,6 +176,9 @@ pub enum ReceiveFileError {
     /// The connection is closing.
     #[error("the connection is closing")]
     Closing,
+    /// The file's position plus `len` is past the largest file offset.
+    #[error("the file range ends past the largest file offset")]
+    FileRange,
     /// The file's position could not be read.
     #[error("cannot read the file's position: {0}")]
     Position(#[source] std::io::Error),

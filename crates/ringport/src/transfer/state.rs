@@ -24,11 +24,6 @@ impl Transfers {
         self.next_id += 1;
         id
     }
-
-    /// Nothing under way and nothing to tell: the box may go.
-    pub(crate) fn idle(&self) -> bool {
-        self.sending == 0 && self.sink.is_none() && self.events.is_empty()
-    }
 }
 
 /// The next `total` bytes of the stream, going to a file from `base` on.
@@ -66,6 +61,11 @@ impl Sink {
             failed: false,
             reported: 0,
         }
+    }
+
+    /// Heap bytes it holds: waiting for the disk, and in the write in flight.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.pending.capacity() + self.writing
     }
 
     /// Bytes still to come from the stream.

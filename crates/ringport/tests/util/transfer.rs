@@ -4,6 +4,11 @@
 //! - `SEND <path> <offset> <len>` → `HEAD\n`, the file's bytes, `TAIL\n` (in order);
 //! - `RECV <path> <len>` → the next `len` bytes go to the file (created), then
 //!   `GOT <bytes>\n` (or `FAIL <reason>\n`);
+//! - `RECV2 <path1> <len1> <path2> <len2>`: two receives back to back, the second
+//!   started from the first one's `Received`;
+//! - `RECVX <path> <len>`: a receive and an exact read of 4 bytes asked together (the 4
+//!   bytes after the file come back as `ECHO <bytes>`);
+//! - `ONLY <path> <offset> <len>`: the file alone (then `on_drained`);
 //! - any other line → `ECHO <line>\n`.
 #![allow(dead_code)]
 
@@ -21,6 +26,8 @@ pub struct Log {
     /// The files it is sending, to check when they are let go.
     pub files: Mutex<Vec<Arc<File>>>,
     pub closed: Mutex<Vec<CloseReason>>,
+    /// `RECV2`: the receive to start when the first one ends.
+    pub next: Mutex<Option<String>>,
 }
 
 impl Log {
@@ -71,24 +78,41 @@ impl Handler for FileProto {
                     .expect("send_file");
                 conn.send(b"TAIL\n");
             }
-            ["RECV", path, len] => {
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(!path.starts_with("/dev/"))
-                    .open(path)
-                    .expect("open the file to receive into");
-                conn.receive_to_file(file, len.parse().unwrap())
-                    .expect("receive_to_file");
+            ["RECV", path, len] => receive(conn, path, len),
+            ["RECV2", path, len, then @ ..] => {
+                // The second receive starts from the first one's Received.
+                receive(conn, path, len);
+                *self.log.next.lock().unwrap() = Some(then.join(" "));
+            }
+            ["RECVX", path, len] => {
+                // A receive, then an exact read of what follows it, asked together.
+                receive(conn, path, len);
+                conn.read_exact(4).expect("read_exact");
+            }
+            ["ONLY", path, offset, len] => {
+                // A file with nothing after it: on_drained follows its end.
+                let file = Arc::new(File::open(path).expect("open the file to send"));
+                conn.send_file(file, offset.parse().unwrap(), len.parse().unwrap())
+                    .expect("send_file");
             }
             _ => conn.send(format!("ECHO {text}\n").as_bytes()),
         }
     }
 
+    fn on_drained(&self, _s: &mut (), _conn: &mut Conn) {
+        self.log.push("drained".into());
+    }
+
     fn on_transfer(&self, _s: &mut (), conn: &mut Conn, ev: TransferEvent) {
         self.log.push(describe(&ev));
         match ev {
-            TransferEvent::Received { bytes, .. } => conn.send(format!("GOT {bytes}\n").as_bytes()),
+            TransferEvent::Received { bytes, .. } => {
+                conn.send(format!("GOT {bytes}\n").as_bytes());
+                if let Some(next) = self.log.next.lock().unwrap().take() {
+                    let words: Vec<&str> = next.split(' ').collect();
+                    receive(conn, words[0], words[1]);
+                }
+            }
             TransferEvent::Failed { error, .. } => {
                 conn.send(format!("FAIL {}\n", error.name()).as_bytes())
             }
@@ -100,6 +124,17 @@ impl Handler for FileProto {
         self.log.push(format!("close {}", reason.name()));
         self.log.closed.lock().unwrap().push(reason);
     }
+}
+
+fn receive(conn: &mut Conn, path: &str, len: &str) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(!path.starts_with("/dev/"))
+        .open(path)
+        .expect("open the file to receive into");
+    conn.receive_to_file(file, len.parse().unwrap())
+        .expect("receive_to_file");
 }
 
 /// Start a two-worker file-transfer test server on 127.0.0.1:0.

@@ -132,6 +132,14 @@ impl FileSteps {
                 file.file_ended |= n == 0;
                 ok(0)
             }
+            Leg::Drain if n == 0 => {
+                // Nothing moved out of a pipe holding bytes: its pages were of a file cut
+                // under them (the kernel drops pages that are no longer valid). The rest
+                // is never sent.
+                file.in_pipe = 0;
+                file.file_ended = true;
+                ok(0)
+            }
             Leg::Drain => {
                 let n = n.min(file.in_pipe);
                 file.in_pipe -= n;
@@ -337,6 +345,7 @@ impl PollOpState for PollFileSteps {
             io.disarm(fd, bit);
             return false;
         };
+        block_sigpipe();
         let mut offset = mem.offset as libc::off_t;
         let (file, len) = (mem.file.as_raw_fd(), mem.len as usize);
         let outcome = retry(|| {
@@ -383,4 +392,26 @@ impl PollOpState for PollFileSteps {
     fn reaped(&mut self, batch: &[Completion]) {
         self.steps.note(batch)
     }
+}
+
+thread_local! {
+    static SIGPIPE_BLOCKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `sendfile(2)` has no `MSG_NOSIGNAL`: a peer's reset would raise SIGPIPE, which kills a
+/// host process that does not ignore it. Block it on this (worker) thread, once; the call
+/// then fails with EPIPE like every other send.
+fn block_sigpipe() {
+    if SIGPIPE_BLOCKED.get() {
+        return;
+    }
+    // SAFETY: `set` is a local signal set, initialised by sigemptyset before use;
+    // pthread_sigmask changes only the calling thread's mask and may take a null old set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    SIGPIPE_BLOCKED.set(true);
 }
