@@ -6,7 +6,7 @@
 
 use super::{Call, Op};
 #[cfg(test)]
-use crate::sys::fake::{FakeDriver, FakeOp};
+use crate::sys::fake::FakeDriver;
 use crate::sys::int_map::IntMap;
 use crate::sys::poll::{retry, Outcome, PollCore, PollIo, PollOpState};
 use crate::sys::uring::{UringCore, UringOpState};
