@@ -5,11 +5,9 @@ use crate::defences::DefenceArgs;
 use crate::job_work::{EchoJobs, JobEcho};
 use crate::live_stats::Ticker;
 use anyhow::Context;
-use ringport::metrics::MetricsServer;
 use ringport::{CloseReason, Conn, Handler, Server, ServerBuilder};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Echo handler: `on_data` sends the data back on the same connection.
 pub struct Echo {
@@ -121,19 +119,7 @@ fn serve<H: Handler>(
     if let Some(jobs) = &opts.jobs {
         println!("jobs {} threads, work {}", jobs.threads, jobs.work);
     }
-    let metrics = match opts.metrics {
-        Some(addr) => {
-            // A weak reference: the endpoint never keeps the server from shutting down.
-            let source = Arc::downgrade(&server);
-            let metrics = MetricsServer::start(addr, move || {
-                source.upgrade().map(|s| s.stats()).unwrap_or_default()
-            })
-            .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
-            println!("metrics on {}", metrics.local_addr());
-            Some(metrics)
-        }
-        None => None,
-    };
+    let metrics = crate::serving::start_metrics(&server, opts.metrics)?;
     let ticker = if opts.stats {
         let source = Arc::clone(&server);
         Some(Ticker::start(
@@ -143,25 +129,6 @@ fn serve<H: Handler>(
     } else {
         None
     };
-    let waited = termination.wait();
-    if let Some(ticker) = ticker {
-        ticker.stop();
-    }
-    if let Some(metrics) = metrics {
-        metrics.shutdown();
-    }
-    waited?;
-    println!("shutting down");
-    let server = Arc::try_unwrap(server)
-        .map_err(|_| anyhow::anyhow!("the server is still shared after stopping its users"))?;
-    let report = server.shutdown(Duration::from_secs(5));
-    println!(
-        "shutdown: {} connections open, {} forced, {} undelivered",
-        report.connections,
-        report.forced,
-        ringport::ByteSize(report.undelivered_bytes)
-    );
-    println!("final stats:");
-    print!("{}", crate::live_stats::indented(&report.stats));
+    crate::serving::wait_and_shut_down(server, termination, ticker, metrics)?;
     Ok(())
 }

@@ -11,6 +11,7 @@ mod job_work;
 mod live_stats;
 mod pattern;
 mod report;
+mod serving;
 mod signal;
 mod udp_echo;
 

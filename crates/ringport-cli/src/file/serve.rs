@@ -9,7 +9,6 @@ use crate::file::server::{Counters, FileHandler};
 use crate::live_stats::Ticker;
 use anyhow::Context;
 use ringport::codec::DelimitedCodec;
-use ringport::metrics::MetricsServer;
 use ringport::{ByteSize, Codec, Server, Stats};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -90,18 +89,7 @@ pub fn run(opts: FileServerOptions) -> anyhow::Result<()> {
             (true, Some(max)) => format!("allowed up to {}", ByteSize(max)),
         }
     );
-    let metrics = match opts.metrics {
-        Some(addr) => {
-            let source = Arc::downgrade(&server);
-            let metrics = MetricsServer::start(addr, move || {
-                source.upgrade().map(|s| s.stats()).unwrap_or_default()
-            })
-            .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
-            println!("metrics on {}", metrics.local_addr());
-            Some(metrics)
-        }
-        None => None,
-    };
+    let metrics = crate::serving::start_metrics(&server, opts.metrics)?;
     let ticker = if opts.stats {
         let source = Arc::clone(&server);
         let counters = Arc::clone(&counters);
@@ -119,26 +107,7 @@ pub fn run(opts: FileServerOptions) -> anyhow::Result<()> {
     } else {
         None
     };
-    let waited = termination.wait();
-    if let Some(ticker) = ticker {
-        ticker.stop();
-    }
-    if let Some(metrics) = metrics {
-        metrics.shutdown();
-    }
-    waited?;
-    println!("shutting down");
-    let server = Arc::try_unwrap(server)
-        .map_err(|_| anyhow::anyhow!("the server is still shared after stopping its users"))?;
-    let report = server.shutdown(Duration::from_secs(5));
-    println!(
-        "shutdown: {} connections open, {} forced, {} undelivered",
-        report.connections,
-        report.forced,
-        ByteSize(report.undelivered_bytes)
-    );
-    println!("final stats:");
-    print!("{}", crate::live_stats::indented(&report.stats));
+    let report = crate::serving::wait_and_shut_down(server, termination, ticker, metrics)?;
     println!(
         "files: sent {} ({}), received {} ({}), failed {}",
         report.stats.files_sent,

@@ -19,9 +19,6 @@ pub(crate) struct ConnState<S> {
     pub above_high: bool,
     /// Queued on the worker's dirty list (sends, closes to act on after the batch).
     pub dirty: bool,
-    /// A file send ended: `on_drained` is owed once nothing is left unsent (told after
-    /// the transfer's events).
-    pub drained_owed: bool,
     /// Activity stamps and the timeout watch (only with timeouts configured).
     pub timing: Option<Box<ConnTiming>>,
     /// The queue size last counted in the engine's send budget.
@@ -41,7 +38,6 @@ impl<S> ConnState<S> {
             admitted: false,
             above_high: false,
             dirty: false,
-            drained_owed: false,
             timing: None,
             queued_reported: 0,
             reader: None,

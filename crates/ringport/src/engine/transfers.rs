@@ -113,8 +113,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             if let Some(t) = st.conn.transfers_mut() {
                 t.sending -= u32::from(ended);
                 t.events.push(ev);
+                t.drained_owed |= ended;
             }
-            st.drained_owed |= ended;
         }
         if st.is_open() {
             st.mark_dirty(key, &mut self.dirty);
@@ -233,6 +233,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return false;
         }
         let events = std::mem::take(&mut t.events);
+        let drained_owed = std::mem::take(&mut t.drained_owed);
         let handler = &self.handler;
         for ev in events {
             // One guard per event: a panic closes the connection, the others still go.
@@ -241,7 +242,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let drained = !st.conn.has_unsent()
             && st.is_open()
             && st.conn.close_request() == crate::conn::CloseRequest::None;
-        if drained && std::mem::take(&mut st.drained_owed) {
+        if drained && drained_owed {
             // The last thing queued was a file: it is all with the kernel now.
             with_session(&self.stats, st, |s, conn| handler.on_drained(s, conn));
         }

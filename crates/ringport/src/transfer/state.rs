@@ -16,6 +16,9 @@ pub(crate) struct Transfers {
     pub sink: Option<Sink>,
     /// Events for the handler, delivered after the current callback, in order.
     pub events: Vec<TransferEvent>,
+    /// A file send ended: `on_drained` is owed once nothing is left unsent (told after
+    /// the transfer's events).
+    pub drained_owed: bool,
 }
 
 impl Transfers {
