@@ -244,6 +244,8 @@ fn received_bytes_go_to_the_file_and_the_stream_goes_on_after_them() {
         (stats.files_received, stats.file_bytes_received),
         (1, data.len() as u64)
     );
+    drop(c);
+    transfer::wait_nothing_held(&server);
     server.shutdown(Duration::from_secs(5));
 }
 
@@ -273,6 +275,8 @@ fn a_full_disk_fails_the_receive_and_keeps_the_stream_in_step() {
         .snapshot()
         .iter()
         .any(|l| l.starts_with("failed disk_full 0")));
+    drop(c);
+    transfer::wait_nothing_held(&server);
     server.shutdown(Duration::from_secs(5));
 }
 
@@ -299,6 +303,8 @@ fn a_peer_that_stops_short_fails_the_receive() {
         "{lines:?}"
     );
     assert_eq!(server.stats().transfers_peer_closed, 1);
+    drop(c);
+    transfer::wait_nothing_held(&server);
     server.shutdown(Duration::from_secs(5));
 }
 
@@ -399,6 +405,8 @@ fn two_receives_back_to_back_the_second_asked_from_the_first_ones_end() {
     let got = read_n(&mut c, expect.len());
     assert_eq!(String::from_utf8_lossy(&got), expect);
     assert!(std::fs::read(&pa).unwrap() == a && std::fs::read(&pb).unwrap() == b);
+    drop(c);
+    transfer::wait_nothing_held(&server);
     server.shutdown(Duration::from_secs(5));
 }
 
@@ -418,6 +426,8 @@ fn an_exact_read_asked_with_a_receive_reads_what_follows_the_file() {
     let got = read_n(&mut c, expect.len());
     assert_eq!(String::from_utf8_lossy(&got), expect);
     assert!(std::fs::read(&path).unwrap() == data);
+    drop(c);
+    transfer::wait_nothing_held(&server);
     server.shutdown(Duration::from_secs(5));
 }
 
@@ -447,6 +457,8 @@ fn an_upload_followed_by_the_peers_eof_is_received_before_the_close() {
         "{lines:?}"
     );
     assert!(!lines.iter().any(|l| l.starts_with("failed")), "{lines:?}");
+    drop(c);
+    transfer::wait_nothing_held(&server);
     server.shutdown(Duration::from_secs(5));
 }
 

@@ -182,7 +182,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.io.recycle(id);
         } else if c.result == 0 {
             st.conn.life.read_eof();
+            let held = held_bytes(st);
             Self::sink_cut_short(st, &self.stats);
+            self.frame_held = self.frame_held - held + held_bytes(st);
             if st.is_open() && st.conn.close_request() == CloseRequest::None {
                 if st.conn.jobs_held() || st.conn.sink_mut().is_some() {
                     // Bytes that came before the EOF wait for room under the job cap:
@@ -294,9 +296,6 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         // First, so what its callbacks ask (sends, timers, a close) is acted on below;
         // transfer events before bytes held behind a receive into a file.
-        if let Some(st) = self.conns.get_mut(key) {
-            super::delivery::feed_sink(st);
-        }
         self.pump_sink(key);
         if self.deliver_transfer_events(key) {
             return self.service(key);

@@ -161,13 +161,18 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
     }
 
-    /// After the callbacks: start the next write of a receive into a file, or let a
-    /// finished one go (reporting `Received`).
+    /// After the callbacks: give a receive into a file the bytes the reader holds for it
+    /// (one asked outside `on_data`), start its next write, or let a finished one go
+    /// (reporting `Received`); the frame budget follows what it holds.
     pub(super) fn pump_sink(&mut self, key: ConnKey) {
         let Some(st) = self.conns.get_mut(key) else {
             return;
         };
+        if st.conn.transfers().and_then(|t| t.sink.as_ref()).is_none() {
+            return;
+        }
         let before = held_bytes(st);
+        super::delivery::feed_sink(st);
         self.pump_sink_of(key);
         if let Some(st) = self.conns.get_mut(key) {
             self.frame_held = self.frame_held - before + held_bytes(st);

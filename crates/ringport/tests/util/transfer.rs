@@ -180,3 +180,22 @@ impl Drop for ShmDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Wait until every connection has closed and the server holds no bytes for received
+/// data (frame readers and receives into files: the frame budget's gauge is back to 0).
+pub fn wait_nothing_held(server: &Server<FileProto>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let s = server.stats();
+        if s.open == 0 && s.frame_bytes == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still open {} and holding {} bytes",
+            s.open,
+            s.frame_bytes
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
