@@ -38,6 +38,17 @@ pub(super) fn with_session<S>(
     }
 }
 
+/// The peer's EOF to the handler (`on_eof`); a graceful close it asks for is then the
+/// peer's doing.
+pub(super) fn eof_to_handler<H: Handler>(
+    handler: &H,
+    stats: &WorkerStats,
+    st: &mut ConnState<H::Session>,
+) {
+    with_session(stats, st, |s, conn| handler.on_eof(s, conn));
+    st.conn.life.peer_closed();
+}
+
 /// Run `on_open`: the session it returns, or a close if it panicked.
 pub(super) fn open_session<H: Handler>(
     handler: &H,

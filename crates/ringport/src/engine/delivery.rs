@@ -26,7 +26,7 @@ fn deliver<H: Handler>(
         return;
     };
     let conn = &mut st.conn;
-    if conn.sink_mut().is_some() {
+    if conn.sink().is_some() {
         // A receive into a file: its bytes go to the file (those the reader held first);
         // those behind them wait for its end (reading pauses too).
         feed_sink(st);
@@ -87,7 +87,7 @@ fn deliver<H: Handler>(
                 conn.set_jobs_held(true);
                 return Next::Hold;
             }
-            if conn.sink_mut().is_some() {
+            if conn.sink().is_some() {
                 // A receive into a file began: the rest goes to it (below).
                 conn.set_jobs_held(true);
                 return Next::Hold;
@@ -114,11 +114,9 @@ fn deliver<H: Handler>(
             conn.fail(CloseReason::from_frame_error(e));
             return;
         }
-        if let Some(sink) = conn.sink_mut() {
+        if conn.sink().is_some() {
             // The bytes behind the frame that asked for it are the file's first.
-            let wanted = sink.wanted().min(usize::MAX as u64) as usize;
-            reader.take_held(wanted, |bytes| sink.take(bytes));
-            return;
+            return feed_sink(st);
         }
         if !conn.codec_changed() || conn.close_request() != CloseRequest::None {
             return;
@@ -175,11 +173,7 @@ pub(super) fn stamp_partial<S>(st: &mut ConnState<S>, now: u64) {
 /// received frame, bytes waiting for room) and a receive into a file's (bytes waiting for
 /// the disk and the write in flight). All of it counts in the worker's frame budget.
 pub(super) fn held_bytes<S>(st: &ConnState<S>) -> usize {
-    let sink = st
-        .conn
-        .transfers()
-        .and_then(|t| t.sink.as_ref())
-        .map_or(0, |s| s.held_bytes());
+    let sink = st.conn.sink().map_or(0, |s| s.held_bytes());
     st.reader.as_ref().map_or(0, |r| r.held_bytes()) + sink
 }
 

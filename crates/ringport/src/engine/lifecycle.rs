@@ -7,7 +7,9 @@
 //! fd's close get submitted, and only that close's completion frees the slot (and only
 //! with an empty ledger: [`Worker::free`]).
 
-use super::callbacks::{open_session, report_close, report_connect_failed, with_session};
+use super::callbacks::{
+    eof_to_handler, open_session, report_close, report_connect_failed, with_session,
+};
 use super::conn_state::ConnState;
 use super::delivery::{deliver_within_budget, held_bytes, stamp_partial};
 use super::worker::Worker;
@@ -186,7 +188,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Self::sink_cut_short(st, &self.stats);
             self.frame_held = self.frame_held - held + held_bytes(st);
             if st.is_open() && st.conn.close_request() == CloseRequest::None {
-                if st.conn.jobs_held() || st.conn.sink_mut().is_some() {
+                if st.conn.jobs_held() || st.conn.sink().is_some() {
                     // Bytes that came before the EOF wait for room under the job cap:
                     // the handler hears of the EOF after them (`deliver_buffered`).
                     st.conn.set_eof_held(true);
@@ -331,11 +333,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             has_unsent: st.conn.has_unsent(),
             pause_reading: (pause_reading && st.above_high)
                 || st.conn.jobs_full()
-                || st
-                    .conn
-                    .transfers()
-                    .and_then(|t| t.sink.as_ref())
-                    .is_some_and(|s| s.backlogged()),
+                || st.conn.sink().is_some_and(|s| s.backlogged()),
             jobs_pending: st.conn.jobs_outstanding() > 0 || st.conn.sink_finishing(),
         };
         let mut actions = st.conn.life.plan(wants);
@@ -391,7 +389,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             );
             stamp_partial(st, now);
         }
-        if !st.conn.eof_held() || st.conn.jobs_held() || st.conn.sink_mut().is_some() {
+        if !st.conn.eof_held() || st.conn.jobs_held() || st.conn.sink().is_some() {
             return deliver;
         }
         // Everything received before the peer's EOF is delivered: now the EOF.
@@ -545,19 +543,7 @@ fn start_op<D: Driver, S>(io: &mut D, key: ConnKey, kind: OpKind, st: &mut ConnS
         OpKind::Recv if st.conn.jobs_outstanding() > 0 => io.start(op::RecvOnce { fd }, name),
         OpKind::Recv => io.start(op::RecvMulti { fd }, name),
         OpKind::Send if st.conn.out.front_file().is_some() => {
-            let file = st.conn.out.front_file().expect("checked");
-            let step = op::SendFileStep {
-                key: key.slot,
-                fd,
-                file,
-            };
-            if let Err(e) = io.start(step, name) {
-                tracing::warn!(conn = %st.conn.id(), error = %e, "cannot start a file send");
-                st.conn
-                    .fail(CloseReason::Io(e.raw_os_error().unwrap_or(libc::EIO)));
-                return false;
-            }
-            st.conn.set_file_step(true);
+            return super::transfers::start_file_step(io, key, st);
         }
         OpKind::Send => {
             let out = &mut st.conn.out;
@@ -611,11 +597,4 @@ pub(super) fn own_completion<'a, S>(
         *inflight -= 1;
     }
     Some(st)
-}
-
-/// The peer's EOF to the handler (`on_eof`); a graceful close it asks for is then the
-/// peer's doing.
-fn eof_to_handler<H: Handler>(handler: &H, stats: &WorkerStats, st: &mut ConnState<H::Session>) {
-    with_session(stats, st, |s, conn| handler.on_eof(s, conn));
-    st.conn.life.peer_closed();
 }

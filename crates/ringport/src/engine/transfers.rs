@@ -26,6 +26,33 @@ pub(super) fn count_failure(stats: &WorkerStats, error: &TransferError) {
     bump(by_reason, 1);
 }
 
+/// Start the next step of the file at the front of connection `st`'s queue as its send
+/// (the ledger has recorded it). False if it could not start (no pipe): the connection
+/// is then asked to close with the error.
+pub(super) fn start_file_step<D: Driver, S>(
+    io: &mut D,
+    key: ConnKey,
+    st: &mut super::conn_state::ConnState<S>,
+) -> bool {
+    let (fd, name) = (st.conn.fd, key.name(OpKind::Send));
+    let Some(file) = st.conn.out.front_file() else {
+        return false;
+    };
+    let step = op::SendFileStep {
+        key: key.slot,
+        fd,
+        file,
+    };
+    if let Err(e) = io.start(step, name) {
+        tracing::warn!(conn = %st.conn.id(), error = %e, "cannot start a file send");
+        st.conn
+            .fail(CloseReason::Io(e.raw_os_error().unwrap_or(libc::EIO)));
+        return false;
+    }
+    st.conn.set_file_step(true);
+    true
+}
+
 impl<H: Handler, D: Driver> Worker<H, D> {
     /// A step of the file at the front of the connection's queue completed (its send
     /// op): move the file along, and report its progress, end or failure.
@@ -168,7 +195,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let Some(st) = self.conns.get_mut(key) else {
             return;
         };
-        if st.conn.transfers().and_then(|t| t.sink.as_ref()).is_none() {
+        if st.conn.sink().is_none() {
             return;
         }
         let before = held_bytes(st);

@@ -137,14 +137,12 @@ impl Outbound {
     #[allow(clippy::vec_box)] // the boxes are the queue's own, moved out whole
     pub(crate) fn take_files(&mut self) -> Vec<Box<FileSend>> {
         let mut files = Vec::new();
-        self.chunks.retain_mut(|c| match c {
-            Chunk::File(f) => {
-                let empty = FileSend::new(f.id, f.file.clone(), 0, 0);
-                files.push(std::mem::replace(f, Box::new(empty)));
-                false
+        for c in std::mem::take(&mut self.chunks) {
+            match c {
+                Chunk::File(f) => files.push(f),
+                bytes => self.chunks.push_back(bytes),
             }
-            _ => true,
-        });
+        }
         files
     }
 

@@ -65,7 +65,7 @@ impl Conn {
         if self.life.read_is_eof() {
             return Err(ReceiveFileError::PeerClosed);
         }
-        if self.exact_pending() || self.transfers().is_some_and(|t| t.sink.is_some()) {
+        if self.exact_pending() || self.sink().is_some() {
             return Err(ReceiveFileError::Busy);
         }
         let base = file.stream_position().map_err(ReceiveFileError::Position)?;
@@ -108,6 +108,11 @@ impl Conn {
     }
 
     /// The receive into a file under way, if any.
+    pub(crate) fn sink(&self) -> Option<&Sink> {
+        self.transfers()?.sink.as_ref()
+    }
+
+    /// The same, to change.
     pub(crate) fn sink_mut(&mut self) -> Option<&mut Sink> {
         self.transfers_mut()?.sink.as_mut()
     }
@@ -116,16 +121,14 @@ impl Conn {
     /// or a receive into a file is under way (its bytes go to the file; those behind it
     /// wait for its end).
     pub(crate) fn delivery_blocked(&self) -> bool {
-        self.jobs_full() || self.transfers().is_some_and(|t| t.sink.is_some())
+        self.jobs_full() || self.sink().is_some()
     }
 
     /// A receive into a file has all its bytes and its last writes are under way: a
     /// graceful close waits for them (one still waiting for bytes does not: reading
     /// stops at a close, so they would never come).
     pub(crate) fn sink_finishing(&self) -> bool {
-        self.transfers()
-            .and_then(|t| t.sink.as_ref())
-            .is_some_and(|s| s.wanted() == 0 && !s.failed)
+        self.sink().is_some_and(|s| s.wanted() == 0 && !s.failed)
     }
 
     /// Files queued or being sent.
